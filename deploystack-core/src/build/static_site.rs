@@ -1,0 +1,32 @@
+//! The static strategy: the upload already is the site, so publish it as it is.
+
+use async_trait::async_trait;
+
+use super::{BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree};
+
+/// Publishes the source tree unchanged. It matches every tree, so the registry asks it last.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StaticStrategy;
+
+#[async_trait]
+impl BuildStrategy for StaticStrategy {
+    fn name(&self) -> &str {
+        "static"
+    }
+
+    async fn detect(&self, _source: &SourceTree) -> Result<Option<Detection>, BuildError> {
+        Ok(Some(Detection {
+            strategy: self.name().to_owned(),
+            reason: "publishing the uploaded files as they are".to_owned(),
+        }))
+    }
+
+    async fn build(&self, ctx: &BuildContext) -> Result<BuildOutput, BuildError> {
+        if ctx.cancel.is_cancelled() {
+            return Err(BuildError::Canceled);
+        }
+        Ok(BuildOutput {
+            dir: ctx.source.root().to_path_buf(),
+        })
+    }
+}

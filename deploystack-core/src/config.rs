@@ -1,0 +1,341 @@
+//! Settings: defaults, then an optional TOML file, then `DEPLOYSTACK_*` environment variables,
+//! then command-line flags (the binaries apply those last).
+//!
+//! Durations are whole seconds and sizes whole bytes, so every setting has one obvious
+//! spelling in TOML, in the environment and on the command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::services::archive::ArchiveLimits;
+
+/// A setting that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML for these settings.
+    #[error("invalid configuration file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong kind.
+    #[error("invalid value {value:?} for {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        message: String,
+    },
+    /// A URL names an engine that does not exist, or one this build does not include.
+    #[error("{0}")]
+    Engine(String),
+}
+
+/// Every setting of DeployStack. See `docs/configuration.md` for the full table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds (`DEPLOYSTACK_LISTEN`); port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the embedded defaults keep their data (`DEPLOYSTACK_DATA_DIR`): the SQLite file
+    /// and the storage directory.
+    pub data_dir: PathBuf,
+    /// Repository URL (`DEPLOYSTACK_DATABASE_URL`); default `sqlite://<data_dir>/deploystack.db`.
+    pub database_url: Option<String>,
+    /// Queue URL (`DEPLOYSTACK_QUEUE_URL`); default `memory://`.
+    pub queue_url: Option<String>,
+    /// Storage URL (`DEPLOYSTACK_STORAGE_URL`); default `file://<data_dir>/storage`.
+    pub storage_url: Option<String>,
+    /// Base of the URLs the API returns (`DEPLOYSTACK_PUBLIC_URL`); default
+    /// `http://<bound address>`.
+    pub public_url: Option<String>,
+    /// Largest accepted upload body in bytes (`DEPLOYSTACK_MAX_UPLOAD_BYTES`).
+    pub max_upload_bytes: u64,
+    /// Most entries an archive may hold (`DEPLOYSTACK_ARCHIVE_MAX_ENTRIES`).
+    pub archive_max_entries: usize,
+    /// Most bytes an archive may unpack to (`DEPLOYSTACK_ARCHIVE_MAX_TOTAL_BYTES`).
+    pub archive_max_total_bytes: u64,
+    /// Most bytes one archive entry may unpack to (`DEPLOYSTACK_ARCHIVE_MAX_FILE_BYTES`).
+    pub archive_max_file_bytes: u64,
+    /// Highest compression ratio allowed for large entries (`DEPLOYSTACK_ARCHIVE_MAX_RATIO`).
+    pub archive_max_ratio: u64,
+    /// Build workers the server runs in-process (`DEPLOYSTACK_EMBEDDED_WORKERS`); default 2
+    /// with the in-memory queue, 0 with a shared queue.
+    pub embedded_workers: Option<usize>,
+    /// How long a worker's claim lasts without a heartbeat (`DEPLOYSTACK_LEASE_SECS`).
+    pub lease_secs: u64,
+    /// Deliveries after which a job is dead-lettered (`DEPLOYSTACK_MAX_DELIVERIES`).
+    pub max_deliveries: u32,
+    /// Longest a build may run (`DEPLOYSTACK_BUILD_TIMEOUT_SECS`).
+    pub build_timeout_secs: u64,
+    /// How long shutdown waits for running builds before giving them back to the queue
+    /// (`DEPLOYSTACK_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace_secs: u64,
+    /// How long an unreferenced blob is kept before it is deleted
+    /// (`DEPLOYSTACK_BLOB_GRACE_SECS`). Builds reuse stored blobs; the grace period makes sure
+    /// a blob a build just decided to reuse is not collected under it.
+    pub blob_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let archive = ArchiveLimits::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            queue_url: None,
+            storage_url: None,
+            public_url: None,
+            max_upload_bytes: 256 * 1024 * 1024,
+            archive_max_entries: archive.max_entries,
+            archive_max_total_bytes: archive.max_total_bytes,
+            archive_max_file_bytes: archive.max_file_bytes,
+            archive_max_ratio: archive.max_ratio,
+            embedded_workers: None,
+            lease_secs: 30,
+            max_deliveries: 5,
+            build_timeout_secs: 900,
+            shutdown_grace_secs: 30,
+            blob_grace_secs: 300,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overridden by `file` (if any), overridden by `DEPLOYSTACK_*` variables of
+    /// this process.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Defaults overridden by a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|err| ConfigError::File {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })
+    }
+
+    /// Override settings from environment variables, read through `get` (so tests need not
+    /// touch the real environment).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+            slot: &mut T,
+        ) -> Result<(), ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            if let Some(value) = get(name).filter(|v| !v.is_empty()) {
+                *slot = value.parse().map_err(|err: T::Err| ConfigError::Env {
+                    name,
+                    message: err.to_string(),
+                    value,
+                })?;
+            }
+            Ok(())
+        }
+        fn optional(
+            get: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+            slot: &mut Option<String>,
+        ) {
+            if let Some(value) = get(name).filter(|v| !v.is_empty()) {
+                *slot = Some(value);
+            }
+        }
+        parse(&get, "DEPLOYSTACK_LISTEN", &mut self.listen)?;
+        parse(&get, "DEPLOYSTACK_DATA_DIR", &mut self.data_dir)?;
+        optional(&get, "DEPLOYSTACK_DATABASE_URL", &mut self.database_url);
+        optional(&get, "DEPLOYSTACK_QUEUE_URL", &mut self.queue_url);
+        optional(&get, "DEPLOYSTACK_STORAGE_URL", &mut self.storage_url);
+        optional(&get, "DEPLOYSTACK_PUBLIC_URL", &mut self.public_url);
+        parse(
+            &get,
+            "DEPLOYSTACK_MAX_UPLOAD_BYTES",
+            &mut self.max_upload_bytes,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_ARCHIVE_MAX_ENTRIES",
+            &mut self.archive_max_entries,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_ARCHIVE_MAX_TOTAL_BYTES",
+            &mut self.archive_max_total_bytes,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_ARCHIVE_MAX_FILE_BYTES",
+            &mut self.archive_max_file_bytes,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_ARCHIVE_MAX_RATIO",
+            &mut self.archive_max_ratio,
+        )?;
+        if get("DEPLOYSTACK_EMBEDDED_WORKERS").is_some_and(|v| !v.is_empty()) {
+            let mut workers = 0usize;
+            parse(&get, "DEPLOYSTACK_EMBEDDED_WORKERS", &mut workers)?;
+            self.embedded_workers = Some(workers);
+        }
+        parse(&get, "DEPLOYSTACK_LEASE_SECS", &mut self.lease_secs)?;
+        parse(&get, "DEPLOYSTACK_MAX_DELIVERIES", &mut self.max_deliveries)?;
+        parse(
+            &get,
+            "DEPLOYSTACK_BUILD_TIMEOUT_SECS",
+            &mut self.build_timeout_secs,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_SHUTDOWN_GRACE_SECS",
+            &mut self.shutdown_grace_secs,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_BLOB_GRACE_SECS",
+            &mut self.blob_grace_secs,
+        )?;
+        Ok(())
+    }
+
+    /// The repository URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("deploystack.db").display()
+            )
+        })
+    }
+
+    /// The queue URL in effect.
+    pub fn queue_url(&self) -> String {
+        self.queue_url
+            .clone()
+            .unwrap_or_else(|| "memory://".to_owned())
+    }
+
+    /// The storage URL in effect.
+    pub fn storage_url(&self) -> String {
+        self.storage_url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("storage").display()))
+    }
+
+    /// The archive limits in effect.
+    pub fn archive_limits(&self) -> ArchiveLimits {
+        ArchiveLimits {
+            max_entries: self.archive_max_entries,
+            max_total_bytes: self.archive_max_total_bytes,
+            max_file_bytes: self.archive_max_file_bytes,
+            max_ratio: self.archive_max_ratio,
+        }
+    }
+
+    /// The worker lease.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// The build timeout.
+    pub fn build_timeout(&self) -> Duration {
+        Duration::from_secs(self.build_timeout_secs.max(1))
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// The blob grace period.
+    pub fn blob_grace(&self) -> Duration {
+        Duration::from_secs(self.blob_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_match_the_embedded_shape() {
+        let config = Config::default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.queue_url(), "memory://");
+        assert!(config.database_url().starts_with("sqlite://"));
+        assert!(config.database_url().ends_with("deploystack.db"));
+        assert!(config.storage_url().starts_with("file://"));
+    }
+
+    #[test]
+    fn environment_overrides_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deploystack.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nlease_secs = 7\n").unwrap();
+        let mut config = Config::from_file(&path).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        config
+            .apply_env(env(&[
+                ("DEPLOYSTACK_LISTEN", "127.0.0.1:0"),
+                ("DEPLOYSTACK_EMBEDDED_WORKERS", "3"),
+                ("DEPLOYSTACK_QUEUE_URL", "memory://"),
+            ]))
+            .unwrap();
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.lease_secs, 7);
+        assert_eq!(config.embedded_workers, Some(3));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_or_the_line() {
+        let err = Config::default()
+            .apply_env(env(&[("DEPLOYSTACK_LEASE_SECS", "soon")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("DEPLOYSTACK_LEASE_SECS"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listen = \"x\"\nnot_a_setting = 1\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err();
+        assert!(err.to_string().contains("bad.toml"), "{err}");
+    }
+}

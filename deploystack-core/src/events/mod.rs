@@ -1,0 +1,147 @@
+//! The `EventSink` port: domain events for logs, live updates and (later) webhooks.
+//!
+//! # Contract
+//! - `emit` must not block the pipeline: sinks buffer or drop, never wait on a slow consumer.
+//! - Delivery is best effort: an event sink failing never fails a deployment. Callers log the
+//!   error and go on. The repository, not the event stream, is the record of what happened.
+//!
+//! Adapters: [`TracingEventSink`] (structured log lines), [`BroadcastEventSink`] (in-process
+//! subscribers, for live updates), and [`FanoutEventSink`] to send to several.
+
+mod broadcast;
+mod tracing_sink;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::model::{DeploymentId, DeploymentStatus};
+
+pub use broadcast::BroadcastEventSink;
+pub use tracing_sink::TracingEventSink;
+
+/// What can go wrong emitting an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The sink cannot take events now.
+    #[error("event sink unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Something that happened to a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type")]
+#[non_exhaustive]
+pub enum Event {
+    /// An upload was accepted and queued.
+    DeploymentCreated {
+        /// The deployment.
+        deployment_id: DeploymentId,
+    },
+    /// A worker claimed the deployment and started building.
+    BuildStarted {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// The attempt (fencing token).
+        attempt: i64,
+        /// The strategy chosen.
+        strategy: String,
+    },
+    /// The build finished and its files were published.
+    BuildCompleted {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// The attempt.
+        attempt: i64,
+        /// Wall-clock time of the build, in milliseconds.
+        duration_ms: u64,
+        /// Files published.
+        files: u64,
+        /// Bytes published.
+        bytes: u64,
+        /// Blobs that had to be uploaded (the rest were already stored).
+        new_blobs: u64,
+    },
+    /// The build failed for good.
+    BuildFailed {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// The attempt.
+        attempt: i64,
+        /// Wall-clock time until the failure, in milliseconds.
+        duration_ms: u64,
+        /// Stable error code.
+        code: String,
+        /// Error message.
+        message: String,
+    },
+    /// The deployment is live.
+    DeploymentReady {
+        /// The deployment.
+        deployment_id: DeploymentId,
+    },
+    /// The deployment was deleted.
+    DeploymentDeleted {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// Its status when it was deleted.
+        previous_status: DeploymentStatus,
+    },
+}
+
+impl Event {
+    /// The deployment the event is about.
+    pub fn deployment_id(&self) -> DeploymentId {
+        match self {
+            Event::DeploymentCreated { deployment_id }
+            | Event::BuildStarted { deployment_id, .. }
+            | Event::BuildCompleted { deployment_id, .. }
+            | Event::BuildFailed { deployment_id, .. }
+            | Event::DeploymentReady { deployment_id }
+            | Event::DeploymentDeleted { deployment_id, .. } => *deployment_id,
+        }
+    }
+}
+
+/// Receives domain events. See the module docs for the contract.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Take one event without blocking on consumers.
+    async fn emit(&self, event: &Event) -> Result<(), EventError>;
+}
+
+/// Sends every event to each of several sinks; one failing sink does not stop the others.
+#[derive(Clone, Default)]
+pub struct FanoutEventSink {
+    sinks: Vec<Arc<dyn EventSink>>,
+}
+
+impl FanoutEventSink {
+    /// A fan-out to `sinks`.
+    pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> Self {
+        Self { sinks }
+    }
+}
+
+#[async_trait]
+impl EventSink for FanoutEventSink {
+    async fn emit(&self, event: &Event) -> Result<(), EventError> {
+        let mut first_error = None;
+        for sink in &self.sinks {
+            if let Err(err) = sink.emit(event).await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Emit `event` and log a failure instead of returning it: events never fail a flow.
+pub async fn emit_best_effort(sink: &dyn EventSink, event: Event) {
+    if let Err(err) = sink.emit(&event).await {
+        tracing::warn!(error = %err, ?event, "could not emit event");
+    }
+}

@@ -1,0 +1,46 @@
+//! # deploystack-core
+//!
+//! The library behind DeployStack, a self-hostable deployment platform: upload a site, it is
+//! built, stored immutably and served at its own URL. The HTTP server and the worker are thin
+//! binaries over this crate; you can embed it, plug in your own build strategy or storage, and
+//! unit-test against mocked ports.
+//!
+//! ## Layout
+//! - [`model`]: plain data — deployments, files, ids.
+//! - Ports, one folder each (`mod.rs` holds the trait, its error and contract; one file per
+//!   adapter): [`repository`] (source of truth), [`storage`] (blobs and sources), [`queue`]
+//!   (job delivery with leases), [`build`] (build strategies and their registry), [`events`]
+//!   (domain events).
+//! - [`services`]: the flows that tie ports together — ingest, the build pipeline, serving
+//!   resolution, garbage collection — and [`Services`], the one place that picks adapters.
+//! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.
+//! - [`testing`] (feature `testing`): the conformance suites every adapter must pass.
+//!
+//! ## Feature flags
+//! - `mock`: mockall mocks of every port (`MockRepository`, `MockStorage`, `MockQueue`,
+//!   `MockBuildStrategy`, `MockEventSink`).
+//! - `testing`: the conformance suites.
+//!
+//! ## Why ports and adapters?
+//! The same flows run in one process on SQLite, a local directory and an in-memory queue, or
+//! across many nodes on shared engines. Keeping each dependency behind a small trait makes the
+//! switch a matter of configuration, and lets the flows be tested against mocks.
+//!
+//! ## Why is the repository the source of truth?
+//! Queues lose messages and deliver some twice. Every build claims its deployment in the
+//! repository with a compare-and-set that bumps an attempt number, and only the holder of the
+//! current attempt may publish, so a duplicate or zombie delivery publishes nothing.
+
+pub mod build;
+pub mod config;
+pub mod events;
+pub mod model;
+pub mod queue;
+pub mod repository;
+pub mod services;
+pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::Config;
+pub use services::Services;

@@ -1,0 +1,108 @@
+//! Published files and the content-addressed blobs behind them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A sha256 digest. Blobs are stored under it, and it is the strong `ETag` of every file with
+/// that content: same bytes, same hash, stored once.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContentHash([u8; 32]);
+
+impl ContentHash {
+    /// Wraps a finished digest.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The sha256 of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        use sha2::Digest;
+        Self(sha2::Sha256::digest(data).into())
+    }
+
+    /// The storage key of the blob with this content: `blobs/ab/abcdef…`. The two-character
+    /// fan-out keeps directories small on local disks.
+    pub fn blob_key(&self) -> String {
+        let hex = self.to_string();
+        format!("blobs/{}/{hex}", &hex[..2])
+    }
+}
+
+impl FromStr for ContentHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut bytes = [0u8; 32];
+        if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(format!("{s:?} is not a lowercase hex sha256"));
+        }
+        hex::decode_to_slice(s, &mut bytes).map_err(|e| format!("{s:?} is not hex: {e}"))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentHash({self})")
+    }
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One file of a published deployment: the manifest entry the server resolves requests
+/// against. Paths are never joined onto a filesystem path; they are looked up here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Normalized relative path, `/`-separated, no leading slash (`css/site.css`).
+    pub path: String,
+    /// Content hash: the blob key and the `ETag`.
+    pub sha256: ContentHash,
+    /// Size in bytes.
+    pub size: u64,
+    /// `Content-Type` to serve it with, decided at build time.
+    pub content_type: String,
+}
+
+/// A blob the pipeline is about to reference, with its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRef {
+    /// Its content hash.
+    pub sha256: ContentHash,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_keys_fan_out_by_the_first_two_hex_digits() {
+        let hash = ContentHash::of(b"hello");
+        let key = hash.blob_key();
+        assert_eq!(
+            key,
+            "blobs/2c/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(key[9..].parse::<ContentHash>(), Ok(hash));
+    }
+}

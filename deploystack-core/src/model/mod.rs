@@ -1,0 +1,15 @@
+//! The domain model: plain data that every port speaks.
+//!
+//! Nothing here does I/O. Types are small, `Clone`, serde-serializable and validated at
+//! construction, so an adapter never has to re-check what a value means.
+
+mod deployment;
+mod file;
+mod ids;
+
+pub use deployment::{
+    Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
+    PageRequest, Target,
+};
+pub use file::{BlobRef, ContentHash, FileEntry};
+pub use ids::{DeploymentId, InvalidId, ProjectName};

@@ -1,0 +1,180 @@
+//! The `Repository` port: the source of truth for deployments, builds, logs, files and blobs.
+//!
+//! # Contract
+//! - Every method is atomic: it either happens entirely or not at all.
+//! - `claim_deployment` is a compare-and-set that bumps `attempt`; the returned attempt is a
+//!   fencing token. `renew_lease`, `release_claim`, `publish` and `fail_deployment` only act
+//!   when the token is still the current one, so a stale or zombie worker changes nothing.
+//! - `publish` writes the whole file manifest and flips the status to `READY` in one
+//!   transaction: a deployment is never visible half-published.
+//! - Timestamps are the repository's own clock, so every node agrees on lease expiry.
+//!
+//! Adapters: [`SqliteRepository`] (default, always compiled). Postgres follows with the
+//! `postgres` feature. Every adapter passes `crate::testing::repository::run_all`.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::model::{
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, FileEntry, LogLine,
+    NewDeployment, Page, PageRequest,
+};
+
+pub use sqlite::SqliteRepository;
+
+/// What can go wrong talking to the repository, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError {
+    /// The thing asked for does not exist (or was deleted, for operations on live rows).
+    #[error("not found")]
+    NotFound,
+    /// The row exists but is not in a state that allows this (e.g. the id is taken, or the
+    /// deployment is not `BUILDING` any more).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller's fencing token is no longer the current attempt: another worker took over
+    /// or the deployment was deleted. The caller must stop and publish nothing.
+    #[error("the lease on this deployment was lost")]
+    LeaseLost,
+    /// A blob is being garbage-collected right now; retry the build a little later.
+    #[error("blob {0} is being garbage-collected")]
+    BlobBusy(ContentHash),
+    /// The database could not be reached or failed; worth retrying.
+    #[error("repository unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be understood (a bug or a manual edit).
+    #[error("corrupt data in repository: {0}")]
+    Corrupt(String),
+}
+
+/// A successful claim: the caller now holds `attempt` until `lease_expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The deployment as it is after the claim (status `BUILDING`).
+    pub deployment: Deployment,
+    /// The fencing token to pass to every later call.
+    pub attempt: i64,
+}
+
+/// The build summary a successful publish records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedBuild {
+    /// Name of the strategy that built it (`static`, …).
+    pub strategy: String,
+    /// The file manifest.
+    pub files: Vec<FileEntry>,
+}
+
+/// The source of truth. See the module docs for the contract.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Repository: Send + Sync + 'static {
+    /// Insert a new `QUEUED` deployment. `Conflict` if the id exists.
+    async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError>;
+
+    /// One deployment, deleted ones included (check `deleted_at`). `NotFound` if unknown.
+    async fn get_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError>;
+
+    /// Live (not deleted) deployments, newest first.
+    async fn list_deployments(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Page<Deployment>, RepositoryError>;
+
+    /// Compare-and-set: if the deployment is `QUEUED`, or `BUILDING` with an expired lease,
+    /// and not deleted, make it `BUILDING` under `worker`, bump `attempt`, set the lease and
+    /// record a build row for the new attempt. `None` when there is nothing to claim (a
+    /// duplicate or stale delivery, a final or deleted deployment, a live lease elsewhere).
+    async fn claim_deployment(
+        &self,
+        id: &DeploymentId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claim>, RepositoryError>;
+
+    /// Extend the lease of `attempt`. `LeaseLost` if it is no longer the current attempt or
+    /// the deployment left `BUILDING`.
+    async fn renew_lease(
+        &self,
+        id: &DeploymentId,
+        attempt: i64,
+        lease: Duration,
+    ) -> Result<(), RepositoryError>;
+
+    /// Give the claim back: `BUILDING` → `QUEUED`, lease cleared, so the next delivery can
+    /// claim it at once (used on shutdown). `LeaseLost` if `attempt` is stale.
+    async fn release_claim(&self, id: &DeploymentId, attempt: i64) -> Result<(), RepositoryError>;
+
+    /// In one transaction fenced by `attempt`: write the manifest, the counts, finish the
+    /// build row and set `READY`. `LeaseLost` if `attempt` is stale or the deployment is no
+    /// longer `BUILDING` (deleted, canceled), in which case nothing is written.
+    async fn publish(
+        &self,
+        id: &DeploymentId,
+        attempt: i64,
+        build: &PublishedBuild,
+    ) -> Result<Deployment, RepositoryError>;
+
+    /// Fenced by `attempt`: set `ERROR` with `error` and finish the build row.
+    async fn fail_deployment(
+        &self,
+        id: &DeploymentId,
+        attempt: i64,
+        error: &DeploymentError,
+    ) -> Result<Deployment, RepositoryError>;
+
+    /// Mark deleted (queued or building ones become `CANCELED`) and drop its file manifest,
+    /// so it stops being served at once. Idempotent; returns the deployment as it now is.
+    async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError>;
+
+    /// Append lines to the build log of `id`.
+    async fn append_log(&self, id: &DeploymentId, lines: &[LogLine])
+    -> Result<(), RepositoryError>;
+
+    /// The whole build log of `id`, every attempt, in order.
+    async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError>;
+
+    /// The manifest entry for `path` of a deployment, if there is one.
+    async fn find_file(
+        &self,
+        id: &DeploymentId,
+        path: &str,
+    ) -> Result<Option<FileEntry>, RepositoryError>;
+
+    /// The whole manifest of a deployment, ordered by path.
+    async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError>;
+
+    /// Record that these blobs are about to be referenced (insert or refresh their
+    /// `last_used_at`). Call it before checking storage for them: the garbage collector spares
+    /// blobs used within its grace period. `BlobBusy` if one is being collected right now.
+    async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError>;
+
+    /// Claim up to `limit` blobs for collection: no file references them and they were last
+    /// used before `unused_since`. They are marked so `touch_blobs` refuses them until
+    /// `forget_blobs` removes the rows (after the caller deleted the objects). Claims older
+    /// than `unused_since` are handed out again, so a crashed collector is retried.
+    async fn claim_unreferenced_blobs(
+        &self,
+        unused_since: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<ContentHash>, RepositoryError>;
+
+    /// Remove the rows of blobs claimed by `claim_unreferenced_blobs`.
+    async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError>;
+
+    /// Deployments stuck in `QUEUED` since before `older_than`, or `BUILDING` with an expired
+    /// lease: what a reconciler re-enqueues so nothing accepted is lost.
+    async fn stalled_deployments(
+        &self,
+        older_than: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<DeploymentId>, RepositoryError>;
+
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> Result<(), RepositoryError>;
+}

@@ -1,0 +1,129 @@
+//! The `Storage` port: immutable objects by key — uploaded sources and content-addressed blobs.
+//!
+//! # Contract
+//! - A `put` is atomic: readers see the whole object or none of it.
+//! - Keys are `/`-separated relative paths (`blobs/ab/ab…`, `sources/<id>.zip`).
+//! - `get` streams; nothing forces an object into memory. `get_range` reads a slice.
+//! - `delete` of a missing key succeeds (idempotent), so cleanup can be retried safely.
+//! - Objects are immutable in practice: blobs are content-addressed, so writing one twice
+//!   writes the same bytes.
+//!
+//! Adapters: [`ObjectStoreStorage`] over `object_store`, with a local directory (`file://`)
+//! or memory (`memory://`) backend; S3 follows behind the `s3` feature. Every adapter passes
+//! `crate::testing::storage::run_all`.
+
+mod object_store;
+
+use std::ops::Range;
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::io::AsyncWriteExt;
+
+pub use self::object_store::ObjectStoreStorage;
+
+/// A stream of an object's bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
+
+/// What can go wrong with storage, in terms a caller can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// No object under this key.
+    #[error("object {0:?} not found")]
+    NotFound(String),
+    /// The key is not a valid storage key.
+    #[error("invalid storage key {0:?}")]
+    InvalidKey(String),
+    /// A range outside the object.
+    #[error("range {start}..{end} is outside object {key:?}")]
+    InvalidRange {
+        /// The key read.
+        key: String,
+        /// Requested start.
+        start: u64,
+        /// Requested end (exclusive).
+        end: u64,
+    },
+    /// The backend failed or cannot be reached; worth retrying.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A local file could not be read or written.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What `head` and `list` say about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An object being read: its size, then its bytes.
+pub struct ObjectStream {
+    /// Total size in bytes.
+    pub size: u64,
+    /// The bytes, in order.
+    pub stream: ByteStream,
+}
+
+impl std::fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Immutable objects by key. See the module docs for the contract.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Store `data` under `key`, replacing what was there.
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError>;
+
+    /// Store the contents of a local file under `key`, streaming it; returns the size.
+    async fn put_file(&self, key: &str, path: &Path) -> Result<u64, StorageError>;
+
+    /// Stream the object under `key`.
+    async fn get(&self, key: &str) -> Result<ObjectStream, StorageError>;
+
+    /// Read `range` of the object under `key`.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, StorageError>;
+
+    /// Size of the object under `key`, or `None` if there is none.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+
+    /// Remove the object under `key`; succeeds when there is none.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Every object whose key starts with `prefix` (a `/`-separated folder), in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
+
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> Result<(), StorageError>;
+}
+
+/// Copy the object under `key` into a new local file at `path`, streaming; returns its size.
+pub async fn download_to_file(
+    storage: &dyn Storage,
+    key: &str,
+    path: &Path,
+) -> Result<u64, StorageError> {
+    let mut object = storage.get(key).await?;
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut written = 0u64;
+    while let Some(chunk) = object.stream.next().await {
+        let chunk = chunk?;
+        file.write_all(&chunk).await?;
+        written += chunk.len() as u64;
+    }
+    file.flush().await?;
+    Ok(written)
+}

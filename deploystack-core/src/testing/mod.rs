@@ -1,0 +1,7 @@
+//! Conformance suites: what every adapter of a port must do, as async functions an adapter's
+//! tests call with a fresh instance. One suite per port, so a new backend (Postgres, Redis,
+//! S3, your own) proves itself by passing the same checks as the defaults.
+
+pub mod queue;
+pub mod repository;
+pub mod storage;

@@ -1,0 +1,1 @@
+//! Workspace umbrella: see the member crates.
