@@ -6,11 +6,13 @@
 //! - [`pipeline`]: build one job — claim, extract, build, check, store blobs, publish.
 //! - [`serving`]: turn a request path into a file of a deployment, safely.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
+//! - [`reconciler`]: enqueue again what the queue lost.
 
 pub mod archive;
 pub mod deployments;
 pub mod ingest;
 pub mod pipeline;
+pub mod reconciler;
 pub mod serving;
 
 use std::path::PathBuf;

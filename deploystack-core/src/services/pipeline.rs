@@ -1,1 +1,772 @@
-//! (being written)
+//! The build pipeline: what a worker does with one delivery of a job.
+//!
+//! claim (compare-and-set, bumps the attempt) → heartbeat while working → download and safely
+//! extract the source → pick a strategy and build → walk the output, rejecting links and
+//! special files → hash every file → store missing blobs → publish the manifest and flip to
+//! `READY` in one transaction fenced by the attempt → ack → emit.
+//!
+//! Failures are sorted by who can fix them: the user's (a bad archive, a failing build, unsafe
+//! output) end the deployment in `ERROR` with a code, a message and the log; ours (storage or
+//! database trouble) give the claim back and retry with exponential backoff and jitter, and
+//! end in `ERROR` only on the last allowed delivery. A stop request (shutdown) gives the claim
+//! back at once so another worker, or this one after a restart, builds it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::build::{BuildContext, BuildError, BuildLog, SourceTree};
+use crate::events::{Event, emit_best_effort};
+use crate::model::{BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, FileEntry};
+use crate::queue::Delivery;
+use crate::repository::{PublishedBuild, RepositoryError};
+use crate::services::Services;
+use crate::services::archive::{self, ArchiveError};
+use crate::storage::{StorageError, download_to_file};
+
+/// How many blobs are uploaded at once.
+const UPLOAD_CONCURRENCY: usize = 8;
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Published: the deployment is `READY`.
+    Ready,
+    /// Ended in `ERROR` (the user's problem, or ours after the last retry).
+    Failed,
+    /// Nothing to claim: a duplicate or stale delivery, or a final or deleted deployment.
+    Skipped,
+    /// Given back because the worker is stopping; it will be built again.
+    Requeued,
+    /// Our side failed; the job comes back after a backoff.
+    Retrying,
+    /// Another worker holds the deployment now; this one published nothing.
+    LeaseLost,
+}
+
+/// Why a build attempt stopped before publishing.
+#[derive(Debug)]
+enum Failure {
+    /// The user's problem: final.
+    User { code: String, message: String },
+    /// The worker is stopping.
+    Stopped,
+    /// The claim went to someone else.
+    LeaseLost,
+    /// Our problem: retry.
+    Internal(String),
+}
+
+impl From<BuildError> for Failure {
+    fn from(err: BuildError) -> Self {
+        match err {
+            BuildError::Failed { code, message } => Failure::User {
+                code: code.to_owned(),
+                message,
+            },
+            BuildError::Canceled => Failure::Stopped,
+            other => Failure::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ArchiveError> for Failure {
+    fn from(err: ArchiveError) -> Self {
+        if err.is_user_error() {
+            Failure::User {
+                code: err.code().to_owned(),
+                message: err.to_string(),
+            }
+        } else {
+            Failure::Internal(err.to_string())
+        }
+    }
+}
+
+impl From<StorageError> for Failure {
+    fn from(err: StorageError) -> Self {
+        Failure::Internal(err.to_string())
+    }
+}
+
+impl From<RepositoryError> for Failure {
+    fn from(err: RepositoryError) -> Self {
+        match err {
+            RepositoryError::LeaseLost => Failure::LeaseLost,
+            other => Failure::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(err: std::io::Error) -> Self {
+        Failure::Internal(err.to_string())
+    }
+}
+
+fn user(code: &str, message: impl Into<String>) -> Failure {
+    Failure::User {
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// A file of the build output, ready to be stored and published.
+#[derive(Debug)]
+struct OutputFile {
+    entry: FileEntry,
+    local: PathBuf,
+}
+
+/// What a successful build hands to `publish`.
+#[derive(Debug)]
+struct Built {
+    strategy: String,
+    files: Vec<FileEntry>,
+    new_blobs: u64,
+}
+
+/// Runs deliveries through the pipeline on behalf of one worker.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    services: Services,
+    /// Recorded as the lease owner, so operators can see who builds what.
+    worker_id: String,
+}
+
+impl Pipeline {
+    /// A pipeline for the worker named `worker_id`.
+    pub fn new(services: Services, worker_id: impl Into<String>) -> Self {
+        Self {
+            services,
+            worker_id: worker_id.into(),
+        }
+    }
+
+    /// Process one delivery to the end: claim, build, publish or fail, ack or nack. `stop`
+    /// asks the build to give its job back (shutdown); it never publishes half a site.
+    pub async fn process(&self, delivery: &Delivery, stop: &CancellationToken) -> Outcome {
+        let id = delivery.job.deployment_id;
+        let lease = self.services.config.lease();
+        let claim = match self
+            .services
+            .repository
+            .claim_deployment(&id, &self.worker_id, lease)
+            .await
+        {
+            Ok(Some(claim)) => claim,
+            Ok(None) => {
+                tracing::debug!(%id, "nothing to claim (duplicate, stale or final); acking");
+                self.ack(delivery).await;
+                return Outcome::Skipped;
+            }
+            Err(err) => {
+                tracing::warn!(%id, error = %err, "claim failed; retrying later");
+                self.nack(delivery, backoff(delivery.deliveries)).await;
+                return Outcome::Retrying;
+            }
+        };
+        let attempt = claim.attempt;
+        let log = BuildLog::new(attempt);
+        let cancel = stop.child_token();
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.services.clone(),
+            delivery.clone(),
+            attempt,
+            log.clone(),
+            cancel.clone(),
+            Arc::clone(&lease_lost),
+            heartbeat_stop.clone(),
+        ));
+
+        let started = Instant::now();
+        log.system(format!(
+            "build attempt {attempt} started by worker {}",
+            self.worker_id
+        ));
+        let timeout = self.services.config.build_timeout();
+        let result = match tokio::time::timeout(
+            timeout,
+            self.build(&claim.deployment, attempt, &log, &cancel),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(user(
+                "build_timeout",
+                format!(
+                    "the build did not finish within {} seconds",
+                    timeout.as_secs()
+                ),
+            )),
+        };
+        let result = match result {
+            Err(Failure::Stopped) if lease_lost.load(Ordering::SeqCst) => Err(Failure::LeaseLost),
+            other => other,
+        };
+
+        // Publish (or fail) while the heartbeat still holds the lease, then stop it.
+        let outcome = match result {
+            Ok(built) => self.publish(delivery, attempt, built, &log, started).await,
+            Err(failure) => {
+                self.handle_failure(delivery, attempt, failure, &log, started)
+                    .await
+            }
+        };
+        heartbeat_stop.cancel();
+        let _ = heartbeat.await;
+        self.flush_log(&id, &log).await;
+        outcome
+    }
+
+    async fn build(
+        &self,
+        deployment: &Deployment,
+        attempt: i64,
+        log: &BuildLog,
+        cancel: &CancellationToken,
+    ) -> Result<Built, Failure> {
+        let services = &self.services;
+        let scratch = tempfile::Builder::new()
+            .prefix("deploystack-build-")
+            .tempdir()?;
+        let archive_path = scratch.path().join("source.zip");
+        match download_to_file(
+            services.storage.as_ref(),
+            &deployment.source_key,
+            &archive_path,
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(StorageError::NotFound(_)) => {
+                return Err(user(
+                    "source_missing",
+                    "the uploaded source of this deployment is gone; upload it again",
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        stop_if(cancel)?;
+
+        let source_dir = scratch.path().join("source");
+        std::fs::create_dir(&source_dir)?;
+        let limits = services.config.archive_limits();
+        let (archive_for_task, dir_for_task) = (archive_path.clone(), source_dir.clone());
+        let extracted = tokio::task::spawn_blocking(move || {
+            archive::extract(&archive_for_task, &dir_for_task, &limits)
+        })
+        .await
+        .map_err(|err| Failure::Internal(err.to_string()))??;
+        let _ = std::fs::remove_file(&archive_path);
+        log.system(format!(
+            "extracted {} files ({} bytes)",
+            extracted.files, extracted.bytes
+        ));
+        stop_if(cancel)?;
+
+        let source = SourceTree::new(&source_dir);
+        let (strategy, detection) = services.strategies.select(&source).await?;
+        log.system(format!(
+            "build strategy: {} ({})",
+            detection.strategy, detection.reason
+        ));
+        emit_best_effort(
+            services.events.as_ref(),
+            Event::BuildStarted {
+                deployment_id: deployment.id,
+                attempt,
+                strategy: strategy.name().to_owned(),
+            },
+        )
+        .await;
+        let work_dir = scratch.path().join("work");
+        std::fs::create_dir(&work_dir)?;
+        let ctx = BuildContext {
+            source,
+            work_dir,
+            log: log.clone(),
+            cancel: cancel.clone(),
+        };
+        let output = strategy.build(&ctx).await?;
+        stop_if(cancel)?;
+
+        let output_dir = output.dir.clone();
+        let files = tokio::task::spawn_blocking(move || collect_output(&output_dir))
+            .await
+            .map_err(|err| Failure::Internal(err.to_string()))??;
+        if files.is_empty() {
+            return Err(user(
+                "empty_output",
+                "the build produced no files to publish",
+            ));
+        }
+        let total: u64 = files.iter().map(|f| f.entry.size).sum();
+        log.system(format!("publishing {} files ({total} bytes)", files.len()));
+
+        let new_blobs = self.store_blobs(&files, cancel).await?;
+        Ok(Built {
+            strategy: strategy.name().to_owned(),
+            files: files.into_iter().map(|f| f.entry).collect(),
+            new_blobs,
+        })
+    }
+
+    /// Store every blob the output needs that storage lacks; returns how many were written.
+    async fn store_blobs(
+        &self,
+        files: &[OutputFile],
+        cancel: &CancellationToken,
+    ) -> Result<u64, Failure> {
+        let mut unique: Vec<&OutputFile> = Vec::with_capacity(files.len());
+        let mut seen = std::collections::HashSet::new();
+        for file in files {
+            if seen.insert(file.entry.sha256) {
+                unique.push(file);
+            }
+        }
+        let refs: Vec<BlobRef> = unique
+            .iter()
+            .map(|f| BlobRef {
+                sha256: f.entry.sha256,
+                size: f.entry.size,
+            })
+            .collect();
+        // Touch first: from now on the collector spares these blobs for its grace period,
+        // so one that exists now still exists when the manifest is published.
+        self.services.repository.touch_blobs(&refs).await?;
+        // Owned values only: the futures run concurrently and must not borrow across awaits.
+        let uploads: Vec<_> = unique
+            .into_iter()
+            .map(|file| {
+                let storage = Arc::clone(&self.services.storage);
+                let cancel = cancel.clone();
+                let key = file.entry.sha256.blob_key();
+                let local = file.local.clone();
+                async move {
+                    stop_if(&cancel)?;
+                    if storage.head(&key).await?.is_some() {
+                        return Ok::<bool, Failure>(false);
+                    }
+                    storage.put_file(&key, &local).await?;
+                    Ok(true)
+                }
+            })
+            .collect();
+        let written: Vec<bool> = futures_util::stream::iter(uploads)
+            .buffer_unordered(UPLOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(written.into_iter().filter(|w| *w).count() as u64)
+    }
+
+    async fn publish(
+        &self,
+        delivery: &Delivery,
+        attempt: i64,
+        built: Built,
+        log: &BuildLog,
+        started: Instant,
+    ) -> Outcome {
+        let id = delivery.job.deployment_id;
+        let files = built.files.len() as u64;
+        let bytes: u64 = built.files.iter().map(|f| f.size).sum();
+        let new_blobs = built.new_blobs;
+        let build = PublishedBuild {
+            strategy: built.strategy,
+            files: built.files,
+        };
+        log.system(format!(
+            "published {files} files ({bytes} bytes, {new_blobs} new blobs) in {} ms",
+            started.elapsed().as_millis()
+        ));
+        self.flush_log(&id, log).await;
+        match self.services.repository.publish(&id, attempt, &build).await {
+            Ok(deployment) => {
+                self.ack(delivery).await;
+                self.remove_source(&deployment).await;
+                let events = self.services.events.as_ref();
+                emit_best_effort(
+                    events,
+                    Event::BuildCompleted {
+                        deployment_id: id,
+                        attempt,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        files,
+                        bytes,
+                        new_blobs,
+                    },
+                )
+                .await;
+                emit_best_effort(events, Event::DeploymentReady { deployment_id: id }).await;
+                Outcome::Ready
+            }
+            Err(err) => {
+                self.handle_failure(delivery, attempt, err.into(), log, started)
+                    .await
+            }
+        }
+    }
+
+    async fn handle_failure(
+        &self,
+        delivery: &Delivery,
+        attempt: i64,
+        failure: Failure,
+        log: &BuildLog,
+        started: Instant,
+    ) -> Outcome {
+        let id = delivery.job.deployment_id;
+        let repository = &self.services.repository;
+        match failure {
+            Failure::User { code, message } => {
+                log.system(format!("error: {message}"));
+                self.fail(delivery, attempt, code, message, log, started)
+                    .await
+            }
+            Failure::LeaseLost => {
+                tracing::warn!(%id, attempt, "lease lost; another worker owns this deployment now");
+                self.ack(delivery).await;
+                Outcome::LeaseLost
+            }
+            Failure::Stopped => {
+                log.system("worker stopping; the build was handed back to the queue");
+                self.flush_log(&id, log).await;
+                match repository.release_claim(&id, attempt).await {
+                    Ok(()) => {
+                        self.nack(delivery, Duration::ZERO).await;
+                        Outcome::Requeued
+                    }
+                    Err(err) => {
+                        // Deleted meanwhile, or the lease was taken: nothing left to do here.
+                        tracing::info!(%id, error = %err, "could not release the claim");
+                        self.ack(delivery).await;
+                        Outcome::LeaseLost
+                    }
+                }
+            }
+            Failure::Internal(detail) => {
+                tracing::error!(%id, attempt, deliveries = delivery.deliveries, error = %detail, "build failed on our side");
+                if delivery.deliveries >= self.services.config.max_deliveries {
+                    log.system("error: the platform failed to build this deployment repeatedly");
+                    return self
+                        .fail(
+                            delivery,
+                            attempt,
+                            "internal_error".to_owned(),
+                            format!(
+                                "the platform could not build this deployment after {} attempts; the operator's logs have details",
+                                delivery.deliveries
+                            ),
+                            log,
+                            started,
+                        )
+                        .await;
+                }
+                log.system(
+                    "a temporary problem on the platform interrupted the build; it will be retried",
+                );
+                self.flush_log(&id, log).await;
+                if let Err(err) = repository.release_claim(&id, attempt).await {
+                    tracing::info!(%id, error = %err, "could not release the claim");
+                }
+                self.nack(delivery, backoff(delivery.deliveries)).await;
+                Outcome::Retrying
+            }
+        }
+    }
+
+    async fn fail(
+        &self,
+        delivery: &Delivery,
+        attempt: i64,
+        code: String,
+        message: String,
+        log: &BuildLog,
+        started: Instant,
+    ) -> Outcome {
+        let id = delivery.job.deployment_id;
+        self.flush_log(&id, log).await;
+        let error = DeploymentError {
+            code: code.clone(),
+            message: message.clone(),
+        };
+        match self
+            .services
+            .repository
+            .fail_deployment(&id, attempt, &error)
+            .await
+        {
+            Ok(deployment) => {
+                self.ack(delivery).await;
+                self.remove_source(&deployment).await;
+                emit_best_effort(
+                    self.services.events.as_ref(),
+                    Event::BuildFailed {
+                        deployment_id: id,
+                        attempt,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        code,
+                        message,
+                    },
+                )
+                .await;
+                Outcome::Failed
+            }
+            Err(RepositoryError::LeaseLost) => {
+                self.ack(delivery).await;
+                Outcome::LeaseLost
+            }
+            Err(err) => {
+                tracing::error!(%id, error = %err, "could not record the failure; retrying");
+                self.nack(delivery, backoff(delivery.deliveries)).await;
+                Outcome::Retrying
+            }
+        }
+    }
+
+    async fn remove_source(&self, deployment: &Deployment) {
+        if let Err(err) = self.services.storage.delete(&deployment.source_key).await {
+            tracing::warn!(id = %deployment.id, error = %err, "could not remove the build source");
+        }
+    }
+
+    async fn flush_log(&self, id: &DeploymentId, log: &BuildLog) {
+        flush_log(&self.services, id, log).await;
+    }
+
+    async fn ack(&self, delivery: &Delivery) {
+        if let Err(err) = self.services.queue.ack(delivery).await {
+            tracing::warn!(id = %delivery.job.deployment_id, error = %err, "ack failed; a redelivery will find nothing to claim");
+        }
+    }
+
+    async fn nack(&self, delivery: &Delivery, retry_after: Duration) {
+        if let Err(err) = self.services.queue.nack(delivery, retry_after).await {
+            tracing::warn!(id = %delivery.job.deployment_id, error = %err, "nack failed; the lease will expire and the job come back");
+        }
+    }
+}
+
+async fn flush_log(services: &Services, id: &DeploymentId, log: &BuildLog) {
+    let lines = log.drain();
+    if lines.is_empty() {
+        return;
+    }
+    if let Err(err) = services.repository.append_log(id, &lines).await {
+        tracing::warn!(%id, error = %err, lines = lines.len(), "could not store build log lines");
+    }
+}
+
+/// Keeps the claim alive while the build runs, and stores log lines as they come. If the
+/// repository says the lease is gone, the build is canceled: someone else owns it now.
+async fn heartbeat(
+    services: Services,
+    delivery: Delivery,
+    attempt: i64,
+    log: BuildLog,
+    cancel: CancellationToken,
+    lease_lost: Arc<AtomicBool>,
+    stop: CancellationToken,
+) {
+    let id = delivery.job.deployment_id;
+    let lease = services.config.lease();
+    let every = (lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        flush_log(&services, &id, &log).await;
+        match services.repository.renew_lease(&id, attempt, lease).await {
+            Ok(()) => {}
+            Err(RepositoryError::LeaseLost | RepositoryError::NotFound) => {
+                lease_lost.store(true, Ordering::SeqCst);
+                cancel.cancel();
+                return;
+            }
+            Err(err) => tracing::warn!(%id, error = %err, "lease renewal failed; will retry"),
+        }
+        if let Err(err) = services.queue.heartbeat(&delivery, lease).await {
+            tracing::debug!(%id, error = %err, "queue heartbeat failed");
+        }
+    }
+}
+
+fn stop_if(cancel: &CancellationToken) -> Result<(), Failure> {
+    if cancel.is_cancelled() {
+        Err(Failure::Stopped)
+    } else {
+        Ok(())
+    }
+}
+
+/// Exponential backoff with jitter: about 1 s, 2 s, 4 s … capped at 60 s, each plus up to
+/// half again at random so retries of many jobs do not arrive together.
+pub fn backoff(deliveries: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << deliveries.saturating_sub(1).min(6))
+        .min(Duration::from_secs(60));
+    let jitter = rand::random::<f64>() * 0.5;
+    base + base.mul_f64(jitter)
+}
+
+/// Walk the build output: every entry must be a regular file or a folder. Symbolic links,
+/// hard links, devices, sockets and pipes are refused: output is hostile data, and a link
+/// would let it publish files from outside its folder.
+fn collect_output(root: &Path) -> Result<Vec<OutputFile>, Failure> {
+    use std::os::unix::fs::MetadataExt;
+
+    let mut files = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder)? {
+            let entry = entry?;
+            let local = entry.path();
+            let relative = local
+                .strip_prefix(root)
+                .map_err(|err| Failure::Internal(err.to_string()))?;
+            let Some(path) = relative.to_str().map(str::to_owned) else {
+                return Err(user(
+                    "invalid_output",
+                    format!("the build output has a file name that is not UTF-8: {relative:?}"),
+                ));
+            };
+            let meta = std::fs::symlink_metadata(&local)?;
+            let kind = meta.file_type();
+            if kind.is_symlink() {
+                return Err(user(
+                    "unsafe_output",
+                    format!(
+                        "the build output contains a symbolic link: {path:?}; only regular files and folders are published"
+                    ),
+                ));
+            } else if kind.is_dir() {
+                folders.push(local);
+            } else if kind.is_file() {
+                if meta.nlink() > 1 {
+                    return Err(user(
+                        "unsafe_output",
+                        format!(
+                            "the build output contains a hard link: {path:?}; only regular files and folders are published"
+                        ),
+                    ));
+                }
+                let sha256 = hash_file(&local)?;
+                files.push(OutputFile {
+                    entry: FileEntry {
+                        content_type: content_type_for(&path),
+                        path,
+                        sha256,
+                        size: meta.len(),
+                    },
+                    local,
+                });
+            } else {
+                return Err(user(
+                    "unsafe_output",
+                    format!(
+                        "the build output contains a special file (device, socket or pipe): {path:?}"
+                    ),
+                ));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
+    Ok(files)
+}
+
+fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(ContentHash::from_bytes(hasher.finalize().into()))
+}
+
+/// The `Content-Type` a file is served with, from its extension; text gets `charset=utf-8`
+/// and anything unknown is `application/octet-stream` (never sniffed).
+pub fn content_type_for(path: &str) -> String {
+    let Some(mime) = mime_guess::from_path(path).first() else {
+        return "application/octet-stream".to_owned();
+    };
+    let essence = mime.essence_str();
+    let textual = mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            essence,
+            "application/javascript"
+                | "application/json"
+                | "application/xml"
+                | "application/manifest+json"
+        );
+    if textual {
+        format!("{essence}; charset=utf-8")
+    } else {
+        essence.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_exact_and_text_is_utf8() {
+        assert_eq!(content_type_for("index.html"), "text/html; charset=utf-8");
+        assert_eq!(content_type_for("a/site.css"), "text/css; charset=utf-8");
+        assert_eq!(content_type_for("logo.png"), "image/png");
+        assert_eq!(
+            content_type_for("data.bin.unknownext"),
+            "application/octet-stream"
+        );
+        assert_eq!(content_type_for("noext"), "application/octet-stream");
+        assert!(content_type_for("app.js").ends_with("javascript; charset=utf-8"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) >= Duration::from_secs(1) && backoff(1) <= Duration::from_millis(1500));
+        assert!(backoff(3) >= Duration::from_secs(4));
+        assert!(backoff(50) <= Duration::from_secs(90));
+    }
+
+    #[test]
+    fn output_with_links_or_special_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/ok.txt"), "fine").unwrap();
+        let files = collect_output(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].entry.path, "sub/ok.txt");
+        assert_eq!(files[0].entry.sha256, ContentHash::of(b"fine"));
+
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("leak")).unwrap();
+        match collect_output(dir.path()) {
+            Err(Failure::User { code, message }) => {
+                assert_eq!(code, "unsafe_output");
+                assert!(message.contains("symbolic link"), "{message}");
+            }
+            other => panic!("expected unsafe_output, got {other:?}"),
+        }
+        std::fs::remove_file(dir.path().join("leak")).unwrap();
+
+        std::fs::hard_link(dir.path().join("sub/ok.txt"), dir.path().join("twin")).unwrap();
+        assert!(matches!(
+            collect_output(dir.path()),
+            Err(Failure::User { .. })
+        ));
+    }
+}

@@ -4,6 +4,9 @@
 //! Durations are whole seconds and sizes whole bytes, so every setting has one obvious
 //! spelling in TOML, in the environment and on the command line.
 
+#[cfg(feature = "cli")]
+pub mod cli;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

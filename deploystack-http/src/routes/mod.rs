@@ -1,0 +1,38 @@
+//! The router: one module per area of the HTTP surface.
+//!
+//! - [`upload`]: `POST /deploy` and `POST /api/v1/deployments` — streaming zip uploads.
+//! - [`deployments`]: the deployments API (get, list, logs, delete).
+//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`site`]: everything else — serving deployed sites at `/<deployment-id>/…`.
+
+pub mod deployments;
+pub mod health;
+pub mod site;
+pub mod upload;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/deploy", post(upload::upload))
+        .route(
+            "/api/v1/deployments",
+            post(upload::upload).get(deployments::list),
+        )
+        .route(
+            "/api/v1/deployments/{id}",
+            get(deployments::get).delete(deployments::delete),
+        )
+        .route("/api/v1/deployments/{id}/logs", get(deployments::logs))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(site::serve)
+        // Uploads enforce their own streaming limit (413 mid-stream, temp file removed).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}

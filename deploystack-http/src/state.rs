@@ -1,0 +1,33 @@
+//! What every handler shares.
+
+use deploystack_core::Services;
+use deploystack_core::model::DeploymentId;
+
+/// Shared state of the router: the services and how to spell public URLs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Every port.
+    pub services: Services,
+    /// Base of returned URLs, without a trailing slash (`http://127.0.0.1:8000`).
+    pub public_url: String,
+}
+
+impl AppState {
+    /// State over `services`, answering with URLs under `public_url`.
+    pub fn new(services: Services, public_url: impl Into<String>) -> Self {
+        Self {
+            services,
+            public_url: public_url.into().trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Where a deployment is served.
+    pub fn deployment_url(&self, id: &DeploymentId) -> String {
+        format!("{}/{id}/", self.public_url)
+    }
+
+    /// The API resource of a deployment.
+    pub fn status_url(&self, id: &DeploymentId) -> String {
+        format!("{}/api/v1/deployments/{id}", self.public_url)
+    }
+}
