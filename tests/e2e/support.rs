@@ -1,0 +1,216 @@
+//! Starting the real `deploystack-server` binary and talking to it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Path of the server binary, built once per test run with the same profile as the tests, so
+/// `cargo test` alone never runs a stale binary.
+pub fn server_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/e2e-… → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile directory")
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+        let mut build = std::process::Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "deploystack-http", "--bin", "deploystack-server"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for the server binary");
+        assert!(status.success(), "building deploystack-server failed");
+        let binary = profile_dir.join("deploystack-server");
+        assert!(binary.exists(), "{} was not built", binary.display());
+        binary
+    })
+}
+
+/// A running server with its own data directory; killed when dropped.
+pub struct Server {
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// Start with the embedded defaults on port 0 and wait until it logs its address.
+    pub async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    /// Start with extra `DEPLOYSTACK_*` variables.
+    pub async fn start_with(env: &[(&str, &str)]) -> Server {
+        Self::start_in(tempfile::tempdir().expect("temp data dir"), env).await
+    }
+
+    /// Start on an existing data directory (to test restarts).
+    pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(server_binary());
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("DEPLOYSTACK_LISTEN", "127.0.0.1:0")
+            .env("DEPLOYSTACK_DATA_DIR", data_dir.path())
+            .env("DEPLOYSTACK_BLOB_GRACE_SECS", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start deploystack-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let address = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read server log") {
+                eprintln!("server: {line}");
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    return rest.split_whitespace().next().map(str::to_owned);
+                }
+            }
+            None
+        })
+        .await
+        .expect("the server did not log its address within 30 s")
+        .expect("the server exited before listening");
+        // Keep draining the log so the server never blocks on a full pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("server: {line}");
+            }
+        });
+        Server {
+            base: format!("http://{address}"),
+            data_dir,
+            child: Some(child),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn address(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// Upload `zip` as the multipart field `file` to `path`.
+    pub async fn upload_to(&self, path: &str, zip: Vec<u8>) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(zip).file_name("site.zip");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.url(path))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Upload to `/deploy` and expect 202; returns the JSON answer.
+    pub async fn deploy(&self, zip: Vec<u8>) -> Value {
+        let response = self.upload_to("/deploy", zip).await;
+        assert_eq!(response.status(), 202, "upload was not accepted");
+        response.json().await.expect("upload answer is JSON")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Poll the deployment until its status is final; returns the last answer.
+    pub async fn wait_final(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get_json(&format!("/api/v1/deployments/{id}")).await;
+            assert_eq!(status, 200, "status resource answered {status}: {body}");
+            let state = body["status"].as_str().unwrap_or_default().to_owned();
+            if ["READY", "ERROR", "CANCELED"].contains(&state.as_str()) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "deployment {id} still {state} after 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Deploy and wait for READY; returns the deployment id.
+    pub async fn deploy_ready(&self, zip: Vec<u8>) -> String {
+        let answer = self.deploy(zip).await;
+        let id = answer["deployment_id"].as_str().expect("deployment_id").to_owned();
+        let final_state = self.wait_final(&id).await;
+        assert_eq!(final_state["status"], "READY", "deployment failed: {final_state}");
+        id
+    }
+
+    /// Send SIGTERM and wait for the exit status; hands back the data directory.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let mut child = self.child.take().expect("child");
+        let pid = child.id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+            .await
+            .expect("server did not exit within 60 s of SIGTERM")
+            .expect("wait");
+        (status, self.data_dir)
+    }
+}
+
+/// A raw HTTP/1.1 GET with the path sent byte for byte (clients normalise `..`); returns the
+/// status code and the body.
+pub async fn raw_get(address: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| answer[i + 4..].to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A zip of `files` (path, bytes); paths ending in `/` are folders.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (path, bytes) in files {
+        if path.ends_with('/') {
+            writer.add_directory(*path, options).expect("add dir");
+        } else {
+            writer.start_file(*path, options).expect("start file");
+            writer.write_all(bytes).expect("write");
+        }
+    }
+    writer.finish().expect("finish zip").into_inner()
+}
