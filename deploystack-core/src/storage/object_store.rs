@@ -228,3 +228,22 @@ impl Storage for ObjectStoreStorage {
             .map_err(|e| StorageError::Unavailable(e.to_string()))
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod conformance {
+    use super::ObjectStoreStorage;
+    use crate::testing::storage::run_all;
+
+    #[tokio::test]
+    async fn memory_storage_passes_the_storage_suite() {
+        run_all(&ObjectStoreStorage::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn local_storage_passes_the_storage_suite() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage =
+            ObjectStoreStorage::local(&dir.path().join("objects")).expect("local storage");
+        run_all(&storage).await;
+    }
+}
