@@ -135,6 +135,10 @@ impl Storage for ObjectStoreStorage {
                 }
             };
             if let Err(err) = writer.wait_for_capacity(2).await {
+                // Abort so the backend drops the parts already sent (S3 keeps, and bills,
+                // incomplete uploads until they are aborted). The upload error is the one
+                // worth reporting.
+                let _ = writer.abort().await;
                 return Err(map_err(key, err));
             }
             writer.write(&buf[..n]);

@@ -10,7 +10,7 @@
 //! # Time
 //! The checks run on real time with leases of a few hundred milliseconds, because tokio's
 //! paused clock does not reach an engine's own clock (Redis expires leases by its time, not
-//! ours). The whole suite takes about seven seconds. Timing assertions are loose — a loaded CI
+//! ours). The whole suite takes about five seconds. Timing assertions are loose — a loaded CI
 //! machine must not fail them — and check the order of events rather than durations.
 //!
 //! # Concurrency
