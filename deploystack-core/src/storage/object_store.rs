@@ -135,6 +135,10 @@ impl Storage for ObjectStoreStorage {
                 }
             };
             if let Err(err) = writer.wait_for_capacity(2).await {
+                // Abort so the backend drops the parts already sent (S3 keeps, and bills,
+                // incomplete uploads until they are aborted). The upload error is the one
+                // worth reporting.
+                let _ = writer.abort().await;
                 return Err(map_err(key, err));
             }
             writer.write(&buf[..n]);
@@ -226,5 +230,24 @@ impl Storage for ObjectStoreStorage {
             .await
             .map(|_| ())
             .map_err(|e| StorageError::Unavailable(e.to_string()))
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod conformance {
+    use super::ObjectStoreStorage;
+    use crate::testing::storage::run_all;
+
+    #[tokio::test]
+    async fn memory_storage_passes_the_storage_suite() {
+        run_all(&ObjectStoreStorage::memory()).await;
+    }
+
+    #[tokio::test]
+    async fn local_storage_passes_the_storage_suite() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let storage =
+            ObjectStoreStorage::local(&dir.path().join("objects")).expect("local storage");
+        run_all(&storage).await;
     }
 }
