@@ -25,7 +25,9 @@
 //! [`SqliteRepository::connect`] by sqlx's [`Migrator`] inside one `BEGIN IMMEDIATE`
 //! transaction. Two processes starting at once therefore queue on the write lock: the second
 //! finds the migrations applied and does nothing. (sqlx's own migration lock is a no-op on
-//! SQLite, hence the explicit transaction.)
+//! SQLite, hence the explicit transaction.) Before that, switching a brand-new file to WAL is
+//! the one step where SQLite fails at once instead of waiting, so opening retries it within
+//! the busy timeout.
 //!
 //! # Lists as parameters
 //! Manifests can hold thousands of files. Lists are bound as one JSON array and expanded with
@@ -35,7 +37,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -138,10 +140,7 @@ const FINISH_BUILD: &str = "UPDATE builds SET finished_at = ?3, outcome = ?4, \
      strategy = COALESCE(?5, strategy) WHERE deployment_id = ?1 AND attempt = ?2";
 
 /// `?3` lease expiry.
-const RENEW_LEASE: &str = concat!(
-    "UPDATE deployments SET lease_expires_at = ?3",
-    fenced!()
-);
+const RENEW_LEASE: &str = concat!("UPDATE deployments SET lease_expires_at = ?3", fenced!());
 
 /// `?3` now.
 const RELEASE_CLAIM: &str = concat!(
@@ -250,11 +249,22 @@ impl SqliteRepository {
             }
             SqlitePoolOptions::new().max_connections(POOL_SIZE)
         };
-        let pool = pool_options
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(db)?;
+        let pool_options = pool_options.acquire_timeout(ACQUIRE_TIMEOUT);
+
+        // Two processes opening a new file at once both switch it to WAL, and SQLite answers
+        // the loser's `PRAGMA journal_mode` with SQLITE_BUSY at once, without waiting: retry
+        // for as long as any other write would wait. Once the file is in WAL mode (it stays
+        // so), the pragma changes nothing and takes no lock.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(db(e)),
+            }
+        };
 
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         MIGRATOR.run(&mut tx).await.map_err(|e| {
@@ -787,7 +797,7 @@ fn db(error: sqlx::Error) -> RepositoryError {
             }
             // Rows that point at a deployment (logs, files, builds) need it to exist.
             ErrorKind::ForeignKeyViolation => RepositoryError::NotFound,
-            _ => match e.code().as_deref().and_then(|c| c.parse::<i32>().ok()) {
+            _ => match sqlite_code(e.as_ref()) {
                 // SQLITE_CORRUPT, SQLITE_NOTADB (primary codes are the low byte).
                 Some(code) if matches!(code & 0xff, 11 | 26) => {
                     RepositoryError::Corrupt(e.to_string())
@@ -802,6 +812,20 @@ fn db(error: sqlx::Error) -> RepositoryError {
         | sqlx::Error::TypeNotFound { .. }) => RepositoryError::Corrupt(e.to_string()),
         e => RepositoryError::Unavailable(e.to_string()),
     }
+}
+
+/// Whether SQLite refused because another connection holds the lock (SQLITE_BUSY and its
+/// extended codes).
+fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => sqlite_code(e.as_ref()).is_some_and(|code| code & 0xff == 5),
+        _ => false,
+    }
+}
+
+/// The (extended) SQLite result code of a database error.
+fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+    error.code().and_then(|code| code.parse().ok())
 }
 
 /// Whether `url` names an in-memory database (as sqlx parses it).
@@ -928,4 +952,195 @@ fn file_from_row(row: &SqliteRow) -> Result<FileEntry, RepositoryError> {
             .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
         content_type: get(row, "content_type")?,
     })
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::repository::{file, new_deployment, run_all};
+
+    fn file_url(dir: &tempfile::TempDir, name: &str) -> String {
+        format!("sqlite://{}", dir.path().join(name).display())
+    }
+
+    #[tokio::test]
+    async fn in_memory_database_passes_the_conformance_suite() {
+        let repo = SqliteRepository::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        run_all(&repo).await;
+    }
+
+    #[tokio::test]
+    async fn file_database_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory that does not exist yet: connect creates it.
+        let repo = SqliteRepository::connect(&file_url(&dir, "data/deploystack.db"))
+            .await
+            .expect("connect");
+        run_all(&repo).await;
+        // The suite leaves data behind; it must pass again on a database in use.
+        run_all(&repo).await;
+    }
+
+    #[tokio::test]
+    async fn in_memory_databases_are_private() {
+        let a = SqliteRepository::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        let b = SqliteRepository::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        let d = a
+            .create_deployment(&new_deployment())
+            .await
+            .expect("create");
+        let other = b.get_deployment(&d.id).await;
+        assert!(matches!(other, Err(RepositoryError::NotFound)), "{other:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_connects_to_a_new_file_both_migrate_safely() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = file_url(&dir, "race.db");
+            let (a, b) = tokio::join!(
+                SqliteRepository::connect(&url),
+                SqliteRepository::connect(&url)
+            );
+            let a = a.unwrap_or_else(|e| panic!("round {round}: first connect: {e}"));
+            let b = b.unwrap_or_else(|e| panic!("round {round}: second connect: {e}"));
+            let d = a
+                .create_deployment(&new_deployment())
+                .await
+                .expect("create");
+            assert_eq!(b.get_deployment(&d.id).await.expect("get"), d);
+            // Reopening an up-to-date database applies nothing and fails nothing.
+            SqliteRepository::connect(&url).await.expect("reconnect");
+        }
+    }
+
+    #[tokio::test]
+    async fn publishes_a_manifest_of_5000_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = SqliteRepository::connect(&file_url(&dir, "big.db"))
+            .await
+            .expect("connect");
+        let d = repo
+            .create_deployment(&new_deployment())
+            .await
+            .expect("create");
+        let claim = repo
+            .claim_deployment(&d.id, "worker", Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .expect("claimable");
+        let files: Vec<FileEntry> = (0..5_000)
+            .map(|i| file(&format!("pages/{i:05}.html"), &format!("page {i}")))
+            .collect();
+        let ready = repo
+            .publish(
+                &d.id,
+                claim.attempt,
+                &PublishedBuild {
+                    strategy: "static".into(),
+                    files: files.clone(),
+                },
+            )
+            .await
+            .expect("publish");
+        assert_eq!(ready.file_count, 5_000);
+        let listed = repo.list_files(&d.id).await.expect("list_files");
+        assert_eq!(listed, files);
+        let one = repo
+            .find_file(&d.id, "pages/04999.html")
+            .await
+            .expect("find_file");
+        assert_eq!(one.as_ref(), files.last());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claims_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = SqliteRepository::connect(&file_url(&dir, "claims.db"))
+            .await
+            .expect("connect");
+        let d = repo
+            .create_deployment(&new_deployment())
+            .await
+            .expect("create");
+        let claims = (0..16).map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.claim_deployment(&d.id, &format!("worker-{i}"), Duration::from_secs(60))
+                    .await
+            })
+        });
+        let mut winners = 0;
+        for claim in claims {
+            let claim = claim.await.expect("task").expect("claim must not fail");
+            winners += usize::from(claim.is_some());
+        }
+        assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn file_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = SqliteRepository::connect(&file_url(&dir, "pragmas.db"))
+            .await
+            .expect("connect");
+        let mut conn = repo.pool.acquire().await.expect("acquire");
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("journal_mode");
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("foreign_keys");
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("synchronous");
+        let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("busy_timeout");
+        assert_eq!(journal, "wal");
+        assert_eq!(foreign_keys, 1);
+        assert_eq!(synchronous, 1, "NORMAL");
+        assert_eq!(busy_timeout, 5_000);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let id = DeploymentId::random();
+        assert_eq!(
+            decode_cursor(&format!("1700000000123.{id}")).ok(),
+            Some((1_700_000_000_123, id))
+        );
+        for bad in [
+            "",
+            ".",
+            "12",
+            "x.y",
+            &format!("12.{id}x"),
+            &format!("a.{id}"),
+        ] {
+            assert!(
+                matches!(decode_cursor(bad), Err(RepositoryError::Conflict(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn memory_urls_are_recognised() {
+        assert!(is_in_memory("sqlite::memory:"));
+        assert!(is_in_memory("sqlite://:memory:"));
+        assert!(is_in_memory("sqlite://x?mode=memory"));
+        assert!(!is_in_memory("sqlite://data/memory.db"));
+        assert!(!is_in_memory("sqlite:///abs/:memory:.db"));
+    }
 }
