@@ -1,118 +1,1146 @@
-//! SQLite repository (placeholder, being written).
-#![allow(missing_docs, unused_variables)]
+//! [`SqliteRepository`]: the `Repository` port on a single SQLite file, through sqlx.
+//!
+//! # Why SQLite?
+//! It is the embedded default: one process, one file under the data directory, nothing to
+//! install or operate, and fast enough for a node serving thousands of deployments (the hot
+//! serving path reads small indexed rows). A cluster switches to Postgres by configuration.
+//!
+//! # Concurrency
+//! - The database runs in WAL mode: readers never block the writer nor each other, so the
+//!   pool (8 connections) serves reads in parallel while one connection at a time writes.
+//! - Every transaction that writes starts with `BEGIN IMMEDIATE`, taking the write lock up
+//!   front. A deferred transaction that reads first and writes later could fail with
+//!   `SQLITE_BUSY` when its snapshot is stale, without waiting; an immediate one simply queues.
+//! - A writer that finds the lock taken waits up to the busy timeout (5 s) before giving up
+//!   with [`RepositoryError::Unavailable`], which callers retry.
+//! - `synchronous = NORMAL`: in WAL mode a commit survives a process crash; only the last
+//!   transactions before a power cut may be lost, never the database's consistency.
+//! - Compare-and-set operations (claim, fenced updates) are single `UPDATE … WHERE …
+//!   RETURNING` statements inside those transactions, so two workers can never both win.
+//! - Lease timestamps come from this process's clock (`OffsetDateTime::now_utc()`): a SQLite
+//!   file is only ever opened by the processes of one machine, so they share that clock.
+//!
+//! # Migrations
+//! The SQL under `migrations/sqlite/` is embedded in the binary and applied on
+//! [`SqliteRepository::connect`] by sqlx's [`Migrator`] inside one `BEGIN IMMEDIATE`
+//! transaction. Two processes starting at once therefore queue on the write lock: the second
+//! finds the migrations applied and does nothing. (sqlx's own migration lock is a no-op on
+//! SQLite, hence the explicit transaction.) Before that, switching a brand-new file to WAL is
+//! the one step where SQLite fails at once instead of waiting, so opening retries it within
+//! the busy timeout.
+//!
+//! # Lists as parameters
+//! Manifests can hold thousands of files. Lists are bound as one JSON array and expanded with
+//! SQLite's `json_each`, so every statement is static SQL and a whole manifest is inserted in
+//! one statement.
 
-use std::time::Duration;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::{Claim, PublishedBuild, Repository, RepositoryError};
-use crate::model::*;
+use crate::model::{
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, FileEntry,
+    LogLine, LogStream, NewDeployment, Page, PageRequest, Target,
+};
 
-/// The SQLite repository.
+/// How long a writer waits for the write lock before reporting `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections of a file database: readers run in parallel under WAL.
+const POOL_SIZE: u32 = 8;
+/// How long a caller waits for a free connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Page size bounds of `list_deployments`.
+const MAX_PAGE: u32 = 100;
+
+/// The embedded migrations, in order.
+static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "initial".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+        false,
+    )])
+});
+
+/// The columns of a deployment, in the order `deployment_from_row` reads them by name.
+macro_rules! deployment_columns {
+    () => {
+        "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
+         error_code, error_message, file_count, total_bytes, created_at, updated_at, ready_at, \
+         deleted_at"
+    };
+}
+
+/// The fence of every call made with an attempt: `?1` is the id, `?2` the attempt.
+macro_rules! fenced {
+    () => {
+        " WHERE id = ?1 AND attempt = ?2 AND status = 'BUILDING' AND deleted_at IS NULL "
+    };
+}
+
+const INSERT_DEPLOYMENT: &str = concat!(
+    "INSERT INTO deployments (id, project, target, status, source_key, created_at, updated_at) \
+     VALUES (?1, ?2, ?3, 'QUEUED', ?4, ?5, ?5) RETURNING ",
+    deployment_columns!()
+);
+
+const SELECT_DEPLOYMENT: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE id = ?1"
+);
+
+const LIST_FIRST_PAGE: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT ?1"
+);
+
+const LIST_NEXT_PAGE: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE deleted_at IS NULL AND (created_at, id) < (?2, ?3) \
+     ORDER BY created_at DESC, id DESC LIMIT ?1"
+);
+
+/// `?1` id, `?2` worker, `?3` lease expiry, `?4` now.
+const CLAIM: &str = concat!(
+    "UPDATE deployments SET status = 'BUILDING', attempt = attempt + 1, lease_owner = ?2, \
+     lease_expires_at = ?3, updated_at = ?4 \
+     WHERE id = ?1 AND deleted_at IS NULL \
+     AND (status = 'QUEUED' OR (status = 'BUILDING' AND lease_expires_at < ?4)) \
+     RETURNING ",
+    deployment_columns!()
+);
+
+/// `?1` id, `?2` now: the attempts a claim takes over from are over.
+const ABANDON_BUILDS: &str = "UPDATE builds SET finished_at = ?2, outcome = 'lost' \
+     WHERE deployment_id = ?1 AND finished_at IS NULL";
+
+/// `?1` id, `?2` attempt, `?3` worker, `?4` now.
+const START_BUILD: &str = "INSERT INTO builds (deployment_id, attempt, worker, started_at) \
+     VALUES (?1, ?2, ?3, ?4)";
+
+/// `?1` id, `?2` attempt, `?3` now, `?4` outcome, `?5` strategy (kept if NULL).
+const FINISH_BUILD: &str = "UPDATE builds SET finished_at = ?3, outcome = ?4, \
+     strategy = COALESCE(?5, strategy) WHERE deployment_id = ?1 AND attempt = ?2";
+
+/// `?3` lease expiry.
+const RENEW_LEASE: &str = concat!("UPDATE deployments SET lease_expires_at = ?3", fenced!());
+
+/// `?3` now.
+const RELEASE_CLAIM: &str = concat!(
+    "UPDATE deployments SET status = 'QUEUED', lease_owner = NULL, lease_expires_at = NULL, \
+     updated_at = ?3",
+    fenced!()
+);
+
+/// `?3` file count, `?4` total bytes, `?5` now.
+const PUBLISH: &str = concat!(
+    "UPDATE deployments SET status = 'READY', file_count = ?3, total_bytes = ?4, ready_at = ?5, \
+     updated_at = ?5, lease_owner = NULL, lease_expires_at = NULL",
+    fenced!(),
+    "RETURNING ",
+    deployment_columns!()
+);
+
+/// `?3` error code, `?4` error message, `?5` now.
+const FAIL: &str = concat!(
+    "UPDATE deployments SET status = 'ERROR', error_code = ?3, error_message = ?4, \
+     updated_at = ?5, lease_owner = NULL, lease_expires_at = NULL",
+    fenced!(),
+    "RETURNING ",
+    deployment_columns!()
+);
+
+/// `?1` id, `?2` now. Written so that a second call changes nothing.
+const DELETE: &str = concat!(
+    "UPDATE deployments SET \
+     status = CASE WHEN status IN ('QUEUED', 'BUILDING') THEN 'CANCELED' ELSE status END, \
+     updated_at = CASE WHEN deleted_at IS NULL THEN ?2 ELSE updated_at END, \
+     deleted_at = COALESCE(deleted_at, ?2), lease_owner = NULL, lease_expires_at = NULL \
+     WHERE id = ?1 RETURNING ",
+    deployment_columns!()
+);
+
+/// `?1` id, `?2` JSON array of `ManifestRow`.
+const INSERT_FILES: &str = "INSERT INTO files (deployment_id, path, sha256, size, content_type) \
+     SELECT ?1, j.value ->> 'path', j.value ->> 'sha256', j.value ->> 'size', \
+     j.value ->> 'content_type' FROM json_each(?2) AS j";
+
+/// `?1` JSON array of objects with a `sha256` key: one of them that a collector holds.
+const FIND_COLLECTING: &str = "SELECT sha256 FROM blobs WHERE collecting_since IS NOT NULL \
+     AND sha256 IN (SELECT j.value ->> 'sha256' FROM json_each(?1) AS j) LIMIT 1";
+
+/// `?1` JSON array of `BlobRow`, `?2` now. (`WHERE true` lets SQLite parse `ON CONFLICT`
+/// after a `SELECT`.)
+const UPSERT_BLOBS: &str = "INSERT INTO blobs (sha256, size, last_used_at) \
+     SELECT j.value ->> 'sha256', j.value ->> 'size', ?2 FROM json_each(?1) AS j WHERE true \
+     ON CONFLICT (sha256) DO UPDATE SET last_used_at = excluded.last_used_at \
+     WHERE collecting_since IS NULL";
+
+/// `?1` unused since, `?2` limit, `?3` now.
+const CLAIM_BLOBS: &str = "UPDATE blobs SET collecting_since = ?3 WHERE sha256 IN ( \
+     SELECT b.sha256 FROM blobs AS b WHERE b.last_used_at < ?1 \
+     AND (b.collecting_since IS NULL OR b.collecting_since < ?1) \
+     AND NOT EXISTS (SELECT 1 FROM files AS f WHERE f.sha256 = b.sha256) \
+     ORDER BY b.last_used_at LIMIT ?2) RETURNING sha256";
+
+/// `?1` JSON array of hex hashes.
+const FORGET_BLOBS: &str = "DELETE FROM blobs WHERE collecting_since IS NOT NULL \
+     AND sha256 IN (SELECT j.value FROM json_each(?1) AS j)";
+
+/// `?1` older than, `?2` now, `?3` limit.
+const STALLED: &str = "SELECT id FROM deployments WHERE deleted_at IS NULL \
+     AND ((status = 'QUEUED' AND updated_at < ?1) \
+     OR (status = 'BUILDING' AND lease_expires_at < ?2)) \
+     ORDER BY updated_at LIMIT ?3";
+
+/// The `Repository` on SQLite. Cheap to clone: clones share one connection pool.
 #[derive(Debug, Clone)]
-pub struct SqliteRepository {}
+pub struct SqliteRepository {
+    /// Connections to one database; a single connection for an in-memory database, which
+    /// lives exactly as long as its connection.
+    pool: SqlitePool,
+}
 
 impl SqliteRepository {
-    /// Open (creating if needed) the database at `url` and run migrations.
+    /// Open the database at `url`, creating the file (and its directory) if missing, and
+    /// apply the embedded migrations.
+    ///
+    /// `url` is `sqlite://path/to/file.db` (relative to the working directory),
+    /// `sqlite:///absolute/path.db`, or `sqlite::memory:` for a private in-memory database
+    /// (each call gets its own, which is what tests want).
     pub async fn connect(url: &str) -> Result<Self, RepositoryError> {
-        todo!()
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| RepositoryError::Unavailable(format!("invalid SQLite URL {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+
+        let pool_options = if is_in_memory(url) {
+            // One connection that never retires: the database dies with its last connection.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            if let Some(dir) = options.get_filename().parent()
+                && !dir.as_os_str().is_empty()
+            {
+                create_dir(dir).await?;
+            }
+            SqlitePoolOptions::new().max_connections(POOL_SIZE)
+        };
+        let pool_options = pool_options.acquire_timeout(ACQUIRE_TIMEOUT);
+
+        // Two processes opening a new file at once both switch it to WAL, and SQLite answers
+        // the loser's `PRAGMA journal_mode` with SQLITE_BUSY at once, without waiting: retry
+        // for as long as any other write would wait. Once the file is in WAL mode (it stays
+        // so), the pragma changes nothing and takes no lock.
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(db(e)),
+            }
+        };
+
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        MIGRATOR.run(&mut tx).await.map_err(|e| {
+            RepositoryError::Unavailable(format!("could not migrate the SQLite database: {e}"))
+        })?;
+        tx.commit().await.map_err(db)?;
+
+        Ok(Self { pool })
     }
 }
 
 #[async_trait]
 impl Repository for SqliteRepository {
     async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError> {
-        todo!()
+        let row = sqlx::query(INSERT_DEPLOYMENT)
+            .bind(new.id.to_string())
+            .bind(new.project.as_ref().map(|p| p.as_str().to_owned()))
+            .bind(new.target.as_str())
+            .bind(new.source_key.as_str())
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        deployment_from_row(&row)
     }
+
     async fn get_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
-        todo!()
+        let row = sqlx::query(SELECT_DEPLOYMENT)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or(RepositoryError::NotFound)?;
+        deployment_from_row(&row)
     }
+
     async fn list_deployments(
         &self,
         page: &PageRequest,
     ) -> Result<Page<Deployment>, RepositoryError> {
-        todo!()
+        let limit = page.limit.clamp(1, MAX_PAGE);
+        let fetch = i64::from(limit) + 1;
+        let rows = match &page.cursor {
+            None => {
+                sqlx::query(LIST_FIRST_PAGE)
+                    .bind(fetch)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(cursor) => {
+                let (created_at, id) = decode_cursor(cursor)?;
+                sqlx::query(LIST_NEXT_PAGE)
+                    .bind(fetch)
+                    .bind(created_at)
+                    .bind(id.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db)?;
+
+        let mut items = rows
+            .iter()
+            .map(deployment_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(encode_cursor)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
+
     async fn claim_deployment(
         &self,
         id: &DeploymentId,
         worker: &str,
         lease: Duration,
     ) -> Result<Option<Claim>, RepositoryError> {
-        todo!()
+        let now = now_ms();
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query(CLAIM)
+            .bind(&id)
+            .bind(worker)
+            .bind(expiry(now, lease))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let deployment = deployment_from_row(&row)?;
+        sqlx::query(ABANDON_BUILDS)
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(START_BUILD)
+            .bind(&id)
+            .bind(deployment.attempt)
+            .bind(worker)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(Claim {
+            attempt: deployment.attempt,
+            deployment,
+        }))
     }
+
     async fn renew_lease(
         &self,
         id: &DeploymentId,
         attempt: i64,
         lease: Duration,
     ) -> Result<(), RepositoryError> {
-        todo!()
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(RENEW_LEASE)
+            .bind(&id)
+            .bind(attempt)
+            .bind(expiry(now_ms(), lease))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(fenced_out(&mut tx, &id).await);
+        }
+        tx.commit().await.map_err(db)
     }
+
     async fn release_claim(&self, id: &DeploymentId, attempt: i64) -> Result<(), RepositoryError> {
-        todo!()
+        let now = now_ms();
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(RELEASE_CLAIM)
+            .bind(&id)
+            .bind(attempt)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(fenced_out(&mut tx, &id).await);
+        }
+        finish_build(&mut tx, &id, attempt, now, "released", None).await?;
+        tx.commit().await.map_err(db)
     }
+
     async fn publish(
         &self,
         id: &DeploymentId,
         attempt: i64,
         build: &PublishedBuild,
     ) -> Result<Deployment, RepositoryError> {
-        todo!()
+        let manifest = build
+            .files
+            .iter()
+            .map(ManifestRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let file_count = i64::try_from(manifest.len())
+            .map_err(|_| RepositoryError::Conflict("the manifest is too large".into()))?;
+        let total_bytes = manifest
+            .iter()
+            .try_fold(0i64, |sum, file| sum.checked_add(file.size))
+            .ok_or_else(|| RepositoryError::Conflict("the manifest is too large".into()))?;
+        let manifest = to_json(&manifest)?;
+
+        let now = now_ms();
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        // The fence goes first: a stale attempt must not even look at the blobs.
+        let Some(row) = sqlx::query(PUBLISH)
+            .bind(&id)
+            .bind(attempt)
+            .bind(file_count)
+            .bind(total_bytes)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
+            return Err(fenced_out(&mut tx, &id).await);
+        };
+        let deployment = deployment_from_row(&row)?;
+        // A blob a collector holds may already be gone from storage: referencing it would
+        // publish a broken file. Once the files below are committed no collector can claim
+        // their blobs, so this check closes the race.
+        refuse_collecting(&mut tx, &manifest).await?;
+        sqlx::query(INSERT_FILES)
+            .bind(&id)
+            .bind(&manifest)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(UPSERT_BLOBS)
+            .bind(&manifest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        finish_build(&mut tx, &id, attempt, now, "ready", Some(&build.strategy)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(deployment)
     }
+
     async fn fail_deployment(
         &self,
         id: &DeploymentId,
         attempt: i64,
         error: &DeploymentError,
     ) -> Result<Deployment, RepositoryError> {
-        todo!()
+        let now = now_ms();
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query(FAIL)
+            .bind(&id)
+            .bind(attempt)
+            .bind(error.code.as_str())
+            .bind(error.message.as_str())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
+            return Err(fenced_out(&mut tx, &id).await);
+        };
+        let deployment = deployment_from_row(&row)?;
+        finish_build(&mut tx, &id, attempt, now, "error", None).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(deployment)
     }
+
     async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
-        todo!()
+        let now = now_ms();
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        let before = sqlx::query("SELECT status, attempt FROM deployments WHERE id = ?1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or(RepositoryError::NotFound)?;
+        let was_building = get::<String>(&before, "status")? == DeploymentStatus::Building.as_str();
+        let row = sqlx::query(DELETE)
+            .bind(&id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if was_building {
+            let attempt = get::<i64>(&before, "attempt")?;
+            finish_build(&mut tx, &id, attempt, now, "canceled", None).await?;
+        }
+        sqlx::query("DELETE FROM files WHERE deployment_id = ?1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        deployment_from_row(&row)
     }
+
     async fn append_log(
         &self,
         id: &DeploymentId,
         lines: &[LogLine],
     ) -> Result<(), RepositoryError> {
-        todo!()
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        // One prepared statement (sqlx caches it per connection) run per line, in order: the
+        // AUTOINCREMENT ids then follow the order of `lines`.
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO build_logs (deployment_id, attempt, at, stream, message) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(&id)
+            .bind(line.attempt)
+            .bind(to_ms(line.at))
+            .bind(line.stream.as_str())
+            .bind(line.message.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
+
     async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
-        todo!()
+        let rows = sqlx::query(
+            "SELECT attempt, at, stream, message FROM build_logs \
+             WHERE deployment_id = ?1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                Ok(LogLine {
+                    attempt: get(row, "attempt")?,
+                    at: from_ms(get(row, "at")?)?,
+                    stream: parse::<LogStream>(row, "stream")?,
+                    message: get(row, "message")?,
+                })
+            })
+            .collect()
     }
+
     async fn find_file(
         &self,
         id: &DeploymentId,
         path: &str,
     ) -> Result<Option<FileEntry>, RepositoryError> {
-        todo!()
+        sqlx::query(
+            "SELECT path, sha256, size, content_type FROM files \
+             WHERE deployment_id = ?1 AND path = ?2",
+        )
+        .bind(id.to_string())
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(file_from_row)
+        .transpose()
     }
+
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
-        todo!()
+        sqlx::query(
+            "SELECT path, sha256, size, content_type FROM files \
+             WHERE deployment_id = ?1 ORDER BY path",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(file_from_row)
+        .collect()
     }
+
     async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError> {
-        todo!()
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let rows = blobs
+            .iter()
+            .map(|blob| {
+                Ok(BlobRow {
+                    sha256: blob.sha256.to_string(),
+                    size: size_to_db(blob.size)?,
+                })
+            })
+            .collect::<Result<Vec<_>, RepositoryError>>()?;
+        let rows = to_json(&rows)?;
+        let mut tx = self.begin().await?;
+        refuse_collecting(&mut tx, &rows).await?;
+        sqlx::query(UPSERT_BLOBS)
+            .bind(&rows)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
+
     async fn claim_unreferenced_blobs(
         &self,
         unused_since: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<ContentHash>, RepositoryError> {
-        todo!()
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // A single statement: SQLite runs it atomically under the write lock.
+        sqlx::query(CLAIM_BLOBS)
+            .bind(to_ms(unused_since))
+            .bind(i64::from(limit))
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| parse::<ContentHash>(row, "sha256"))
+            .collect()
     }
+
     async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError> {
-        todo!()
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let hashes = to_json(&hashes.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        sqlx::query(FORGET_BLOBS)
+            .bind(hashes)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
+
     async fn stalled_deployments(
         &self,
         older_than: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<DeploymentId>, RepositoryError> {
-        todo!()
+        sqlx::query(STALLED)
+            .bind(to_ms(older_than))
+            .bind(now_ms())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| parse::<DeploymentId>(row, "id"))
+            .collect()
     }
+
     async fn ping(&self) -> Result<(), RepositoryError> {
-        todo!()
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
+impl SqliteRepository {
+    /// A write transaction holding the write lock from its first statement (see the module
+    /// docs for why).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, RepositoryError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+/// One manifest entry as bound into `INSERT_FILES` through `json_each`.
+#[derive(Serialize)]
+struct ManifestRow<'a> {
+    path: &'a str,
+    sha256: String,
+    size: i64,
+    content_type: &'a str,
+}
+
+impl<'a> ManifestRow<'a> {
+    fn new(file: &'a FileEntry) -> Result<Self, RepositoryError> {
+        Ok(Self {
+            path: &file.path,
+            sha256: file.sha256.to_string(),
+            size: size_to_db(file.size)?,
+            content_type: &file.content_type,
+        })
+    }
+}
+
+/// One blob as bound into `UPSERT_BLOBS` through `json_each`.
+#[derive(Serialize)]
+struct BlobRow {
+    sha256: String,
+    size: i64,
+}
+
+/// Why a fenced statement matched no row: the deployment is unknown, or the attempt is no
+/// longer the current `BUILDING` one.
+async fn fenced_out(conn: &mut SqliteConnection, id: &str) -> RepositoryError {
+    match sqlx::query("SELECT 1 FROM deployments WHERE id = ?1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+    {
+        Ok(Some(_)) => RepositoryError::LeaseLost,
+        Ok(None) => RepositoryError::NotFound,
+        Err(e) => db(e),
+    }
+}
+
+/// Close the build row of `attempt` with its outcome.
+async fn finish_build(
+    conn: &mut SqliteConnection,
+    id: &str,
+    attempt: i64,
+    now: i64,
+    outcome: &str,
+    strategy: Option<&str>,
+) -> Result<(), RepositoryError> {
+    sqlx::query(FINISH_BUILD)
+        .bind(id)
+        .bind(attempt)
+        .bind(now)
+        .bind(outcome)
+        .bind(strategy)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// `BlobBusy` if a collector holds one of the blobs of `json` (an array of objects with a
+/// `sha256` key).
+async fn refuse_collecting(conn: &mut SqliteConnection, json: &str) -> Result<(), RepositoryError> {
+    match sqlx::query(FIND_COLLECTING)
+        .bind(json)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+    {
+        Some(row) => Err(RepositoryError::BlobBusy(parse(&row, "sha256")?)),
+        None => Ok(()),
+    }
+}
+
+/// Map a sqlx error to what a caller can act on. The database's own text stays in the
+/// variant's message, which is for logs; HTTP handlers show generic text for these.
+fn db(error: sqlx::Error) -> RepositoryError {
+    match error {
+        sqlx::Error::Database(e) => match e.kind() {
+            ErrorKind::UniqueViolation => {
+                tracing::debug!(error = %e, "sqlite unique violation");
+                RepositoryError::Conflict("it already exists".into())
+            }
+            // Rows that point at a deployment (logs, files, builds) need it to exist.
+            ErrorKind::ForeignKeyViolation => RepositoryError::NotFound,
+            _ => match sqlite_code(e.as_ref()) {
+                // SQLITE_CORRUPT, SQLITE_NOTADB (primary codes are the low byte).
+                Some(code) if matches!(code & 0xff, 11 | 26) => {
+                    RepositoryError::Corrupt(e.to_string())
+                }
+                _ => RepositoryError::Unavailable(e.to_string()),
+            },
+        },
+        e @ (sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }) => RepositoryError::Corrupt(e.to_string()),
+        e => RepositoryError::Unavailable(e.to_string()),
+    }
+}
+
+/// Whether SQLite refused because another connection holds the lock (SQLITE_BUSY and its
+/// extended codes).
+fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => sqlite_code(e.as_ref()).is_some_and(|code| code & 0xff == 5),
+        _ => false,
+    }
+}
+
+/// The (extended) SQLite result code of a database error.
+fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+    error.code().and_then(|code| code.parse().ok())
+}
+
+/// Whether `url` names an in-memory database (as sqlx parses it).
+fn is_in_memory(url: &str) -> bool {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+}
+
+async fn create_dir(dir: &Path) -> Result<(), RepositoryError> {
+    tokio::fs::create_dir_all(dir).await.map_err(|e| {
+        RepositoryError::Unavailable(format!(
+            "could not create the database directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, RepositoryError> {
+    serde_json::to_string(value)
+        .map_err(|e| RepositoryError::Unavailable(format!("could not encode parameters: {e}")))
+}
+
+fn size_to_db(size: u64) -> Result<i64, RepositoryError> {
+    i64::try_from(size).map_err(|_| RepositoryError::Conflict(format!("size {size} is too large")))
+}
+
+/// The repository's clock, in unix milliseconds.
+fn now_ms() -> i64 {
+    to_ms(OffsetDateTime::now_utc())
+}
+
+/// Unix milliseconds, saturating far outside the representable years.
+fn to_ms(at: OffsetDateTime) -> i64 {
+    let ms = at.unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn from_ms(ms: i64) -> Result<OffsetDateTime, RepositoryError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| RepositoryError::Corrupt(format!("timestamp {ms}: {e}")))
+}
+
+/// When a lease taken at `now` runs out.
+fn expiry(now: i64, lease: Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The cursor after `last`: its (created_at, id), the listing's sort key.
+fn encode_cursor(last: &Deployment) -> String {
+    format!("{}.{}", to_ms(last.created_at), last.id)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(i64, DeploymentId), RepositoryError> {
+    let invalid = || RepositoryError::Conflict("invalid cursor".into());
+    let (created_at, id) = cursor.split_once('.').ok_or_else(invalid)?;
+    Ok((
+        created_at.parse().map_err(|_| invalid())?,
+        id.parse().map_err(|_| invalid())?,
+    ))
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, RepositoryError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(column).map_err(db)
+}
+
+/// A text column parsed into a model type.
+fn parse<T>(row: &SqliteRow, column: &str) -> Result<T, RepositoryError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: String = get(row, column)?;
+    text.parse()
+        .map_err(|e| RepositoryError::Corrupt(format!("column {column}: {e}")))
+}
+
+fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, RepositoryError> {
+    get::<Option<i64>>(row, column)?.map(from_ms).transpose()
+}
+
+fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, RepositoryError> {
+    let project = get::<Option<String>>(row, "project")?
+        .map(|p| p.parse())
+        .transpose()
+        .map_err(|e| RepositoryError::Corrupt(format!("column project: {e}")))?;
+    let error = match (
+        get::<Option<String>>(row, "error_code")?,
+        get::<Option<String>>(row, "error_message")?,
+    ) {
+        (Some(code), Some(message)) => Some(DeploymentError { code, message }),
+        _ => None,
+    };
+    Ok(Deployment {
+        id: parse(row, "id")?,
+        project,
+        target: parse::<Target>(row, "target")?,
+        status: parse::<DeploymentStatus>(row, "status")?,
+        source_key: get(row, "source_key")?,
+        attempt: get(row, "attempt")?,
+        lease_owner: get(row, "lease_owner")?,
+        lease_expires_at: optional_time(row, "lease_expires_at")?,
+        error,
+        file_count: get(row, "file_count")?,
+        total_bytes: get(row, "total_bytes")?,
+        created_at: from_ms(get(row, "created_at")?)?,
+        updated_at: from_ms(get(row, "updated_at")?)?,
+        ready_at: optional_time(row, "ready_at")?,
+        deleted_at: optional_time(row, "deleted_at")?,
+    })
+}
+
+fn file_from_row(row: &SqliteRow) -> Result<FileEntry, RepositoryError> {
+    let size: i64 = get(row, "size")?;
+    Ok(FileEntry {
+        path: get(row, "path")?,
+        sha256: parse(row, "sha256")?,
+        size: u64::try_from(size)
+            .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
+        content_type: get(row, "content_type")?,
+    })
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::repository::{file, new_deployment, run_all};
+
+    fn file_url(dir: &tempfile::TempDir, name: &str) -> String {
+        format!("sqlite://{}", dir.path().join(name).display())
+    }
+
+    #[tokio::test]
+    async fn in_memory_database_passes_the_conformance_suite() {
+        let repo = SqliteRepository::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        run_all(&repo).await;
+    }
+
+    #[tokio::test]
+    async fn file_database_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory that does not exist yet: connect creates it.
+        let repo = SqliteRepository::connect(&file_url(&dir, "data/deploystack.db"))
+            .await
+            .expect("connect");
+        run_all(&repo).await;
+        // The suite leaves data behind; it must pass again on a database in use.
+        run_all(&repo).await;
+    }
+
+    #[tokio::test]
+    async fn in_memory_databases_are_private() {
+        let a = SqliteRepository::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        let b = SqliteRepository::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        let d = a
+            .create_deployment(&new_deployment())
+            .await
+            .expect("create");
+        let other = b.get_deployment(&d.id).await;
+        assert!(matches!(other, Err(RepositoryError::NotFound)), "{other:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_connects_to_a_new_file_both_migrate_safely() {
+        for round in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = file_url(&dir, "race.db");
+            let (a, b) = tokio::join!(
+                SqliteRepository::connect(&url),
+                SqliteRepository::connect(&url)
+            );
+            let a = a.unwrap_or_else(|e| panic!("round {round}: first connect: {e}"));
+            let b = b.unwrap_or_else(|e| panic!("round {round}: second connect: {e}"));
+            let d = a
+                .create_deployment(&new_deployment())
+                .await
+                .expect("create");
+            assert_eq!(b.get_deployment(&d.id).await.expect("get"), d);
+            // Reopening an up-to-date database applies nothing and fails nothing.
+            SqliteRepository::connect(&url).await.expect("reconnect");
+        }
+    }
+
+    #[tokio::test]
+    async fn publishes_a_manifest_of_5000_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = SqliteRepository::connect(&file_url(&dir, "big.db"))
+            .await
+            .expect("connect");
+        let d = repo
+            .create_deployment(&new_deployment())
+            .await
+            .expect("create");
+        let claim = repo
+            .claim_deployment(&d.id, "worker", Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .expect("claimable");
+        let files: Vec<FileEntry> = (0..5_000)
+            .map(|i| file(&format!("pages/{i:05}.html"), &format!("page {i}")))
+            .collect();
+        let ready = repo
+            .publish(
+                &d.id,
+                claim.attempt,
+                &PublishedBuild {
+                    strategy: "static".into(),
+                    files: files.clone(),
+                },
+            )
+            .await
+            .expect("publish");
+        assert_eq!(ready.file_count, 5_000);
+        let listed = repo.list_files(&d.id).await.expect("list_files");
+        assert_eq!(listed, files);
+        let one = repo
+            .find_file(&d.id, "pages/04999.html")
+            .await
+            .expect("find_file");
+        assert_eq!(one.as_ref(), files.last());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claims_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = SqliteRepository::connect(&file_url(&dir, "claims.db"))
+            .await
+            .expect("connect");
+        let d = repo
+            .create_deployment(&new_deployment())
+            .await
+            .expect("create");
+        let claims = (0..16).map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.claim_deployment(&d.id, &format!("worker-{i}"), Duration::from_secs(60))
+                    .await
+            })
+        });
+        let mut winners = 0;
+        for claim in claims {
+            let claim = claim.await.expect("task").expect("claim must not fail");
+            winners += usize::from(claim.is_some());
+        }
+        assert_eq!(winners, 1);
+    }
+
+    #[tokio::test]
+    async fn file_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = SqliteRepository::connect(&file_url(&dir, "pragmas.db"))
+            .await
+            .expect("connect");
+        let mut conn = repo.pool.acquire().await.expect("acquire");
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("journal_mode");
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("foreign_keys");
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("synchronous");
+        let busy_timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("busy_timeout");
+        assert_eq!(journal, "wal");
+        assert_eq!(foreign_keys, 1);
+        assert_eq!(synchronous, 1, "NORMAL");
+        assert_eq!(busy_timeout, 5_000);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let id = DeploymentId::random();
+        assert_eq!(
+            decode_cursor(&format!("1700000000123.{id}")).ok(),
+            Some((1_700_000_000_123, id))
+        );
+        for bad in [
+            "",
+            ".",
+            "12",
+            "x.y",
+            &format!("12.{id}x"),
+            &format!("a.{id}"),
+        ] {
+            assert!(
+                matches!(decode_cursor(bad), Err(RepositoryError::Conflict(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn memory_urls_are_recognised() {
+        assert!(is_in_memory("sqlite::memory:"));
+        assert!(is_in_memory("sqlite://:memory:"));
+        assert!(is_in_memory("sqlite://x?mode=memory"));
+        assert!(!is_in_memory("sqlite://data/memory.db"));
+        assert!(!is_in_memory("sqlite:///abs/:memory:.db"));
     }
 }
