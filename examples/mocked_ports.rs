@@ -100,7 +100,10 @@ mod tests {
 
     #[tokio::test]
     async fn duplicate_delivery() {
-        assert_eq!(duplicate_delivery_is_acked_and_builds_nothing().await, Outcome::Skipped);
+        assert_eq!(
+            duplicate_delivery_is_acked_and_builds_nothing().await,
+            Outcome::Skipped
+        );
     }
 
     #[tokio::test]

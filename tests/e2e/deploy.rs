@@ -34,10 +34,16 @@ async fn an_uploaded_site_is_served_byte_for_byte() {
 
     let id = answer["deployment_id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 32);
-    assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    );
     assert_eq!(answer["url"], server.url(&format!("/{id}/")));
     assert_eq!(answer["status"], "QUEUED");
-    assert_eq!(answer["status_url"], server.url(&format!("/api/v1/deployments/{id}")));
+    assert_eq!(
+        answer["status_url"],
+        server.url(&format!("/api/v1/deployments/{id}"))
+    );
 
     let done = server.wait_final(&id).await;
     assert_eq!(done["status"], "READY", "{done}");
@@ -52,7 +58,10 @@ async fn an_uploaded_site_is_served_byte_for_byte() {
         assert_eq!(response.status(), 200, "{path}");
         let headers = response.headers().clone();
         assert_eq!(headers["x-content-type-options"], "nosniff");
-        assert_eq!(headers["cache-control"], "public, max-age=0, must-revalidate");
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=0, must-revalidate"
+        );
         let etag = headers["etag"].to_str().unwrap().to_owned();
         assert!(etag.starts_with('"') && etag.len() == 66, "{etag}");
         let body = response.bytes().await.unwrap();
@@ -64,13 +73,25 @@ async fn an_uploaded_site_is_served_byte_for_byte() {
         let url = server.url(&format!("/{id}/{path}"));
         async move {
             let response = client.get(url).send().await.unwrap();
-            response.headers()["content-type"].to_str().unwrap().to_owned()
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned()
         }
     };
     assert_eq!(content_type("index.html").await, "text/html; charset=utf-8");
-    assert_eq!(content_type("css/site.css").await, "text/css; charset=utf-8");
-    assert_eq!(content_type("img/data.bin").await, "application/octet-stream");
-    assert_eq!(content_type("unknown.weird-ext").await, "application/octet-stream");
+    assert_eq!(
+        content_type("css/site.css").await,
+        "text/css; charset=utf-8"
+    );
+    assert_eq!(
+        content_type("img/data.bin").await,
+        "application/octet-stream"
+    );
+    assert_eq!(
+        content_type("unknown.weird-ext").await,
+        "application/octet-stream"
+    );
 }
 
 #[tokio::test]
@@ -78,14 +99,29 @@ async fn folders_serve_their_index_and_redirects_are_relative() {
     let server = Server::start().await;
     let id = server.deploy_ready(zip_from(&nested_site())).await;
 
-    let root = server.client.get(server.url(&format!("/{id}/"))).send().await.unwrap();
+    let root = server
+        .client
+        .get(server.url(&format!("/{id}/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(root.status(), 200);
     assert_eq!(root.text().await.unwrap(), "<!doctype html><h1>Home</h1>");
 
-    let docs = server.client.get(server.url(&format!("/{id}/docs/"))).send().await.unwrap();
+    let docs = server
+        .client
+        .get(server.url(&format!("/{id}/docs/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(docs.text().await.unwrap(), "<h1>Docs</h1>");
 
-    let bare = server.client.get(server.url(&format!("/{id}"))).send().await.unwrap();
+    let bare = server
+        .client
+        .get(server.url(&format!("/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bare.status(), 301);
     assert_eq!(bare.headers()["location"], format!("{id}/"));
 
@@ -98,7 +134,12 @@ async fn folders_serve_their_index_and_redirects_are_relative() {
     assert_eq!(folder.status(), 301);
     assert_eq!(folder.headers()["location"], "./docs/?x=1");
 
-    let head = server.client.head(server.url(&format!("/{id}/css/site.css"))).send().await.unwrap();
+    let head = server
+        .client
+        .head(server.url(&format!("/{id}/css/site.css")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-length"], "20");
     assert!(head.headers().contains_key("etag"));
@@ -113,40 +154,91 @@ async fn conditional_requests_get_304() {
     let first = server.client.get(&url).send().await.unwrap();
     let etag = first.headers()["etag"].clone();
 
-    let again = server.client.get(&url).header("if-none-match", etag.clone()).send().await.unwrap();
+    let again = server
+        .client
+        .get(&url)
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 304);
     assert_eq!(again.headers()["etag"], etag);
     assert!(again.bytes().await.unwrap().is_empty());
 
-    let other = server.client.get(&url).header("if-none-match", "\"nope\"").send().await.unwrap();
+    let other = server
+        .client
+        .get(&url)
+        .header("if-none-match", "\"nope\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 200);
 
     // Same bytes, same ETag, whatever the path.
-    let twin = server.client.get(server.url(&format!("/{id}/same-as-css.txt"))).send().await.unwrap();
+    let twin = server
+        .client
+        .get(server.url(&format!("/{id}/same-as-css.txt")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(twin.headers()["etag"], etag);
 }
 
 #[tokio::test]
 async fn missing_files_get_the_sites_own_404_page_or_a_plain_one() {
     let server = Server::start().await;
-    let plain = server.deploy_ready(zip_of(&[("index.html", b"home")])).await;
+    let plain = server
+        .deploy_ready(zip_of(&[("index.html", b"home")]))
+        .await;
     let custom = server
-        .deploy_ready(zip_of(&[("index.html", b"home"), ("404.html", b"<h1>Lost?</h1>")]))
+        .deploy_ready(zip_of(&[
+            ("index.html", b"home"),
+            ("404.html", b"<h1>Lost?</h1>"),
+        ]))
         .await;
 
-    let response = server.client.get(server.url(&format!("/{plain}/nope.html"))).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url(&format!("/{plain}/nope.html")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
-    assert!(response.text().await.unwrap().contains("no file at this path"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("no file at this path")
+    );
 
-    let response = server.client.get(server.url(&format!("/{custom}/nope/deeper"))).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url(&format!("/{custom}/nope/deeper")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
-    assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
     assert_eq!(response.text().await.unwrap(), "<h1>Lost?</h1>");
 
     let unknown = "0123456789abcdef0123456789abcdef";
-    let response = server.client.get(server.url(&format!("/{unknown}/"))).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url(&format!("/{unknown}/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
-    let response = server.client.get(server.url("/not-an-id/")).send().await.unwrap();
+    let response = server
+        .client
+        .get(server.url("/not-an-id/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 }
 
@@ -156,7 +248,10 @@ async fn traversal_and_encoding_tricks_never_leak_a_byte() {
     // A secret next to the data directory, and one inside it, that no request may reach.
     std::fs::write(server.data_dir.path().join("secret.txt"), "TOP-SECRET").unwrap();
     let id = server
-        .deploy_ready(zip_of(&[("index.html", b"home"), ("sub/page.html", b"page")]))
+        .deploy_ready(zip_of(&[
+            ("index.html", b"home"),
+            ("sub/page.html", b"page"),
+        ]))
         .await;
     let address = server.address().to_owned();
 
@@ -179,12 +274,12 @@ async fn traversal_and_encoding_tricks_never_leak_a_byte() {
         format!("/{id}/%252e%252e/secret.txt"),
     ] {
         let (status, body) = raw_get(&address, &path).await;
-        assert!(
-            status == 400 || status == 404,
-            "{path} answered {status}"
-        );
+        assert!(status == 400 || status == 404, "{path} answered {status}");
         let text = String::from_utf8_lossy(&body);
-        assert!(!text.contains("TOP-SECRET") && !text.contains("root:"), "{path} leaked: {text}");
+        assert!(
+            !text.contains("TOP-SECRET") && !text.contains("root:"),
+            "{path} leaked: {text}"
+        );
     }
     // The honest path still works.
     let (status, body) = raw_get(&address, &format!("/{id}/sub/page.html")).await;
@@ -202,10 +297,25 @@ async fn a_zip_with_one_top_level_folder_is_served_from_inside_it() {
             ("__MACOSX/my-site-main/._index.html", b"junk"),
         ]))
         .await;
-    let root = server.client.get(server.url(&format!("/{id}/"))).send().await.unwrap();
+    let root = server
+        .client
+        .get(server.url(&format!("/{id}/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(root.text().await.unwrap(), "inside");
-    let css = server.client.get(server.url(&format!("/{id}/css/a.css"))).send().await.unwrap();
+    let css = server
+        .client
+        .get(server.url(&format!("/{id}/css/a.css")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(css.status(), 200);
-    let prefixed = server.client.get(server.url(&format!("/{id}/my-site-main/index.html"))).send().await.unwrap();
+    let prefixed = server
+        .client
+        .get(server.url(&format!("/{id}/my-site-main/index.html")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(prefixed.status(), 404);
 }

@@ -9,7 +9,9 @@ async fn deployments_are_listed_newest_first_in_pages() {
     let server = Server::start().await;
     let mut ids = Vec::new();
     for n in 0..5 {
-        let answer = server.deploy(zip_of(&[("index.html", format!("v{n}").as_bytes())])).await;
+        let answer = server
+            .deploy(zip_of(&[("index.html", format!("v{n}").as_bytes())]))
+            .await;
         ids.push(answer["deployment_id"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();
@@ -23,7 +25,11 @@ async fn deployments_are_listed_newest_first_in_pages() {
         assert_eq!(status, 200, "{page}");
         let items = page["deployments"].as_array().unwrap();
         assert!(items.len() <= 2);
-        seen.extend(items.iter().map(|d| d["deployment_id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|d| d["deployment_id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => break,
@@ -40,8 +46,12 @@ async fn deployments_are_listed_newest_first_in_pages() {
 #[tokio::test]
 async fn the_build_log_says_what_happened() {
     let server = Server::start().await;
-    let id = server.deploy_ready(zip_of(&[("index.html", b"x"), ("a.css", b"y")])).await;
-    let (status, logs) = server.get_json(&format!("/api/v1/deployments/{id}/logs")).await;
+    let id = server
+        .deploy_ready(zip_of(&[("index.html", b"x"), ("a.css", b"y")]))
+        .await;
+    let (status, logs) = server
+        .get_json(&format!("/api/v1/deployments/{id}/logs"))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(logs["status"], "READY");
     let text: Vec<String> = logs["lines"]
@@ -50,8 +60,14 @@ async fn the_build_log_says_what_happened() {
         .iter()
         .map(|l| l["message"].as_str().unwrap().to_owned())
         .collect();
-    assert!(text.iter().any(|l| l.contains("build strategy: static")), "{text:?}");
-    assert!(text.iter().any(|l| l.contains("published 2 files")), "{text:?}");
+    assert!(
+        text.iter().any(|l| l.contains("build strategy: static")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|l| l.contains("published 2 files")),
+        "{text:?}"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +76,9 @@ async fn api_errors_are_json_with_the_right_status() {
     let (status, body) = server.get_json("/api/v1/deployments/not-an-id").await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], "invalid_deployment_id");
-    let (status, body) = server.get_json("/api/v1/deployments/0123456789abcdef0123456789abcdef").await;
+    let (status, body) = server
+        .get_json("/api/v1/deployments/0123456789abcdef0123456789abcdef")
+        .await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "deployment_not_found");
     assert!(body["error"]["message"].is_string());
@@ -68,36 +86,79 @@ async fn api_errors_are_json_with_the_right_status() {
 
 fn blob_count(server: &Server) -> usize {
     let blobs = server.data_dir.path().join("storage/blobs");
-    let Ok(fanout) = std::fs::read_dir(blobs) else { return 0 };
+    let Ok(fanout) = std::fs::read_dir(blobs) else {
+        return 0;
+    };
     fanout
         .filter_map(Result::ok)
         .filter_map(|dir| std::fs::read_dir(dir.path()).ok())
-        .map(|files| files.filter_map(Result::ok).filter(|f| !f.file_name().to_string_lossy().starts_with('.')).count())
+        .map(|files| {
+            files
+                .filter_map(Result::ok)
+                .filter(|f| !f.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
         .sum()
 }
 
 #[tokio::test]
 async fn deleting_stops_serving_at_once_and_frees_unshared_blobs() {
     let server = Server::start().await;
-    let keep = server.deploy_ready(zip_of(&[("index.html", b"shared"), ("keep.txt", b"keep")])).await;
-    let gone = server.deploy_ready(zip_of(&[("index.html", b"shared"), ("only.txt", b"only-here")])).await;
+    let keep = server
+        .deploy_ready(zip_of(&[("index.html", b"shared"), ("keep.txt", b"keep")]))
+        .await;
+    let gone = server
+        .deploy_ready(zip_of(&[
+            ("index.html", b"shared"),
+            ("only.txt", b"only-here"),
+        ]))
+        .await;
     assert_eq!(blob_count(&server), 3, "identical files are stored once");
 
-    let response = server.client.delete(server.url(&format!("/api/v1/deployments/{gone}"))).send().await.unwrap();
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/v1/deployments/{gone}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let site = server.client.get(server.url(&format!("/{gone}/"))).send().await.unwrap();
+    let site = server
+        .client
+        .get(server.url(&format!("/{gone}/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(site.status(), 410);
-    let (status, body) = server.get_json(&format!("/api/v1/deployments/{gone}")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (410, Some("deployment_deleted")));
-    let again = server.client.delete(server.url(&format!("/api/v1/deployments/{gone}"))).send().await.unwrap();
+    let (status, body) = server
+        .get_json(&format!("/api/v1/deployments/{gone}"))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (410, Some("deployment_deleted"))
+    );
+    let again = server
+        .client
+        .delete(server.url(&format!("/api/v1/deployments/{gone}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 410);
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while blob_count(&server) != 2 {
-        assert!(Instant::now() < deadline, "the unshared blob was not collected: {} blobs", blob_count(&server));
+        assert!(
+            Instant::now() < deadline,
+            "the unshared blob was not collected: {} blobs",
+            blob_count(&server)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let kept = server.client.get(server.url(&format!("/{keep}/"))).send().await.unwrap();
+    let kept = server
+        .client
+        .get(server.url(&format!("/{keep}/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(kept.text().await.unwrap(), "shared");
     let (_, list) = server.get_json("/api/v1/deployments").await;
     assert_eq!(list["deployments"].as_array().unwrap().len(), 1);
@@ -118,11 +179,18 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn sigterm_exits_cleanly_and_a_restart_serves_the_same_sites() {
     let server = Server::start().await;
-    let id = server.deploy_ready(zip_of(&[("index.html", b"survives")])).await;
+    let id = server
+        .deploy_ready(zip_of(&[("index.html", b"survives")]))
+        .await;
     let (status, data_dir) = server.terminate().await;
     assert!(status.success(), "exit status {status:?}");
 
     let restarted = Server::start_in(data_dir, &[]).await;
-    let page = restarted.client.get(restarted.url(&format!("/{id}/"))).send().await.unwrap();
+    let page = restarted
+        .client
+        .get(restarted.url(&format!("/{id}/")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.text().await.unwrap(), "survives");
 }

@@ -1,6 +1,9 @@
 //! End-to-end tests: each starts the real `deploystack-server` binary on port 0 with its own
 //! temporary data directory and talks HTTP to it, as a user would.
 
+// A failed step in a test helper should stop the test with its panic message.
+#![allow(clippy::unwrap_used)]
+
 mod deploy;
 mod lifecycle;
 mod support;

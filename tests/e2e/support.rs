@@ -24,11 +24,20 @@ pub fn server_binary() -> &'static Path {
             .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "deploystack-http", "--bin", "deploystack-server"]);
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "deploystack-http",
+            "--bin",
+            "deploystack-server",
+        ]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
-        let status = build.status().expect("run cargo build for the server binary");
+        let status = build
+            .status()
+            .expect("run cargo build for the server binary");
         assert!(status.success(), "building deploystack-server failed");
         let binary = profile_dir.join("deploystack-server");
         assert!(binary.exists(), "{} was not built", binary.display());
@@ -146,7 +155,10 @@ impl Server {
             if ["READY", "ERROR", "CANCELED"].contains(&state.as_str()) {
                 return body;
             }
-            assert!(Instant::now() < deadline, "deployment {id} still {state} after 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "deployment {id} still {state} after 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -154,9 +166,15 @@ impl Server {
     /// Deploy and wait for READY; returns the deployment id.
     pub async fn deploy_ready(&self, zip: Vec<u8>) -> String {
         let answer = self.deploy(zip).await;
-        let id = answer["deployment_id"].as_str().expect("deployment_id").to_owned();
+        let id = answer["deployment_id"]
+            .as_str()
+            .expect("deployment_id")
+            .to_owned();
         let final_state = self.wait_final(&id).await;
-        assert_eq!(final_state["status"], "READY", "deployment failed: {final_state}");
+        assert_eq!(
+            final_state["status"], "READY",
+            "deployment failed: {final_state}"
+        );
         id
     }
 
@@ -180,7 +198,9 @@ impl Server {
 /// A raw HTTP/1.1 GET with the path sent byte for byte (clients normalise `..`); returns the
 /// status code and the body.
 pub async fn raw_get(address: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut answer = Vec::new();

@@ -11,8 +11,14 @@ async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     let body: Value = response.json().await.expect("error body is JSON");
     (
         status,
-        body["error"]["code"].as_str().unwrap_or_default().to_owned(),
-        body["error"]["message"].as_str().unwrap_or_default().to_owned(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     )
 }
 
@@ -36,7 +42,11 @@ async fn both_upload_endpoints_accept_a_zip() {
 #[tokio::test]
 async fn a_file_that_is_not_a_zip_is_a_400() {
     let server = Server::start().await;
-    for bytes in [b"this is not a zip".to_vec(), Vec::new(), vec![0x50, 0x4b, 0x03, 0x04, 1, 2, 3]] {
+    for bytes in [
+        b"this is not a zip".to_vec(),
+        Vec::new(),
+        vec![0x50, 0x4b, 0x03, 0x04, 1, 2, 3],
+    ] {
         let (status, code, message) = error_of(server.upload_to("/deploy", bytes).await).await;
         assert_eq!(status, 400, "{code}: {message}");
         assert_eq!(code, "archive_invalid");
@@ -48,12 +58,24 @@ async fn a_file_that_is_not_a_zip_is_a_400() {
 #[tokio::test]
 async fn requests_without_a_file_field_are_told_how_to_upload() {
     let server = Server::start().await;
-    let response = server.client.post(server.url("/deploy")).body("raw").send().await.unwrap();
+    let response = server
+        .client
+        .post(server.url("/deploy"))
+        .body("raw")
+        .send()
+        .await
+        .unwrap();
     let (status, code, _) = error_of(response).await;
     assert_eq!((status, code.as_str()), (415, "expected_multipart"));
 
     let form = reqwest::multipart::Form::new().text("project", "demo");
-    let response = server.client.post(server.url("/deploy")).multipart(form).send().await.unwrap();
+    let response = server
+        .client
+        .post(server.url("/deploy"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let (status, code, message) = error_of(response).await;
     assert_eq!((status, code.as_str()), (400, "missing_file"));
     assert!(message.contains("file"), "{message}");
@@ -75,11 +97,18 @@ async fn uploads_over_the_limit_are_413_and_leave_no_temporary_file() {
     assert_eq!((status, code.as_str()), (413, "upload_too_large"));
 
     // Chunked, no length: refused mid-stream.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(4096).map(|c| Ok(c.to_vec())).collect();
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let part = reqwest::multipart::Part::stream(body).file_name("site.zip");
     let form = reqwest::multipart::Form::new().part("file", part);
-    let response = server.client.post(server.url("/deploy")).multipart(form).send().await.unwrap();
+    let response = server
+        .client
+        .post(server.url("/deploy"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     let (status, code, _) = error_of(response).await;
     assert_eq!((status, code.as_str()), (413, "upload_too_large"));
 
@@ -102,17 +131,45 @@ async fn hostile_archives_are_rejected_with_the_reason() {
     let server = Server::start().await;
     let mut symlink = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     symlink
-        .add_symlink("leak", "/etc/passwd", zip::write::SimpleFileOptions::default())
+        .add_symlink(
+            "leak",
+            "/etc/passwd",
+            zip::write::SimpleFileOptions::default(),
+        )
         .unwrap();
     let symlink = symlink.finish().unwrap().into_inner();
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("parent traversal", zip_with_name("../evil.html"), "archive_path_traversal"),
-        ("nested traversal", zip_with_name("a/../../evil.html"), "archive_path_traversal"),
-        ("absolute path", zip_with_name("/etc/cron.d/evil"), "archive_absolute_path"),
-        ("backslash", zip_with_name("a\\..\\evil.html"), "archive_backslash"),
-        ("drive letter", zip_with_name("C:/evil.html"), "archive_drive_letter"),
-        ("control character", zip_with_name("a\u{1}b.html"), "archive_control_character"),
+        (
+            "parent traversal",
+            zip_with_name("../evil.html"),
+            "archive_path_traversal",
+        ),
+        (
+            "nested traversal",
+            zip_with_name("a/../../evil.html"),
+            "archive_path_traversal",
+        ),
+        (
+            "absolute path",
+            zip_with_name("/etc/cron.d/evil"),
+            "archive_absolute_path",
+        ),
+        (
+            "backslash",
+            zip_with_name("a\\..\\evil.html"),
+            "archive_backslash",
+        ),
+        (
+            "drive letter",
+            zip_with_name("C:/evil.html"),
+            "archive_drive_letter",
+        ),
+        (
+            "control character",
+            zip_with_name("a\u{1}b.html"),
+            "archive_control_character",
+        ),
         ("symbolic link", symlink, "archive_symlink"),
     ];
     for (what, zip, expected) in cases {
@@ -120,7 +177,11 @@ async fn hostile_archives_are_rejected_with_the_reason() {
         assert_eq!(status, 400, "{what}: {code} {message}");
         assert_eq!(code, expected, "{what}: {message}");
     }
-    assert_eq!(deployment_count(&server).await, 0, "a rejected upload was recorded");
+    assert_eq!(
+        deployment_count(&server).await,
+        0,
+        "a rejected upload was recorded"
+    );
     let sources = server.data_dir.path().join("storage/sources");
     let stored = std::fs::read_dir(&sources).map(|d| d.count()).unwrap_or(0);
     assert_eq!(stored, 0, "a rejected upload was stored");
@@ -139,7 +200,9 @@ async fn zip_bombs_are_rejected_before_extraction() {
     let (status, code, _) = error_of(server.upload_to("/deploy", zip).await).await;
     assert_eq!(status, 400);
     assert!(
-        code == "archive_too_large" || code == "archive_suspicious_ratio" || code == "archive_file_too_large",
+        code == "archive_too_large"
+            || code == "archive_suspicious_ratio"
+            || code == "archive_file_too_large",
         "{code}"
     );
 }

@@ -196,10 +196,10 @@ async fn file_response(
         }
     };
     let headers = response.headers_mut();
-    if status == StatusCode::OK {
-        if let Ok(value) = HeaderValue::from_str(&etag) {
-            headers.insert(header::ETAG, value);
-        }
+    if status == StatusCode::OK
+        && let Ok(value) = HeaderValue::from_str(&etag)
+    {
+        headers.insert(header::ETAG, value);
     }
     if let Ok(value) = HeaderValue::from_str(&file.content_type) {
         headers.insert(header::CONTENT_TYPE, value);

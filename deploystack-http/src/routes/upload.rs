@@ -27,6 +27,13 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_FIELDS: usize = 8;
 /// Largest text field (`project`, `target`).
 const MAX_TEXT_FIELD: u64 = 1024;
+/// After refusing an oversized upload, read and drop up to this much more of it (for at most
+/// [`DRAIN_TIME`]) before answering. A server that answers and closes while the client is still
+/// sending makes the client's TCP stack see a reset, and many clients then report "connection
+/// reset" instead of the 413; nginx's "lingering close" exists for the same reason.
+const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
+/// See [`DRAIN_BYTES`].
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Options that may also come as query parameters.
 #[derive(Debug, Default, Deserialize)]
@@ -59,7 +66,10 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
+    if let Some(len) = declared.filter(|len| *len > limit) {
+        if len <= limit.saturating_add(DRAIN_BYTES) {
+            drain(body).await;
+        }
         return Err(too_large(limit));
     }
     let content_type = headers
@@ -79,7 +89,7 @@ pub async fn upload(
     let mut file = tokio::fs::File::from_std(file);
 
     let constraints = multer::Constraints::new()
-        .size_limit(multer::SizeLimit::new().whole_stream(limit.saturating_add(64 * 1024)));
+        .size_limit(multer::SizeLimit::new().whole_stream(limit.saturating_add(DRAIN_BYTES)));
     let mut multipart =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
     let mut form = UploadQuery::default();
@@ -113,6 +123,11 @@ pub async fn upload(
                     {
                         written += chunk.len() as u64;
                         if written > limit {
+                            // Bounded by DRAIN_TIME here and by the stream limit in multer.
+                            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                                while let Ok(Some(_)) = field.chunk().await {}
+                            })
+                            .await;
                             return Err(too_large(limit));
                         }
                         file.write_all(&chunk).await.map_err(ApiError::internal)?;
@@ -191,6 +206,22 @@ pub async fn upload(
         StatusCode::ACCEPTED,
         Json(DeploymentView::new(&state, deployment)),
     ))
+}
+
+/// Read and drop at most [`DRAIN_BYTES`] of `body`, for at most [`DRAIN_TIME`].
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen: u64 = 0;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn upload_options(query: UploadQuery, form: UploadQuery) -> Result<UploadOptions, ApiError> {
