@@ -30,3 +30,17 @@ impl BuildStrategy for StaticStrategy {
         })
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_build_strategy_conformance_suite() {
+        let fixture = tempfile::tempdir().unwrap();
+        std::fs::write(fixture.path().join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::create_dir(fixture.path().join("css")).unwrap();
+        std::fs::write(fixture.path().join("css/a.css"), "a{}").unwrap();
+        crate::testing::build::run_all(&StaticStrategy, fixture.path()).await;
+    }
+}

@@ -145,3 +145,30 @@ pub async fn emit_best_effort(sink: &dyn EventSink, event: Event) {
         tracing::warn!(error = %err, ?event, "could not emit event");
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod conformance {
+    use super::*;
+
+    #[tokio::test]
+    async fn tracing_sink_conforms() {
+        crate::testing::events::run_all(Arc::new(TracingEventSink)).await;
+    }
+
+    #[tokio::test]
+    async fn broadcast_sink_conforms_with_and_without_subscribers() {
+        let sink = BroadcastEventSink::new(16);
+        crate::testing::events::run_all(Arc::new(sink.clone())).await;
+        let _slow_subscriber = sink.subscribe();
+        crate::testing::events::run_all(Arc::new(sink)).await;
+    }
+
+    #[tokio::test]
+    async fn fanout_sink_conforms() {
+        let sink = FanoutEventSink::new(vec![
+            Arc::new(TracingEventSink),
+            Arc::new(BroadcastEventSink::new(4)),
+        ]);
+        crate::testing::events::run_all(Arc::new(sink)).await;
+    }
+}

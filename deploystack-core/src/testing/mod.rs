@@ -2,6 +2,8 @@
 //! tests call with a fresh instance. One suite per port, so a new backend (Postgres, Redis,
 //! S3, your own) proves itself by passing the same checks as the defaults.
 
+pub mod build;
+pub mod events;
 pub mod queue;
 pub mod repository;
 pub mod storage;

@@ -1,0 +1,88 @@
+//! EventSink conformance: sinks take every kind of event and never block the pipeline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::{Event, EventSink};
+use crate::model::{DeploymentId, DeploymentStatus};
+
+/// One event of every kind.
+pub fn every_event() -> Vec<Event> {
+    let id = DeploymentId::random();
+    vec![
+        Event::DeploymentCreated { deployment_id: id },
+        Event::BuildStarted {
+            deployment_id: id,
+            attempt: 1,
+            strategy: "static".into(),
+        },
+        Event::BuildCompleted {
+            deployment_id: id,
+            attempt: 1,
+            duration_ms: 12,
+            files: 3,
+            bytes: 300,
+            new_blobs: 2,
+        },
+        Event::BuildFailed {
+            deployment_id: id,
+            attempt: 2,
+            duration_ms: 5,
+            code: "build_failed".into(),
+            message: "exit status 1".into(),
+        },
+        Event::DeploymentReady { deployment_id: id },
+        Event::DeploymentDeleted {
+            deployment_id: id,
+            previous_status: DeploymentStatus::Ready,
+        },
+    ]
+}
+
+/// Every check, in order.
+pub async fn run_all(sink: Arc<dyn EventSink>) {
+    accepts_every_kind_of_event(sink.as_ref()).await;
+    does_not_block_without_consumers(sink.as_ref()).await;
+    takes_events_from_many_tasks_at_once(sink).await;
+}
+
+/// Every variant is accepted.
+pub async fn accepts_every_kind_of_event(sink: &dyn EventSink) {
+    for event in every_event() {
+        sink.emit(&event)
+            .await
+            .unwrap_or_else(|err| panic!("{event:?} was refused: {err}"));
+    }
+}
+
+/// Ten thousand events with nobody reading do not stall: a sink buffers or drops. (The
+/// timeout only turns a hang into a failure; it is not a speed target.)
+pub async fn does_not_block_without_consumers(sink: &dyn EventSink) {
+    let event = Event::DeploymentReady {
+        deployment_id: DeploymentId::random(),
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        for _ in 0..10_000 {
+            sink.emit(&event).await.expect("emit failed");
+        }
+    })
+    .await
+    .expect("emitting without consumers blocked");
+}
+
+/// Several tasks emitting at once all succeed.
+pub async fn takes_events_from_many_tasks_at_once(sink: Arc<dyn EventSink>) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                for event in every_event() {
+                    sink.emit(&event).await.expect("emit failed");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("emitting task panicked");
+    }
+}
