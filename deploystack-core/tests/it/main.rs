@@ -1,0 +1,16 @@
+//! Integration tests of `deploystack-core`: the build pipeline, the reconciler and the blob
+//! collector, run in-process against the real adapters (SQLite in memory, in-memory storage,
+//! the in-memory queue). Each test checks what an operator would look at: the deployment's
+//! status and error, its manifest, its build log, the events, and what storage holds.
+//!
+//! - `support`: services, zips, uploads and scripted build strategies the tests share.
+//! - `pipeline`: one delivery through the pipeline, on every path it can take.
+//! - `maintenance`: the reconciler and garbage collection.
+
+// Helpers outside `#[test]` functions are not "tests" to clippy's `allow-unwrap-in-tests`,
+// and a failed setup step should fail the test loudly anyway.
+#![allow(clippy::unwrap_used)]
+
+mod maintenance;
+mod pipeline;
+mod support;
