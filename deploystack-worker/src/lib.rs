@@ -124,8 +124,10 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = reconcile_tick.tick() => {
+                // At start, everything queued up to now (a second of slack covers clock
+                // granularity); later, only what has waited a while.
                 let older_than = if first {
-                    OffsetDateTime::now_utc()
+                    OffsetDateTime::now_utc() + Duration::from_secs(1)
                 } else {
                     OffsetDateTime::now_utc() - STALLED_AFTER
                 };

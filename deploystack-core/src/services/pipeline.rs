@@ -298,7 +298,7 @@ impl Pipeline {
         let output = strategy.build(&ctx).await?;
         stop_if(cancel)?;
 
-        let output_dir = output.dir.clone();
+        let output_dir = confine_output(&output.dir, &[&source_dir, &ctx.work_dir])?;
         let files = tokio::task::spawn_blocking(move || collect_output(&output_dir))
             .await
             .map_err(|err| Failure::Internal(err.to_string()))??;
@@ -441,7 +441,15 @@ impl Pipeline {
                 self.flush_log(&id, log).await;
                 match repository.release_claim(&id, attempt).await {
                     Ok(()) => {
-                        self.nack(delivery, Duration::ZERO).await;
+                        // A fresh job rather than a nack: being stopped is not a failed
+                        // delivery, so it must not count towards dead-lettering.
+                        match self.services.queue.enqueue(&delivery.job).await {
+                            Ok(()) => self.ack(delivery).await,
+                            Err(err) => {
+                                tracing::warn!(%id, error = %err, "could not requeue; nacking instead");
+                                self.nack(delivery, Duration::ZERO).await;
+                            }
+                        }
                         Outcome::Requeued
                     }
                     Err(err) => {
@@ -615,6 +623,31 @@ pub fn backoff(deliveries: u32) -> Duration {
         .min(Duration::from_secs(60));
     let jitter = rand::random::<f64>() * 0.5;
     base + base.mul_f64(jitter)
+}
+
+/// The output folder, resolved, if it lies inside one of `allowed` (the source and work
+/// folders). Resolving first matters: `read_dir` follows a link, so an output folder that is
+/// itself a link (or sits under one) would otherwise publish whatever it points at.
+fn confine_output(dir: &Path, allowed: &[&Path]) -> Result<PathBuf, Failure> {
+    let resolved = std::fs::canonicalize(dir).map_err(|_| {
+        user(
+            "output_missing",
+            "the build did not produce its output folder",
+        )
+    })?;
+    let inside = allowed
+        .iter()
+        .any(|root| std::fs::canonicalize(root).is_ok_and(|root| resolved.starts_with(root)));
+    if !inside {
+        return Err(user(
+            "unsafe_output",
+            "the build output folder is a symbolic link to outside the build; only folders inside the build are published",
+        ));
+    }
+    if !resolved.is_dir() {
+        return Err(user("output_missing", "the build output is not a folder"));
+    }
+    Ok(resolved)
 }
 
 /// Walk the build output: every entry must be a regular file or a folder. Symbolic links,

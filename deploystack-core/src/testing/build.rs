@@ -25,7 +25,9 @@ pub fn name_is_a_short_lowercase_word(strategy: &dyn BuildStrategy) {
     assert!(
         !name.is_empty()
             && name.len() <= 32
-            && name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-')),
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-')),
         "strategy name {name:?} is not a short lowercase word"
     );
 }
@@ -56,7 +58,11 @@ pub async fn detects_its_fixture_without_changing_it(strategy: &dyn BuildStrateg
         .await
         .expect("detect failed")
         .expect("the strategy did not detect its own fixture");
-    assert_eq!(detection.strategy, strategy.name(), "detection names another strategy");
+    assert_eq!(
+        detection.strategy,
+        strategy.name(),
+        "detection names another strategy"
+    );
     assert!(!detection.reason.is_empty(), "detection gives no reason");
     assert_eq!(snapshot(fixture), before, "detect changed the source tree");
 }

@@ -238,9 +238,6 @@ async fn output_with_a_socket_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "bug: collect_output (services/pipeline.rs) walks the output folder without checking \
-            that the folder itself is not a symbolic link, so a build whose output folder links \
-            elsewhere publishes files from outside its scratch directory"]
 async fn an_output_folder_that_is_a_symbolic_link_is_refused() {
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::write(elsewhere.path().join("secret.txt"), "host file").unwrap();
@@ -377,7 +374,10 @@ async fn a_stop_hands_the_build_back_and_it_is_built_again() {
     let mut other = services.clone();
     other.strategies = Arc::new(StrategyRegistry::new());
     let again = reserve(&other).await;
-    assert_eq!(again.deliveries, 2);
+    assert_eq!(
+        again.deliveries, 1,
+        "a hand-back must not count towards dead-lettering"
+    );
     assert_eq!(process(&other, &again).await, Outcome::Ready);
     let ready = deployment(&services, &id).await;
     assert_eq!(ready.status, DeploymentStatus::Ready);

@@ -115,8 +115,6 @@ async fn at_start_the_pool_builds_queued_deployments_the_queue_never_held() {
         .await
         .unwrap();
     assert_eq!(depth(&services).await.waiting, 0);
-    // The start-up pass takes deployments queued before "now", in whole milliseconds.
-    tokio::time::sleep(Duration::from_millis(5)).await;
 
     let pool = Pool::start(&services, 1);
     wait_for_status(&services, &id, DeploymentStatus::Ready).await;
