@@ -40,6 +40,9 @@ async fn an_uploaded_site_is_served_byte_for_byte() {
     );
     assert_eq!(answer["url"], server.url(&format!("/{id}/")));
     assert_eq!(answer["status"], "QUEUED");
+    for internal in ["source_key", "lease_owner", "lease_expires_at"] {
+        assert!(answer.get(internal).is_none(), "the API shows {internal}");
+    }
     assert_eq!(
         answer["status_url"],
         server.url(&format!("/api/v1/deployments/{id}"))

@@ -185,7 +185,7 @@ async fn sigterm_exits_cleanly_and_a_restart_serves_the_same_sites() {
     let (status, data_dir) = server.terminate().await;
     assert!(status.success(), "exit status {status:?}");
 
-    let restarted = Server::start_in(data_dir, &[]).await;
+    let restarted = Server::start_in(data_dir, &[], &[]).await;
     let page = restarted
         .client
         .get(restarted.url(&format!("/{id}/")))
@@ -193,4 +193,48 @@ async fn sigterm_exits_cleanly_and_a_restart_serves_the_same_sites() {
         .await
         .unwrap();
     assert_eq!(page.text().await.unwrap(), "survives");
+}
+
+#[tokio::test]
+async fn settings_come_from_the_file_the_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deploystack.toml");
+    std::fs::write(
+        &file,
+        "public_url = \"https://from-file.example\"\nmax_upload_bytes = 5000\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap().to_owned();
+
+    // The file alone: its public URL shapes the answer, its upload limit applies.
+    let server = Server::start_with(&[("DEPLOYSTACK_CONFIG", &file)]).await;
+    let answer = server.deploy(zip_of(&[("index.html", b"x")])).await;
+    assert!(
+        answer["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://from-file.example/"),
+        "{answer}"
+    );
+    let response = server.upload_to("/deploy", vec![0u8; 10_000]).await;
+    assert_eq!(response.status(), 413);
+
+    // A flag beats the environment, which beats the file.
+    let server = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            ("DEPLOYSTACK_CONFIG", &file),
+            ("DEPLOYSTACK_PUBLIC_URL", "https://from-env.example"),
+        ],
+        &["--public-url", "https://from-flag.example"],
+    )
+    .await;
+    let answer = server.deploy(zip_of(&[("index.html", b"x")])).await;
+    assert!(
+        answer["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://from-flag.example/"),
+        "{answer}"
+    );
 }

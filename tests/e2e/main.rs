@@ -4,6 +4,7 @@
 // A failed step in a test helper should stop the test with its panic message.
 #![allow(clippy::unwrap_used)]
 
+mod binaries;
 mod deploy;
 mod lifecycle;
 mod support;

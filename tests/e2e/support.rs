@@ -14,35 +14,34 @@ use tokio::process::{Child, Command};
 /// `cargo test` alone never runs a stale binary.
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/e2e-… → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile directory")
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-        let mut build = std::process::Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "deploystack-http",
-            "--bin",
-            "deploystack-server",
-        ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build
-            .status()
-            .expect("run cargo build for the server binary");
-        assert!(status.success(), "building deploystack-server failed");
-        let binary = profile_dir.join("deploystack-server");
-        assert!(binary.exists(), "{} was not built", binary.display());
-        binary
-    })
+    BINARY.get_or_init(|| build_binary("deploystack-http", "deploystack-server"))
+}
+
+/// Path of the worker binary, built like [`server_binary`].
+pub fn worker_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_binary("deploystack-worker", "deploystack-worker"))
+}
+
+fn build_binary(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-… → target/<profile>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", name]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "building {name} failed");
+    let binary = profile_dir.join(name);
+    assert!(binary.exists(), "{} was not built", binary.display());
+    binary
 }
 
 /// A running server with its own data directory; killed when dropped.
@@ -61,12 +60,18 @@ impl Server {
 
     /// Start with extra `DEPLOYSTACK_*` variables.
     pub async fn start_with(env: &[(&str, &str)]) -> Server {
-        Self::start_in(tempfile::tempdir().expect("temp data dir"), env).await
+        Self::start_in(tempfile::tempdir().expect("temp data dir"), env, &[]).await
     }
 
-    /// Start on an existing data directory (to test restarts).
-    pub async fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
+    /// Start on an existing data directory (to test restarts), with extra variables and
+    /// command-line arguments.
+    pub async fn start_in(
+        data_dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Server {
         let mut command = Command::new(server_binary());
+        command.args(args);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

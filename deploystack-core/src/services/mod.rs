@@ -53,27 +53,24 @@ impl std::fmt::Debug for Services {
     }
 }
 
-/// The database engines DeployStack knows, whether or not this build includes them, so a
-/// URL for a missing one gets "rebuild with the feature" instead of "unknown".
+/// The repository engines this build includes. Parsing knows every engine DeployStack has,
+/// so a URL for one that was not compiled in gets "rebuild with the feature", not "unknown".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DatabaseEngine {
     Sqlite,
-    Postgres,
 }
 
-/// The queue engines DeployStack knows.
+/// The queue engines this build includes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QueueEngine {
     Memory,
-    Redis,
 }
 
-/// The storage engines DeployStack knows.
+/// The storage engines this build includes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum StorageEngine {
     Local(PathBuf),
     Memory,
-    S3,
 }
 
 fn scheme(url: &str) -> &str {
@@ -95,7 +92,11 @@ fn unknown(setting: &str, url: &str, expected: &str) -> ConfigError {
 fn database_engine(url: &str) -> Result<DatabaseEngine, ConfigError> {
     match scheme(url) {
         "sqlite" => Ok(DatabaseEngine::Sqlite),
-        "postgres" | "postgresql" => Ok(DatabaseEngine::Postgres),
+        "postgres" | "postgresql" => Err(not_compiled(
+            "DEPLOYSTACK_DATABASE_URL",
+            "postgres",
+            "postgres",
+        )),
         _ => Err(unknown(
             "DEPLOYSTACK_DATABASE_URL",
             url,
@@ -107,7 +108,7 @@ fn database_engine(url: &str) -> Result<DatabaseEngine, ConfigError> {
 fn queue_engine(url: &str) -> Result<QueueEngine, ConfigError> {
     match scheme(url) {
         "memory" => Ok(QueueEngine::Memory),
-        "redis" | "rediss" => Ok(QueueEngine::Redis),
+        "redis" | "rediss" => Err(not_compiled("DEPLOYSTACK_QUEUE_URL", "redis", "redis")),
         _ => Err(unknown(
             "DEPLOYSTACK_QUEUE_URL",
             url,
@@ -128,7 +129,7 @@ fn storage_engine(url: &str) -> Result<StorageEngine, ConfigError> {
             Ok(StorageEngine::Local(PathBuf::from(path)))
         }
         "memory" => Ok(StorageEngine::Memory),
-        "s3" => Ok(StorageEngine::S3),
+        "s3" => Err(not_compiled("DEPLOYSTACK_STORAGE_URL", "s3", "s3")),
         _ => Err(unknown(
             "DEPLOYSTACK_STORAGE_URL",
             url,
@@ -171,16 +172,6 @@ impl Services {
         let database = database_engine(&database_url)?;
         let queue_kind = queue_engine(&queue_url)?;
         let storage_kind = storage_engine(&storage_url)?;
-        if database == DatabaseEngine::Postgres {
-            return Err(not_compiled("DEPLOYSTACK_DATABASE_URL", "postgres", "postgres").into());
-        }
-        if queue_kind == QueueEngine::Redis {
-            return Err(not_compiled("DEPLOYSTACK_QUEUE_URL", "redis", "redis").into());
-        }
-        if storage_kind == StorageEngine::S3 {
-            return Err(not_compiled("DEPLOYSTACK_STORAGE_URL", "s3", "s3").into());
-        }
-
         let repository: Arc<dyn Repository> = match database {
             DatabaseEngine::Sqlite => {
                 if config.database_url.is_none() {
@@ -193,16 +184,13 @@ impl Services {
                 }
                 Arc::new(SqliteRepository::connect(&database_url).await?)
             }
-            DatabaseEngine::Postgres => unreachable!("rejected above"),
         };
         let storage: Arc<dyn Storage> = match storage_kind {
             StorageEngine::Local(dir) => Arc::new(ObjectStoreStorage::local(&dir)?),
             StorageEngine::Memory => Arc::new(ObjectStoreStorage::memory()),
-            StorageEngine::S3 => unreachable!("rejected above"),
         };
         let queue: Arc<dyn Queue> = match queue_kind {
             QueueEngine::Memory => Arc::new(MemoryQueue::new(config.max_deliveries)),
-            QueueEngine::Redis => unreachable!("rejected above"),
         };
         Ok(Self::new(config, repository, storage, queue))
     }
@@ -250,16 +238,15 @@ mod tests {
             database_engine("sqlite://x.db").ok(),
             Some(DatabaseEngine::Sqlite)
         );
-        assert_eq!(
-            database_engine("postgres://h/db").ok(),
-            Some(DatabaseEngine::Postgres)
-        );
+        let postgres = database_engine("postgres://h/db").unwrap_err().to_string();
+        assert!(postgres.contains("--features postgres"), "{postgres}");
         assert!(database_engine("mysql://h/db").is_err());
-        assert_eq!(
-            queue_engine("redis://127.0.0.1").ok(),
-            Some(QueueEngine::Redis)
-        );
-        assert!(queue_engine("kafka://x").is_err());
+        let redis = queue_engine("redis://127.0.0.1").unwrap_err().to_string();
+        assert!(redis.contains("--features redis"), "{redis}");
+        let kafka = queue_engine("kafka://x").unwrap_err().to_string();
+        assert!(kafka.contains("names no engine"), "{kafka}");
+        let s3 = storage_engine("s3://bucket").unwrap_err().to_string();
+        assert!(s3.contains("--features s3"), "{s3}");
         assert_eq!(
             storage_engine("file:///tmp/x").ok(),
             Some(StorageEngine::Local(PathBuf::from("/tmp/x")))

@@ -192,21 +192,31 @@ impl Pipeline {
             self.worker_id
         ));
         let timeout = self.services.config.build_timeout();
-        let result = match tokio::time::timeout(
-            timeout,
-            self.build(&claim.deployment, attempt, &log, &cancel),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(user(
-                "build_timeout",
-                format!(
-                    "the build did not finish within {} seconds",
-                    timeout.as_secs()
-                ),
-            )),
+        let scratch = tempfile::Builder::new()
+            .prefix("deploystack-build-")
+            .tempdir();
+        let result = match &scratch {
+            Err(err) => Err(Failure::Internal(err.to_string())),
+            Ok(scratch) => match tokio::time::timeout(
+                timeout,
+                self.build(&claim.deployment, attempt, &log, &cancel, scratch.path()),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(user(
+                    "build_timeout",
+                    format!(
+                        "the build did not finish within {} seconds",
+                        timeout.as_secs()
+                    ),
+                )),
+            },
         };
+        // Removing thousands of files blocks; keep it off the async threads.
+        if let Ok(scratch) = scratch {
+            let _ = tokio::task::spawn_blocking(move || drop(scratch)).await;
+        }
         let result = match result {
             Err(Failure::Stopped) if lease_lost.load(Ordering::SeqCst) => Err(Failure::LeaseLost),
             other => other,
@@ -232,12 +242,10 @@ impl Pipeline {
         attempt: i64,
         log: &BuildLog,
         cancel: &CancellationToken,
+        scratch: &Path,
     ) -> Result<Built, Failure> {
         let services = &self.services;
-        let scratch = tempfile::Builder::new()
-            .prefix("deploystack-build-")
-            .tempdir()?;
-        let archive_path = scratch.path().join("source.zip");
+        let archive_path = scratch.join("source.zip");
         match download_to_file(
             services.storage.as_ref(),
             &deployment.source_key,
@@ -256,9 +264,10 @@ impl Pipeline {
         }
         stop_if(cancel)?;
 
-        let source_dir = scratch.path().join("source");
+        let source_dir = scratch.join("source");
         std::fs::create_dir(&source_dir)?;
         let limits = services.config.archive_limits();
+        let phase = Instant::now();
         let (archive_for_task, dir_for_task) = (archive_path.clone(), source_dir.clone());
         let extracted = tokio::task::spawn_blocking(move || {
             archive::extract(&archive_for_task, &dir_for_task, &limits)
@@ -267,8 +276,10 @@ impl Pipeline {
         .map_err(|err| Failure::Internal(err.to_string()))??;
         let _ = std::fs::remove_file(&archive_path);
         log.system(format!(
-            "extracted {} files ({} bytes)",
-            extracted.files, extracted.bytes
+            "extracted {} files ({} bytes) in {} ms",
+            extracted.files,
+            extracted.bytes,
+            phase.elapsed().as_millis()
         ));
         stop_if(cancel)?;
 
@@ -287,7 +298,7 @@ impl Pipeline {
             },
         )
         .await;
-        let work_dir = scratch.path().join("work");
+        let work_dir = scratch.join("work");
         std::fs::create_dir(&work_dir)?;
         let ctx = BuildContext {
             source,
@@ -295,10 +306,16 @@ impl Pipeline {
             log: log.clone(),
             cancel: cancel.clone(),
         };
+        let phase = Instant::now();
         let output = strategy.build(&ctx).await?;
         stop_if(cancel)?;
+        log.system(format!(
+            "build finished in {} ms",
+            phase.elapsed().as_millis()
+        ));
 
         let output_dir = confine_output(&output.dir, &[&source_dir, &ctx.work_dir])?;
+        let phase = Instant::now();
         let files = tokio::task::spawn_blocking(move || collect_output(&output_dir))
             .await
             .map_err(|err| Failure::Internal(err.to_string()))??;
@@ -309,9 +326,18 @@ impl Pipeline {
             ));
         }
         let total: u64 = files.iter().map(|f| f.entry.size).sum();
-        log.system(format!("publishing {} files ({total} bytes)", files.len()));
+        log.system(format!(
+            "checked and hashed {} files ({total} bytes) in {} ms",
+            files.len(),
+            phase.elapsed().as_millis()
+        ));
 
+        let phase = Instant::now();
         let new_blobs = self.store_blobs(&files, cancel).await?;
+        log.system(format!(
+            "stored {new_blobs} new blobs in {} ms (the rest were already stored)",
+            phase.elapsed().as_millis()
+        ));
         Ok(Built {
             strategy: strategy.name().to_owned(),
             files: files.into_iter().map(|f| f.entry).collect(),
@@ -383,13 +409,15 @@ impl Pipeline {
             strategy: built.strategy,
             files: built.files,
         };
-        log.system(format!(
-            "published {files} files ({bytes} bytes, {new_blobs} new blobs) in {} ms",
-            started.elapsed().as_millis()
-        ));
         self.flush_log(&id, log).await;
+        let phase = Instant::now();
         match self.services.repository.publish(&id, attempt, &build).await {
             Ok(deployment) => {
+                log.system(format!(
+                    "published {files} files ({bytes} bytes, {new_blobs} new blobs); manifest written in {} ms, {} ms in all",
+                    phase.elapsed().as_millis(),
+                    started.elapsed().as_millis()
+                ));
                 self.ack(delivery).await;
                 self.remove_source(&deployment).await;
                 let events = self.services.events.as_ref();

@@ -3,9 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use deploystack_core::model::{Deployment, DeploymentId, LogLine, PageRequest};
+use deploystack_core::model::{
+    Deployment, DeploymentError, DeploymentId, DeploymentStatus, LogLine, PageRequest, ProjectName,
+    Target,
+};
 use deploystack_core::services::deployments;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,20 +26,41 @@ pub struct Links {
     pub url: String,
 }
 
-/// A deployment as the API shows it.
+/// A deployment as the API shows it: what a client needs, nothing internal (storage keys and
+/// lease bookkeeping stay inside).
 #[derive(Debug, Serialize)]
 pub struct DeploymentView {
-    /// The id (also `id`, for clients that expect that name).
+    /// The id, as `POST /deploy` clients expect it.
     pub deployment_id: DeploymentId,
-    /// Same as `deployment_id`.
+    /// The same id, under the name most APIs use.
     pub id: DeploymentId,
     /// Where it is (or will be) served.
     pub url: String,
     /// The API resource to poll for its status.
     pub status_url: String,
-    /// The deployment itself: status, error, timestamps, counts.
-    #[serde(flatten)]
-    pub deployment: Deployment,
+    /// `QUEUED`, `BUILDING`, `READY`, `ERROR` or `CANCELED`.
+    pub status: DeploymentStatus,
+    /// The project, if any.
+    pub project: Option<ProjectName>,
+    /// `preview` or `production`.
+    pub target: Target,
+    /// How many build attempts were started.
+    pub attempt: i64,
+    /// Why it failed, when `status` is `ERROR`.
+    pub error: Option<DeploymentError>,
+    /// Files published.
+    pub file_count: i64,
+    /// Bytes published.
+    pub total_bytes: i64,
+    /// When it was accepted.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Last status change.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// When it became `READY`.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ready_at: Option<OffsetDateTime>,
     /// Links.
     pub links: Links,
 }
@@ -55,7 +80,16 @@ impl DeploymentView {
                 url: state.deployment_url(&id),
             },
             status_url,
-            deployment,
+            status: deployment.status,
+            project: deployment.project,
+            target: deployment.target,
+            attempt: deployment.attempt,
+            error: deployment.error,
+            file_count: deployment.file_count,
+            total_bytes: deployment.total_bytes,
+            created_at: deployment.created_at,
+            updated_at: deployment.updated_at,
+            ready_at: deployment.ready_at,
         }
     }
 }
@@ -152,7 +186,7 @@ pub struct LogsView {
     /// The deployment.
     pub deployment_id: DeploymentId,
     /// Its status, so a client knows whether more lines may come.
-    pub status: deploystack_core::model::DeploymentStatus,
+    pub status: DeploymentStatus,
     /// Every line of every attempt, in order.
     pub lines: Vec<LogLine>,
 }
