@@ -1,6 +1,5 @@
 //! Starting the real `deploystack-server` binary and talking to it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -225,17 +224,4 @@ pub async fn raw_get(address: &str, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// A zip of `files` (path, bytes); paths ending in `/` are folders.
-pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (path, bytes) in files {
-        if path.ends_with('/') {
-            writer.add_directory(*path, options).expect("add dir");
-        } else {
-            writer.start_file(*path, options).expect("start file");
-            writer.write_all(bytes).expect("write");
-        }
-    }
-    writer.finish().expect("finish zip").into_inner()
-}
+pub use deploystack_core::testing::fixtures::zip_bytes as zip_of;

@@ -18,7 +18,7 @@ pub mod serving;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::build::StrategyRegistry;
+use crate::build::{BuildStrategy, StrategyRegistry};
 use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
@@ -217,6 +217,29 @@ impl Services {
             events: Arc::new(events),
             broadcast,
         }
+    }
+
+    /// Everything in this process's memory: a private in-memory SQLite database, memory
+    /// storage and the in-memory queue. For tests, experiments and embedding a throwaway
+    /// platform; nothing survives the process.
+    pub async fn in_memory(config: Config) -> Result<Self, ServicesError> {
+        let repository = SqliteRepository::connect("sqlite::memory:").await?;
+        let queue = MemoryQueue::new(config.max_deliveries);
+        Ok(Self::new(
+            config,
+            Arc::new(repository),
+            Arc::new(ObjectStoreStorage::memory()),
+            Arc::new(queue),
+        ))
+    }
+
+    /// Ask `strategy` before the strategies registered so far (the static fallback stays
+    /// last): how embedders plug in their own builds.
+    pub fn with_strategy(mut self, strategy: Arc<dyn BuildStrategy>) -> Self {
+        let mut registry = (*self.strategies).clone();
+        registry.register(strategy);
+        self.strategies = Arc::new(registry);
+        self
     }
 
     /// How many build workers the server should run in-process: the configured number, else

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod events;
+pub mod fixtures;
 pub mod queue;
 pub mod repository;
 pub mod storage;

@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deploystack_core::build::{
-    BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree, StrategyRegistry,
+    BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree,
 };
 use deploystack_core::events::Event;
 use deploystack_core::model::{Deployment, DeploymentId, LogStream};
-use deploystack_core::queue::{Delivery, MemoryQueue, QueueDepth};
-use deploystack_core::repository::SqliteRepository;
+use deploystack_core::queue::{Delivery, QueueDepth};
 use deploystack_core::services::ingest::{UploadOptions, accept_upload};
 use deploystack_core::services::pipeline::{Outcome, Pipeline};
-use deploystack_core::storage::ObjectStoreStorage;
 use deploystack_core::{Config, Services};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -27,36 +25,15 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// Fresh services on a private in-memory database, in-memory storage and queue, with the
 /// default strategies.
 pub async fn services(config: Config) -> Services {
-    let repository = SqliteRepository::connect("sqlite::memory:").await.unwrap();
-    let queue = MemoryQueue::new(config.max_deliveries);
-    Services::new(
-        config,
-        Arc::new(repository),
-        Arc::new(ObjectStoreStorage::memory()),
-        Arc::new(queue),
-    )
+    Services::in_memory(config).await.unwrap()
 }
 
 /// Like [`services`], with `strategy` asked before the static fallback.
 pub async fn services_with(config: Config, strategy: Arc<dyn BuildStrategy>) -> Services {
-    let mut services = services(config).await;
-    let mut registry = StrategyRegistry::new();
-    registry.register(strategy);
-    services.strategies = Arc::new(registry);
-    services
+    services(config).await.with_strategy(strategy)
 }
 
-/// A zip archive holding `files` (path, bytes), deflated.
-pub fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (path, bytes) in files {
-        writer.start_file(*path, options).unwrap();
-        writer.write_all(bytes).unwrap();
-    }
-    writer.finish().unwrap().into_inner()
-}
+pub use deploystack_core::testing::fixtures::zip_bytes;
 
 /// Upload a zip of `files` through ingest: the deployment is `QUEUED` and its job enqueued.
 pub async fn upload(services: &Services, files: &[(&str, &[u8])]) -> Deployment {
