@@ -322,3 +322,76 @@ async fn a_zip_with_one_top_level_folder_is_served_from_inside_it() {
         .unwrap();
     assert_eq!(prefixed.status(), 404);
 }
+
+#[tokio::test]
+async fn a_deployment_that_is_not_ready_is_not_served() {
+    // No build workers: the deployment stays QUEUED.
+    let server = Server::start_with(&[("DEPLOYSTACK_EMBEDDED_WORKERS", "0")]).await;
+    let answer = server.deploy(zip_of(&[("index.html", b"later")])).await;
+    let id = answer["deployment_id"].as_str().unwrap();
+    let response = server
+        .client
+        .get(server.url(&format!("/{id}/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.text().await.unwrap().contains("still being built"));
+    let (_, status) = server.get_json(&format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(status["status"], "QUEUED");
+}
+
+/// A zip whose only entry is deflated and whose headers claim 10 bytes while the data
+/// inflates to 4,096: it passes the central-directory checks and fails while extracting.
+fn zip_with_understated_size() -> Vec<u8> {
+    let mut zip = zip_of(&[("index.html", &[b'a'; 4096])]);
+    let patch = |zip: &mut Vec<u8>, signature: [u8; 4], offset: usize| {
+        let at = zip
+            .windows(4)
+            .position(|w| w == signature)
+            .expect("header signature");
+        zip[at + offset..at + offset + 4].copy_from_slice(&10u32.to_le_bytes());
+    };
+    patch(&mut zip, [0x50, 0x4b, 0x03, 0x04], 22); // local header: uncompressed size
+    patch(&mut zip, [0x50, 0x4b, 0x01, 0x02], 24); // central directory: uncompressed size
+    zip
+}
+
+#[tokio::test]
+async fn a_failed_build_ends_in_error_with_its_reason_and_is_not_served() {
+    let server = Server::start().await;
+    let answer = server.deploy(zip_with_understated_size()).await;
+    let id = answer["deployment_id"].as_str().unwrap();
+    let done = server.wait_final(id).await;
+    assert_eq!(done["status"], "ERROR", "{done}");
+    assert_eq!(done["error"]["code"], "archive_size_mismatch", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("index.html")
+    );
+
+    let response = server
+        .client
+        .get(server.url(&format!("/{id}/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.text().await.unwrap().contains("failed to build"));
+
+    let (_, logs) = server
+        .get_json(&format!("/api/v1/deployments/{id}/logs"))
+        .await;
+    let lines = logs["lines"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"].as_str().unwrap().starts_with("error:")),
+        "{logs}"
+    );
+    // Nothing was extracted into storage.
+    let blobs = server.data_dir.path().join("storage/blobs");
+    assert!(!blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none());
+}
