@@ -31,6 +31,8 @@
 //! repository with a compare-and-set that bumps an attempt number, and only the holder of the
 //! current attempt may publish, so a duplicate or zombie delivery publishes nothing.
 
+#![warn(missing_docs)]
+
 pub mod build;
 pub mod config;
 pub mod events;

@@ -13,6 +13,8 @@
 //! The caller binds, so tests bind port 0 and read the address back, and the binary logs the
 //! address it really got.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod routes;
 pub mod state;

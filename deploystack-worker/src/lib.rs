@@ -13,6 +13,8 @@
 //! its job, so another worker (or this one after a restart) builds it. Nothing is half
 //! published: publishing is one fenced transaction.
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::time::Duration;
 
