@@ -14,7 +14,7 @@
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline, serving
 //!   resolution, garbage collection — and [`Services`], the one place that picks adapters.
 //! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.
-//! - [`testing`] (feature `testing`): the conformance suites every adapter must pass.
+//! - `testing` (feature `testing`): the conformance suites every adapter must pass.
 //!
 //! ## Feature flags
 //! - `mock`: mockall mocks of every port (`MockRepository`, `MockStorage`, `MockQueue`,
