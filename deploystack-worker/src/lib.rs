@@ -47,11 +47,12 @@ pub async fn run(services: Services, workers: usize, shutdown: impl Future<Outpu
     );
     let mut loops = JoinSet::new();
     for n in 0..workers {
-        let pipeline = Pipeline::new(services.clone(), format!("worker-{process}-{n}"));
+        let name = format!("worker-{process}-{n}");
+        let pipeline = Pipeline::new(services.clone(), name.clone());
         loops.spawn(build_loop(
             services.clone(),
             pipeline,
-            format!("worker-{process}-{n}"),
+            name,
             stop_reserving.clone(),
             cancel_builds.clone(),
         ));
