@@ -102,38 +102,18 @@ async fn folders_serve_their_index_and_redirects_are_relative() {
     let server = Server::start().await;
     let id = server.deploy_ready(zip_from(&nested_site())).await;
 
-    let root = server
-        .client
-        .get(server.url(&format!("/{id}/")))
-        .send()
-        .await
-        .unwrap();
+    let root = server.get(&format!("/{id}/")).await;
     assert_eq!(root.status(), 200);
     assert_eq!(root.text().await.unwrap(), "<!doctype html><h1>Home</h1>");
 
-    let docs = server
-        .client
-        .get(server.url(&format!("/{id}/docs/")))
-        .send()
-        .await
-        .unwrap();
+    let docs = server.get(&format!("/{id}/docs/")).await;
     assert_eq!(docs.text().await.unwrap(), "<h1>Docs</h1>");
 
-    let bare = server
-        .client
-        .get(server.url(&format!("/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let bare = server.get(&format!("/{id}")).await;
     assert_eq!(bare.status(), 301);
     assert_eq!(bare.headers()["location"], format!("{id}/"));
 
-    let folder = server
-        .client
-        .get(server.url(&format!("/{id}/docs?x=1")))
-        .send()
-        .await
-        .unwrap();
+    let folder = server.get(&format!("/{id}/docs?x=1")).await;
     assert_eq!(folder.status(), 301);
     assert_eq!(folder.headers()["location"], "./docs/?x=1");
 
@@ -178,12 +158,7 @@ async fn conditional_requests_get_304() {
     assert_eq!(other.status(), 200);
 
     // Same bytes, same ETag, whatever the path.
-    let twin = server
-        .client
-        .get(server.url(&format!("/{id}/same-as-css.txt")))
-        .send()
-        .await
-        .unwrap();
+    let twin = server.get(&format!("/{id}/same-as-css.txt")).await;
     assert_eq!(twin.headers()["etag"], etag);
 }
 
@@ -200,12 +175,7 @@ async fn missing_files_get_the_sites_own_404_page_or_a_plain_one() {
         ]))
         .await;
 
-    let response = server
-        .client
-        .get(server.url(&format!("/{plain}/nope.html")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get(&format!("/{plain}/nope.html")).await;
     assert_eq!(response.status(), 404);
     assert!(
         response
@@ -215,12 +185,7 @@ async fn missing_files_get_the_sites_own_404_page_or_a_plain_one() {
             .contains("no file at this path")
     );
 
-    let response = server
-        .client
-        .get(server.url(&format!("/{custom}/nope/deeper")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get(&format!("/{custom}/nope/deeper")).await;
     assert_eq!(response.status(), 404);
     assert_eq!(
         response.headers()["content-type"],
@@ -229,19 +194,9 @@ async fn missing_files_get_the_sites_own_404_page_or_a_plain_one() {
     assert_eq!(response.text().await.unwrap(), "<h1>Lost?</h1>");
 
     let unknown = "0123456789abcdef0123456789abcdef";
-    let response = server
-        .client
-        .get(server.url(&format!("/{unknown}/")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get(&format!("/{unknown}/")).await;
     assert_eq!(response.status(), 404);
-    let response = server
-        .client
-        .get(server.url("/not-an-id/"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get("/not-an-id/").await;
     assert_eq!(response.status(), 404);
 }
 
@@ -300,26 +255,11 @@ async fn a_zip_with_one_top_level_folder_is_served_from_inside_it() {
             ("__MACOSX/my-site-main/._index.html", b"junk"),
         ]))
         .await;
-    let root = server
-        .client
-        .get(server.url(&format!("/{id}/")))
-        .send()
-        .await
-        .unwrap();
+    let root = server.get(&format!("/{id}/")).await;
     assert_eq!(root.text().await.unwrap(), "inside");
-    let css = server
-        .client
-        .get(server.url(&format!("/{id}/css/a.css")))
-        .send()
-        .await
-        .unwrap();
+    let css = server.get(&format!("/{id}/css/a.css")).await;
     assert_eq!(css.status(), 200);
-    let prefixed = server
-        .client
-        .get(server.url(&format!("/{id}/my-site-main/index.html")))
-        .send()
-        .await
-        .unwrap();
+    let prefixed = server.get(&format!("/{id}/my-site-main/index.html")).await;
     assert_eq!(prefixed.status(), 404);
 }
 
@@ -329,12 +269,7 @@ async fn a_deployment_that_is_not_ready_is_not_served() {
     let server = Server::start_with(&[("DEPLOYSTACK_EMBEDDED_WORKERS", "0")]).await;
     let answer = server.deploy(zip_of(&[("index.html", b"later")])).await;
     let id = answer["deployment_id"].as_str().unwrap();
-    let response = server
-        .client
-        .get(server.url(&format!("/{id}/")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get(&format!("/{id}/")).await;
     assert_eq!(response.status(), 404);
     assert!(response.text().await.unwrap().contains("still being built"));
     let (_, status) = server.get_json(&format!("/api/v1/deployments/{id}")).await;
@@ -372,12 +307,7 @@ async fn a_failed_build_ends_in_error_with_its_reason_and_is_not_served() {
             .contains("index.html")
     );
 
-    let response = server
-        .client
-        .get(server.url(&format!("/{id}/")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get(&format!("/{id}/")).await;
     assert_eq!(response.status(), 404);
     assert!(response.text().await.unwrap().contains("failed to build"));
 

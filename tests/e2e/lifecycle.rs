@@ -122,12 +122,7 @@ async fn deleting_stops_serving_at_once_and_frees_unshared_blobs() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let site = server
-        .client
-        .get(server.url(&format!("/{gone}/")))
-        .send()
-        .await
-        .unwrap();
+    let site = server.get(&format!("/{gone}/")).await;
     assert_eq!(site.status(), 410);
     let (status, body) = server
         .get_json(&format!("/api/v1/deployments/{gone}"))
@@ -153,12 +148,7 @@ async fn deleting_stops_serving_at_once_and_frees_unshared_blobs() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let kept = server
-        .client
-        .get(server.url(&format!("/{keep}/")))
-        .send()
-        .await
-        .unwrap();
+    let kept = server.get(&format!("/{keep}/")).await;
     assert_eq!(kept.text().await.unwrap(), "shared");
     let (_, list) = server.get_json("/api/v1/deployments").await;
     assert_eq!(list["deployments"].as_array().unwrap().len(), 1);
@@ -186,12 +176,7 @@ async fn sigterm_exits_cleanly_and_a_restart_serves_the_same_sites() {
     assert!(status.success(), "exit status {status:?}");
 
     let restarted = Server::start_in(data_dir, &[], &[]).await;
-    let page = restarted
-        .client
-        .get(restarted.url(&format!("/{id}/")))
-        .send()
-        .await
-        .unwrap();
+    let page = restarted.get(&format!("/{id}/")).await;
     assert_eq!(page.text().await.unwrap(), "survives");
 }
 

@@ -120,6 +120,11 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` (redirects are not followed).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
     pub fn address(&self) -> &str {
         self.base.trim_start_matches("http://")
     }
