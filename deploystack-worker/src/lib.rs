@@ -28,10 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How long one `reserve` call waits for a job before checking for shutdown again.
 const RESERVE_WAIT: Duration = Duration::from_secs(5);
-/// How often the reconciler looks for deployments the queue lost.
-const RECONCILE_EVERY: Duration = Duration::from_secs(30);
-/// A deployment queued for longer than this is enqueued again.
-const STALLED_AFTER: Duration = Duration::from_secs(60);
 /// How often unreferenced blobs are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
 
@@ -117,11 +113,13 @@ async fn build_loop(
     }
 }
 
-/// Reconciles and collects garbage periodically. The first reconciliation runs at start and
-/// takes every queued deployment: an in-memory queue starts empty after a restart.
+/// Reconciles and collects garbage periodically. With an in-process queue the first
+/// reconciliation takes every queued deployment (that queue starts empty after a restart); a
+/// shared queue still holds them, so a worker joining a cluster does not enqueue them twice.
 async fn maintenance_loop(services: Services, stop: CancellationToken) {
-    let mut first = true;
-    let mut reconcile_tick = tokio::time::interval(RECONCILE_EVERY);
+    let mut first = services.queue.is_in_process();
+    let stalled_after = services.config.stalled_after();
+    let mut reconcile_tick = tokio::time::interval(services.config.reconcile_every());
     let mut collect_tick = tokio::time::interval(COLLECT_EVERY);
     loop {
         tokio::select! {
@@ -132,7 +130,7 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
                 let older_than = if first {
                     OffsetDateTime::now_utc() + Duration::from_secs(1)
                 } else {
-                    OffsetDateTime::now_utc() - STALLED_AFTER
+                    OffsetDateTime::now_utc() - stalled_after
                 };
                 first = false;
                 if let Err(err) = reconcile(&services, older_than, 500).await {

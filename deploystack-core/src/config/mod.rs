@@ -95,6 +95,60 @@ pub struct Config {
     /// (`DEPLOYSTACK_BLOB_GRACE_SECS`). Builds reuse stored blobs; the grace period makes sure
     /// a blob a build just decided to reuse is not collected under it.
     pub blob_grace_secs: u64,
+    /// How often each worker process looks for deployments the queue lost
+    /// (`DEPLOYSTACK_RECONCILE_SECS`).
+    pub reconcile_secs: u64,
+    /// How long a deployment may sit in `QUEUED` before the reconciler enqueues it again
+    /// (`DEPLOYSTACK_STALLED_AFTER_SECS`). Extra deliveries are harmless (the claim dedupes
+    /// them), so this only trades queue traffic for recovery time.
+    pub stalled_after_secs: u64,
+    /// Shared read cache (`DEPLOYSTACK_CACHE_URL`): `redis://…` adds a Redis layer under the
+    /// in-process cache and invalidates every node's cache on changes. Unset: in-process only.
+    pub cache_url: Option<String>,
+    /// How long a cached repository read may be served before it is read again
+    /// (`DEPLOYSTACK_CACHE_TTL_SECS`); bounds staleness between nodes without a shared cache.
+    pub cache_ttl_secs: u64,
+    /// Memory budget of the in-process read cache in bytes (`DEPLOYSTACK_CACHE_MAX_BYTES`);
+    /// 0 turns the cache off.
+    pub cache_max_bytes: u64,
+    /// Prefix of every Redis key DeployStack uses, queue and cache alike
+    /// (`DEPLOYSTACK_REDIS_PREFIX`), so several installations can share one Redis.
+    pub redis_prefix: String,
+    /// S3 connection settings (`[s3]` in the file, `AWS_*` variables).
+    pub s3: S3Settings,
+}
+
+/// How to reach an S3-compatible store. Each value can also come from the standard `AWS_*`
+/// variable named beside it; unset values fall back to the AWS defaults (instance metadata,
+/// `us-east-1`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Settings {
+    /// Endpoint of a non-AWS store, e.g. `http://127.0.0.1:9000` (`AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// Region (`AWS_REGION`).
+    pub region: Option<String>,
+    /// Access key id (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// Secret access key (`AWS_SECRET_ACCESS_KEY`); never printed.
+    pub secret_access_key: Option<String>,
+    /// Allow plain `http://` endpoints (`AWS_ALLOW_HTTP`), for local test servers.
+    pub allow_http: Option<bool>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -118,6 +172,13 @@ impl Default for Config {
             build_timeout_secs: 900,
             shutdown_grace_secs: 30,
             blob_grace_secs: 300,
+            reconcile_secs: 30,
+            stalled_after_secs: 60,
+            cache_url: None,
+            cache_ttl_secs: 60,
+            cache_max_bytes: 64 * 1024 * 1024,
+            redis_prefix: "deploystack".to_owned(),
+            s3: S3Settings::default(),
         }
     }
 }
@@ -228,6 +289,26 @@ impl Config {
             "DEPLOYSTACK_BLOB_GRACE_SECS",
             &mut self.blob_grace_secs,
         )?;
+        parse(&get, "DEPLOYSTACK_RECONCILE_SECS", &mut self.reconcile_secs)?;
+        parse(
+            &get,
+            "DEPLOYSTACK_STALLED_AFTER_SECS",
+            &mut self.stalled_after_secs,
+        )?;
+        optional(&get, "DEPLOYSTACK_CACHE_URL", &mut self.cache_url);
+        parse(&get, "DEPLOYSTACK_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
+        parse(&get, "DEPLOYSTACK_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
+        parse(&get, "DEPLOYSTACK_REDIS_PREFIX", &mut self.redis_prefix)?;
+        let s3 = &mut self.s3;
+        optional(&get, "AWS_ENDPOINT_URL", &mut s3.endpoint);
+        optional(&get, "AWS_REGION", &mut s3.region);
+        optional(&get, "AWS_ACCESS_KEY_ID", &mut s3.access_key_id);
+        optional(&get, "AWS_SECRET_ACCESS_KEY", &mut s3.secret_access_key);
+        if get("AWS_ALLOW_HTTP").is_some_and(|v| !v.is_empty()) {
+            let mut allow = false;
+            parse(&get, "AWS_ALLOW_HTTP", &mut allow)?;
+            s3.allow_http = Some(allow);
+        }
         Ok(())
     }
 
@@ -280,6 +361,21 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 
+    /// How often the reconciler runs.
+    pub fn reconcile_every(&self) -> Duration {
+        Duration::from_secs(self.reconcile_secs.max(1))
+    }
+
+    /// How long a deployment may wait in `QUEUED` before it is enqueued again.
+    pub fn stalled_after(&self) -> Duration {
+        Duration::from_secs(self.stalled_after_secs)
+    }
+
+    /// How long a cached read is served.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
     /// The blob grace period.
     pub fn blob_grace(&self) -> Duration {
         Duration::from_secs(self.blob_grace_secs)
@@ -326,6 +422,36 @@ mod tests {
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.lease_secs, 7);
         assert_eq!(config.embedded_workers, Some(3));
+    }
+
+    #[test]
+    fn s3_settings_come_from_the_file_and_the_standard_aws_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(
+            &path,
+            "storage_url = \"s3://sites/prod\"\n[s3]\nregion = \"eu-west-1\"\nsecret_access_key = \"from-file\"\n",
+        )
+        .unwrap();
+        let mut config = Config::from_file(&path).unwrap();
+        assert_eq!(config.s3.region.as_deref(), Some("eu-west-1"));
+        config
+            .apply_env(env(&[
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+                ("AWS_SECRET_ACCESS_KEY", "from-env"),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("DEPLOYSTACK_REDIS_PREFIX", "staging"),
+            ]))
+            .unwrap();
+        assert_eq!(config.s3.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(config.s3.allow_http, Some(true));
+        assert_eq!(config.redis_prefix, "staging");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("from-env"), "{printed}");
+        let err = Config::default()
+            .apply_env(env(&[("AWS_ALLOW_HTTP", "maybe")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("AWS_ALLOW_HTTP"), "{err}");
     }
 
     #[test]
