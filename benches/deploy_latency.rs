@@ -1,12 +1,18 @@
-//! Deploy latency: upload → `READY`, on the embedded shape (SQLite, local storage, in-memory
-//! queue, in-process workers), as medians over repeated runs.
+//! Deploy latency: upload → `READY`, as medians over repeated runs, on two shapes:
+//!
+//! - **embedded**: SQLite, local storage, the in-memory queue, in-process workers;
+//! - **cluster** (with `--features postgres,redis,s3` and the engines the tests use:
+//!   `DATABASE_URL`, `REDIS_URL`, `S3_ENDPOINT`/`S3_BUCKET`): PostgreSQL, Redis Streams and
+//!   S3, with the same in-process workers, so the difference is the engines' round trips.
 //!
 //! ```sh
 //! cargo bench --bench deploy_latency             # 20 runs per fixture
 //! DEPLOY_BENCH_RUNS=50 cargo bench --bench deploy_latency
+//! # both shapes; scripts/test-services prints the engine variables
+//! eval "$(scripts/test-services)" && cargo bench --bench deploy_latency --features postgres,redis,s3
 //! ```
 //!
-//! The server runs in this process on a loopback port chosen by the OS; every run is bounded
+//! Each server runs in this process on a loopback port chosen by the OS; every run is bounded
 //! (at most 60 s to become READY) and the number of runs is fixed.
 
 #![allow(clippy::unwrap_used)]
@@ -102,29 +108,17 @@ fn summary(label: &str, mut samples: Vec<Duration>) {
     );
 }
 
-#[tokio::main]
-async fn main() {
-    let runs: usize = std::env::var("DEPLOY_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20)
-        .clamp(1, 1000);
-    let data = tempfile::tempdir().unwrap();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_path_buf(),
-        ..Config::default()
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+/// Serve `services` on a loopback port, deploy every fixture `runs` times, print the figures.
+async fn measure(shape: &str, services: Services, runs: usize) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let services = Services::from_config(config).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(deploystack_http::serve(listener, services, async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
 
-    println!("deploy latency, embedded shape, {runs} runs per case");
+    println!("deploy latency, {shape} shape, {runs} runs per case");
     let mut salt = 0u64;
     for (label, files, size, binary) in [
         ("small site (10 files x 2 KB)", 10, 2 * 1024, false),
@@ -157,4 +151,55 @@ async fn main() {
     }
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// The cluster shape's services on the test engines, or why it cannot run.
+#[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
+async fn cluster_services() -> Result<Services, String> {
+    use deploystack_core::testing::env;
+    let missing = "set DATABASE_URL, REDIS_URL and S3_ENDPOINT (eval \"$(scripts/test-services)\")";
+    let (Some(admin), Some(redis), Some(s3)) = (env::postgres_url(), env::redis_url(), env::s3())
+    else {
+        return Err(missing.to_owned());
+    };
+    let prefix = env::unique_name("bench");
+    let mut config = Config {
+        database_url: Some(env::fresh_postgres_database(&admin).await),
+        queue_url: Some(redis.clone()),
+        cache_url: Some(redis),
+        redis_prefix: prefix.clone(),
+        storage_url: Some(format!("s3://{}/{prefix}", s3.bucket)),
+        embedded_workers: Some(2),
+        ..Config::default()
+    };
+    config.s3.endpoint = Some(s3.endpoint);
+    config.s3.access_key_id = Some(s3.access_key_id);
+    config.s3.secret_access_key = Some(s3.secret_access_key);
+    config.s3.region = Some(s3.region);
+    config.s3.allow_http = Some(true);
+    Services::from_config(config).await.map_err(|e| e.to_string())
+}
+
+#[cfg(not(all(feature = "postgres", feature = "redis", feature = "s3")))]
+async fn cluster_services() -> Result<Services, String> {
+    Err("rebuild with --features postgres,redis,s3".to_owned())
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("DEPLOY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 1000);
+    let data = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: data.path().to_path_buf(),
+        ..Config::default()
+    };
+    measure("embedded", Services::from_config(config).await.unwrap(), runs).await;
+    match cluster_services().await {
+        Ok(services) => measure("cluster", services, runs).await,
+        Err(why) => println!("cluster shape skipped: {why}"),
+    }
 }

@@ -83,3 +83,17 @@ async fn a_taken_port_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_configuration_examples_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config");
+    let embedded = deploystack_core::Config::from_file(&dir.join("embedded.toml")).unwrap();
+    assert_eq!(embedded.queue_url(), "memory://");
+    assert_eq!(embedded.embedded_workers, Some(2));
+    let cluster = deploystack_core::Config::from_file(&dir.join("cluster.toml")).unwrap();
+    assert!(cluster.database_url().starts_with("postgres://"));
+    assert!(cluster.queue_url().starts_with("redis://"));
+    assert!(cluster.storage_url().starts_with("s3://"));
+    assert_eq!(cluster.embedded_workers, Some(0));
+    assert_eq!(cluster.s3.region.as_deref(), Some("eu-central-1"));
+}

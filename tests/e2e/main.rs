@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod binaries;
+// The cluster shape needs every engine compiled in (`--all-features` in the test command).
+#[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
+mod cluster;
 mod deploy;
 mod lifecycle;
 mod support;

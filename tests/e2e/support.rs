@@ -9,20 +9,46 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Path of the server binary, built once per test run with the same profile as the tests, so
-/// `cargo test` alone never runs a stale binary.
+/// Path of the server binary, built once per test run with the same profile and engine
+/// features as the tests, so `cargo test` alone never runs a stale binary.
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build_binary("deploystack-http", "deploystack-server"))
+    BINARY.get_or_init(|| build(&["-p", "deploystack-http", "--bin", "deploystack-server"], "deploystack-server"))
 }
 
 /// Path of the worker binary, built like [`server_binary`].
 pub fn worker_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build_binary("deploystack-worker", "deploystack-worker"))
+    BINARY.get_or_init(|| build(&["-p", "deploystack-worker", "--bin", "deploystack-worker"], "deploystack-worker"))
 }
 
-fn build_binary(package: &str, name: &str) -> PathBuf {
+/// Path of `examples/slow_worker.rs`: the worker with a deliberately slow build strategy and
+/// an optional pause before each ack, which the crash tests kill.
+#[allow(dead_code)] // Only the cluster tests use it, and they need every engine feature.
+pub fn slow_worker_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build(&["-p", "deploystack", "--example", "slow_worker"], "examples/slow_worker"))
+}
+
+/// The engine features this test run was compiled with, passed on to the binaries it builds.
+fn engine_features() -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if cfg!(feature = "postgres") {
+        features.push("postgres");
+    }
+    if cfg!(feature = "redis") {
+        features.push("redis");
+    }
+    if cfg!(feature = "s3") {
+        features.push("s3");
+    }
+    features
+}
+
+fn build(target: &[&str], output: &str) -> PathBuf {
+    // Builds share target/ and its lock; one at a time keeps their output apart.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/e2e-… → target/<profile>
     let profile_dir = exe
@@ -31,14 +57,18 @@ fn build_binary(package: &str, name: &str) -> PathBuf {
         .expect("target profile directory")
         .to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
-    let mut build = std::process::Command::new(cargo);
-    build.args(["build", "--quiet", "-p", package, "--bin", name]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--quiet"]).args(target);
+    let features = engine_features();
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
     }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "building {name} failed");
-    let binary = profile_dir.join(name);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        command.arg("--release");
+    }
+    let status = command.status().expect("run cargo build");
+    assert!(status.success(), "building {output} failed");
+    let binary = profile_dir.join(output);
     assert!(binary.exists(), "{} was not built", binary.display());
     binary
 }
@@ -172,6 +202,28 @@ impl Server {
         }
     }
 
+    /// Poll the deployment until `done` says so about its JSON, for at most `within`.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.get_json(&format!("/api/v1/deployments/{id}")).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deployment {id} was not {what} within {within:?}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Deploy and wait for READY; returns the deployment id.
     pub async fn deploy_ready(&self, zip: Vec<u8>) -> String {
         let answer = self.deploy(zip).await;
@@ -190,12 +242,7 @@ impl Server {
     /// Send SIGTERM and wait for the exit status; hands back the data directory.
     pub async fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let mut child = self.child.take().expect("child");
-        let pid = child.id().expect("pid");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        signal(child.id().expect("pid"), "TERM");
         let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
             .await
             .expect("server did not exit within 60 s of SIGTERM")
@@ -230,3 +277,104 @@ pub async fn raw_get(address: &str, path: &str) -> (u16, Vec<u8>) {
 
 /// A zip of `files` (path, bytes); paths ending in `/` are folders.
 pub use deploystack_core::testing::fixtures::zip_bytes as zip_of;
+
+/// A running worker process (the real `deploystack-worker` or the slow example), in a process
+/// group of its own so a test can check nothing of it outlives a kill; killed when dropped.
+#[allow(dead_code)] // Only the cluster tests start workers.
+pub struct Worker {
+    pub label: String,
+    child: Option<Child>,
+    pid: u32,
+}
+
+#[allow(dead_code)]
+impl Worker {
+    /// Start `binary` with exactly `env` (plus PATH) and wait until its build loops run.
+    pub async fn start(binary: &Path, label: &str, env: &[(String, String)]) -> Worker {
+        let mut command = Command::new(binary);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start a worker");
+        let pid = child.id().expect("worker pid");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let label = label.to_owned();
+        let started = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read worker log") {
+                eprintln!("{label}: {line}");
+                if line.contains("build workers started") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .expect("the worker did not start within 30 s");
+        assert!(started, "{label} exited before starting its build loops");
+        let prefix = label.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{prefix}: {line}");
+            }
+        });
+        Worker {
+            label,
+            child: Some(child),
+            pid,
+        }
+    }
+
+    /// SIGKILL: no chance to clean up. Returns once the process is gone.
+    pub async fn kill(mut self) {
+        let mut child = self.child.take().expect("child");
+        child.start_kill().expect("SIGKILL");
+        let _ = child.wait().await;
+    }
+
+    /// SIGTERM and the exit status, which must come within `within`.
+    pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("child");
+        signal(self.pid, "TERM");
+        tokio::time::timeout(within, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit within {within:?} of SIGTERM", self.label))
+            .expect("wait")
+    }
+
+    /// Whether any process of this worker's process group is still alive.
+    pub fn group_alive(&self) -> bool {
+        group_alive(self.pid)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+/// Whether any process is left in the process group `pgid`.
+#[allow(dead_code)]
+pub fn group_alive(pgid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", "--", &format!("-{pgid}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Send `SIG<name>` to `pid`.
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}

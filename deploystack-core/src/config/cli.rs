@@ -20,13 +20,13 @@ pub struct ConfigArgs {
     /// Directory for the SQLite file and local storage [env: DEPLOYSTACK_DATA_DIR] [default: ./data]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Repository URL, sqlite://… [env: DEPLOYSTACK_DATABASE_URL]
+    /// Repository URL: sqlite://… or postgres://… [env: DEPLOYSTACK_DATABASE_URL]
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
-    /// Queue URL, memory:// [env: DEPLOYSTACK_QUEUE_URL]
+    /// Queue URL: memory:// or redis://host:port/db [env: DEPLOYSTACK_QUEUE_URL]
     #[arg(long, value_name = "URL")]
     pub queue_url: Option<String>,
-    /// Storage URL, file:///dir or memory:// [env: DEPLOYSTACK_STORAGE_URL]
+    /// Storage URL: file:///dir, memory:// or s3://bucket/prefix [env: DEPLOYSTACK_STORAGE_URL]
     #[arg(long, value_name = "URL")]
     pub storage_url: Option<String>,
     /// Base of the URLs the API returns [env: DEPLOYSTACK_PUBLIC_URL]

@@ -418,6 +418,9 @@ impl Pipeline {
                     phase.elapsed().as_millis(),
                     started.elapsed().as_millis()
                 ));
+                // The log of a published deployment is stored before the ack, so a crash
+                // between the two loses no line of it.
+                self.flush_log(&id, log).await;
                 self.ack(delivery).await;
                 self.remove_source(&deployment).await;
                 let events = self.services.events.as_ref();
