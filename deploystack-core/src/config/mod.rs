@@ -107,6 +107,7 @@ pub struct Config {
     pub cache_url: Option<String>,
     /// How long a cached repository read may be served before it is read again
     /// (`DEPLOYSTACK_CACHE_TTL_SECS`); bounds staleness between nodes without a shared cache.
+    /// 0 turns the cache off.
     pub cache_ttl_secs: u64,
     /// Memory budget of the in-process read cache in bytes (`DEPLOYSTACK_CACHE_MAX_BYTES`);
     /// 0 turns the cache off.
