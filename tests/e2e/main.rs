@@ -7,5 +7,6 @@
 mod binaries;
 mod deploy;
 mod lifecycle;
+mod metrics;
 mod support;
 mod upload;
