@@ -11,6 +11,8 @@
 //!   adapter): [`repository`] (source of truth), [`storage`] (blobs and sources), [`queue`]
 //!   (job delivery with leases), [`build`] (build strategies and their registry), [`events`]
 //!   (domain events).
+//! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
+//!   process and optionally in Redis, with invalidation across nodes.
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline, serving
 //!   resolution, garbage collection — and [`Services`], the one place that picks adapters.
 //! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.
@@ -34,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod build;
+pub mod cache;
 pub mod config;
 pub mod events;
 pub mod model;

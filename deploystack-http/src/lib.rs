@@ -6,7 +6,8 @@
 //! ## Layout
 //! - [`serve`]: the entry point — takes a bound listener, the services and a shutdown future;
 //!   runs in-process build workers when the queue only exists in this process.
-//! - [`routes`]: the router, one module per area (upload, deployments, health, site).
+//! - [`routes`]: the router, one module per area (upload, deployments, health, metrics,
+//!   site).
 //! - [`state`]: what handlers share. [`error`]: JSON errors.
 //!
 //! ## Why take a listener?

@@ -10,5 +10,6 @@ mod binaries;
 mod cluster;
 mod deploy;
 mod lifecycle;
+mod metrics;
 mod support;
 mod upload;

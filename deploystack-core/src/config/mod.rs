@@ -107,6 +107,7 @@ pub struct Config {
     pub cache_url: Option<String>,
     /// How long a cached repository read may be served before it is read again
     /// (`DEPLOYSTACK_CACHE_TTL_SECS`); bounds staleness between nodes without a shared cache.
+    /// 0 turns the cache off.
     pub cache_ttl_secs: u64,
     /// Memory budget of the in-process read cache in bytes (`DEPLOYSTACK_CACHE_MAX_BYTES`);
     /// 0 turns the cache off.
@@ -297,7 +298,11 @@ impl Config {
         )?;
         optional(&get, "DEPLOYSTACK_CACHE_URL", &mut self.cache_url);
         parse(&get, "DEPLOYSTACK_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
-        parse(&get, "DEPLOYSTACK_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
+        parse(
+            &get,
+            "DEPLOYSTACK_CACHE_MAX_BYTES",
+            &mut self.cache_max_bytes,
+        )?;
         parse(&get, "DEPLOYSTACK_REDIS_PREFIX", &mut self.redis_prefix)?;
         let s3 = &mut self.s3;
         optional(&get, "AWS_ENDPOINT_URL", &mut s3.endpoint);

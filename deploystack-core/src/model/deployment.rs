@@ -120,8 +120,8 @@ pub struct NewDeployment {
     pub source_key: String,
 }
 
-/// A deployment as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A deployment as stored. Deserializable too, so a cache can keep it outside the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     /// Its id.
     pub id: DeploymentId,

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::build::{BuildStrategy, StrategyRegistry};
+use crate::cache::{CacheConfig, CacheStatsHandle, CachedRepository};
 use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
@@ -43,6 +44,10 @@ pub struct Services {
     pub events: Arc<dyn EventSink>,
     /// In-process subscribers of the same events (live updates).
     pub broadcast: BroadcastEventSink,
+    /// Counters of the read cache in front of `repository`, when [`Services::from_config`] or
+    /// [`Services::in_memory`] put one there (`/metrics` reports them); `None` when caching
+    /// is off or the caller supplied the repository.
+    pub cache_stats: Option<CacheStatsHandle>,
 }
 
 impl std::fmt::Debug for Services {
@@ -64,6 +69,22 @@ enum DatabaseEngine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QueueEngine {
     Memory,
+}
+
+/// Where repository reads are cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CacheEngine {
+    /// `cache_max_bytes` or `cache_ttl_secs` is 0.
+    Off,
+    /// In-process only (no `cache_url`).
+    Local(CacheConfig),
+    /// In-process plus a shared layer in Redis.
+    #[cfg(feature = "redis")]
+    Redis {
+        settings: CacheConfig,
+        url: String,
+        prefix: String,
+    },
 }
 
 /// The storage engines this build includes.
@@ -117,6 +138,56 @@ fn queue_engine(url: &str) -> Result<QueueEngine, ConfigError> {
     }
 }
 
+fn cache_engine(config: &Config) -> Result<CacheEngine, ConfigError> {
+    // Checked even when caching is off, so a typo never goes unnoticed.
+    if let Some(url) = &config.cache_url {
+        match scheme(url) {
+            "redis" | "rediss" if cfg!(feature = "redis") => {}
+            "redis" | "rediss" => {
+                return Err(not_compiled("DEPLOYSTACK_CACHE_URL", "redis", "redis"));
+            }
+            _ => {
+                return Err(unknown(
+                    "DEPLOYSTACK_CACHE_URL",
+                    url,
+                    "redis://…, or none for an in-process cache only",
+                ));
+            }
+        }
+    }
+    let Some(settings) = CacheConfig::from_config(config) else {
+        return Ok(CacheEngine::Off);
+    };
+    #[cfg(feature = "redis")]
+    if let Some(url) = &config.cache_url {
+        return Ok(CacheEngine::Redis {
+            settings,
+            url: url.clone(),
+            prefix: config.redis_prefix.clone(),
+        });
+    }
+    Ok(CacheEngine::Local(settings))
+}
+
+/// Put the read cache `engine` names in front of `repository`.
+async fn with_cache(
+    repository: Arc<dyn Repository>,
+    engine: CacheEngine,
+) -> Result<(Arc<dyn Repository>, Option<CacheStatsHandle>), ServicesError> {
+    let cached = match engine {
+        CacheEngine::Off => return Ok((repository, None)),
+        CacheEngine::Local(settings) => CachedRepository::new(repository, settings),
+        #[cfg(feature = "redis")]
+        CacheEngine::Redis {
+            settings,
+            url,
+            prefix,
+        } => CachedRepository::with_redis(repository, settings, &url, &prefix).await?,
+    };
+    let stats = cached.stats_handle();
+    Ok((Arc::new(cached), Some(stats)))
+}
+
 fn storage_engine(url: &str) -> Result<StorageEngine, ConfigError> {
     match scheme(url) {
         "file" => {
@@ -151,6 +222,9 @@ pub enum ServicesError {
     /// Storage could not be opened.
     #[error("cannot open storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
+    /// The shared cache could not be reached.
+    #[error("cannot connect the shared cache: {0}")]
+    Cache(#[from] crate::cache::CacheError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -172,6 +246,7 @@ impl Services {
         let database = database_engine(&database_url)?;
         let queue_kind = queue_engine(&queue_url)?;
         let storage_kind = storage_engine(&storage_url)?;
+        let cache = cache_engine(&config)?;
         let repository: Arc<dyn Repository> = match database {
             DatabaseEngine::Sqlite => {
                 if config.database_url.is_none() {
@@ -185,6 +260,7 @@ impl Services {
                 Arc::new(SqliteRepository::connect(&database_url).await?)
             }
         };
+        let (repository, cache_stats) = with_cache(repository, cache).await?;
         let storage: Arc<dyn Storage> = match storage_kind {
             StorageEngine::Local(dir) => Arc::new(ObjectStoreStorage::local(&dir)?),
             StorageEngine::Memory => Arc::new(ObjectStoreStorage::memory()),
@@ -192,7 +268,10 @@ impl Services {
         let queue: Arc<dyn Queue> = match queue_kind {
             QueueEngine::Memory => Arc::new(MemoryQueue::new(config.max_deliveries)),
         };
-        Ok(Self::new(config, repository, storage, queue))
+        Ok(Self {
+            cache_stats,
+            ..Self::new(config, repository, storage, queue)
+        })
     }
 
     /// Wire the given adapters with the default strategies (static) and event sinks
@@ -216,21 +295,28 @@ impl Services {
             strategies: Arc::new(StrategyRegistry::default()),
             events: Arc::new(events),
             broadcast,
+            cache_stats: None,
         }
     }
 
-    /// Everything in this process's memory: a private in-memory SQLite database, memory
-    /// storage and the in-memory queue. For tests, experiments and embedding a throwaway
-    /// platform; nothing survives the process.
+    /// Everything in this process's memory: a private in-memory SQLite database behind the
+    /// in-process read cache (as configured; never a shared one), memory storage and the
+    /// in-memory queue. For tests, experiments and embedding a throwaway platform; nothing
+    /// survives the process.
     pub async fn in_memory(config: Config) -> Result<Self, ServicesError> {
-        let repository = SqliteRepository::connect("sqlite::memory:").await?;
+        let repository = Arc::new(SqliteRepository::connect("sqlite::memory:").await?);
+        let cache = CacheConfig::from_config(&config).map_or(CacheEngine::Off, CacheEngine::Local);
+        let (repository, cache_stats) = with_cache(repository, cache).await?;
         let queue = MemoryQueue::new(config.max_deliveries);
-        Ok(Self::new(
-            config,
-            Arc::new(repository),
-            Arc::new(ObjectStoreStorage::memory()),
-            Arc::new(queue),
-        ))
+        Ok(Self {
+            cache_stats,
+            ..Self::new(
+                config,
+                repository,
+                Arc::new(ObjectStoreStorage::memory()),
+                Arc::new(queue),
+            )
+        })
     }
 
     /// Ask `strategy` before the strategies registered so far (the static fallback stays
@@ -275,6 +361,50 @@ mod tests {
             Some(StorageEngine::Local(PathBuf::from("/tmp/x")))
         );
         assert!(storage_engine("file://").is_err());
+    }
+
+    #[test]
+    fn the_cache_url_is_checked_even_when_caching_is_off() {
+        let with = |url: &str, max_bytes: u64| Config {
+            cache_url: Some(url.to_owned()),
+            cache_max_bytes: max_bytes,
+            ..Config::default()
+        };
+        let memcached = cache_engine(&with("memcached://x", 0))
+            .unwrap_err()
+            .to_string();
+        assert!(memcached.contains("DEPLOYSTACK_CACHE_URL"), "{memcached}");
+        #[cfg(not(feature = "redis"))]
+        {
+            let redis = cache_engine(&with("redis://x", 1)).unwrap_err().to_string();
+            assert!(redis.contains("--features redis"), "{redis}");
+        }
+        #[cfg(feature = "redis")]
+        assert!(matches!(
+            cache_engine(&with("redis://x", 1)),
+            Ok(CacheEngine::Redis { .. })
+        ));
+        let off = Config {
+            cache_ttl_secs: 0,
+            ..Config::default()
+        };
+        assert_eq!(cache_engine(&off).ok(), Some(CacheEngine::Off));
+        assert!(matches!(
+            cache_engine(&Config::default()),
+            Ok(CacheEngine::Local(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn in_memory_services_cache_reads_as_configured() {
+        let cached = Services::in_memory(Config::default()).await.unwrap();
+        assert!(cached.cache_stats.is_some());
+        let off = Config {
+            cache_max_bytes: 0,
+            ..Config::default()
+        };
+        let uncached = Services::in_memory(off).await.unwrap();
+        assert!(uncached.cache_stats.is_none());
     }
 
     #[tokio::test]

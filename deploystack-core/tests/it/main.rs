@@ -6,11 +6,13 @@
 //! - `support`: services, zips, uploads and scripted build strategies the tests share.
 //! - `pipeline`: one delivery through the pipeline, on every path it can take.
 //! - `maintenance`: the reconciler and garbage collection.
+//! - `cache`: the read cache over the repository, in one process and across nodes (Redis).
 
 // Helpers outside `#[test]` functions are not "tests" to clippy's `allow-unwrap-in-tests`,
 // and a failed setup step should fail the test loudly anyway.
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod maintenance;
 mod pipeline;
 mod support;

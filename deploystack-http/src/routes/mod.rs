@@ -3,10 +3,12 @@
 //! - [`upload`]: `POST /deploy` and `POST /api/v1/deployments` — streaming zip uploads.
 //! - [`deployments`]: the deployments API (get, list, logs, delete).
 //! - [`health`]: `/healthz` and `/readyz`.
+//! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`site`]: everything else — serving deployed sites at `/<deployment-id>/…`.
 
 pub mod deployments;
 pub mod health;
+pub mod metrics;
 pub mod site;
 pub mod upload;
 
@@ -31,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deployments/{id}/logs", get(deployments::logs))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(site::serve)
         // Uploads enforce their own streaming limit (413 mid-stream, temp file removed).
         .layer(DefaultBodyLimit::disable())

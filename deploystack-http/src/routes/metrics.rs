@@ -1,0 +1,250 @@
+//! `GET /metrics`: counters and gauges in the Prometheus text exposition format (0.0.4).
+//!
+//! Exposed: the read cache's hits and misses per layer (in-process `local`, Redis `shared`),
+//! its errors, invalidations, size and hit ratio; and the queue's depth — jobs waiting, in
+//! flight and dead-lettered. Values are read when scraped: the cache keeps its own atomic
+//! counters and the queue answers `depth()`, so nothing is recorded twice.
+//!
+//! ## Why no metrics library?
+//! A dozen series read from two snapshots need formatting, not a registry; the format is a
+//! few lines of text. When histograms arrive (request latency), a client such as
+//! `prometheus-client` should replace this module.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use deploystack_core::cache::CacheStats;
+use deploystack_core::queue::{QueueDepth, QueueError};
+
+use crate::state::AppState;
+
+/// The content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`. Always 200: a queue that cannot be asked shows as
+/// `deploystack_queue_up 0`, so the scrape itself still succeeds.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let services = &state.services;
+    let cache = services
+        .cache_stats
+        .as_ref()
+        .map(|handle| handle.snapshot());
+    let queue = services.queue.depth().await;
+    if let Err(err) = &queue {
+        tracing::warn!(error = %err, "metrics: cannot read the queue depth");
+    }
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        render(cache.as_ref(), &queue),
+    )
+        .into_response()
+}
+
+/// The exposition text for these snapshots.
+pub fn render(cache: Option<&CacheStats>, queue: &Result<QueueDepth, QueueError>) -> String {
+    let mut out = Exposition::default();
+    out.family(
+        "deploystack_cache_enabled",
+        "gauge",
+        "Whether repository reads are cached (1) or not (0).",
+    );
+    out.sample("deploystack_cache_enabled", &[], u64::from(cache.is_some()));
+    if let Some(stats) = cache {
+        render_cache(&mut out, stats);
+    }
+    render_queue(&mut out, queue);
+    out.0
+}
+
+fn render_cache(out: &mut Exposition, stats: &CacheStats) {
+    out.family(
+        "deploystack_cache_hits_total",
+        "counter",
+        "Repository reads answered by a cache layer (local: in-process, shared: Redis).",
+    );
+    out.sample(
+        "deploystack_cache_hits_total",
+        &[("layer", "local")],
+        stats.local_hits,
+    );
+    out.sample(
+        "deploystack_cache_hits_total",
+        &[("layer", "shared")],
+        stats.shared_hits,
+    );
+    out.family(
+        "deploystack_cache_misses_total",
+        "counter",
+        "Repository reads a cache layer could not answer; shared is only asked on local misses.",
+    );
+    out.sample(
+        "deploystack_cache_misses_total",
+        &[("layer", "local")],
+        stats.local_misses,
+    );
+    out.sample(
+        "deploystack_cache_misses_total",
+        &[("layer", "shared")],
+        stats.shared_misses,
+    );
+    out.family(
+        "deploystack_cache_errors_total",
+        "counter",
+        "Shared-layer commands that failed; reads then went to the repository.",
+    );
+    out.sample(
+        "deploystack_cache_errors_total",
+        &[("layer", "shared")],
+        stats.shared_errors,
+    );
+    out.family(
+        "deploystack_cache_invalidations_total",
+        "counter",
+        "Cache invalidations published to other nodes (sent) and applied from them (received).",
+    );
+    out.sample(
+        "deploystack_cache_invalidations_total",
+        &[("direction", "sent")],
+        stats.invalidations_sent,
+    );
+    out.sample(
+        "deploystack_cache_invalidations_total",
+        &[("direction", "received")],
+        stats.invalidations_received,
+    );
+    out.family(
+        "deploystack_cache_resyncs_total",
+        "counter",
+        "Times the in-process cache was emptied after its invalidation feed was lost.",
+    );
+    out.sample("deploystack_cache_resyncs_total", &[], stats.resyncs);
+    out.family(
+        "deploystack_cache_entries",
+        "gauge",
+        "Entries in the in-process cache.",
+    );
+    out.sample("deploystack_cache_entries", &[], stats.local_entries);
+    out.family(
+        "deploystack_cache_bytes",
+        "gauge",
+        "Approximate bytes the in-process cache holds.",
+    );
+    out.sample("deploystack_cache_bytes", &[], stats.local_bytes);
+    out.family(
+        "deploystack_cache_max_bytes",
+        "gauge",
+        "Memory budget of the in-process cache (cache_max_bytes).",
+    );
+    out.sample("deploystack_cache_max_bytes", &[], stats.local_max_bytes);
+    if let Some(rate) = stats.hit_rate() {
+        out.family(
+            "deploystack_cache_hit_ratio",
+            "gauge",
+            "Share of reads that did not reach the repository since start; rate() the counters for a window.",
+        );
+        out.sample("deploystack_cache_hit_ratio", &[], rate);
+    }
+}
+
+fn render_queue(out: &mut Exposition, queue: &Result<QueueDepth, QueueError>) {
+    out.family(
+        "deploystack_queue_up",
+        "gauge",
+        "Whether the queue answered this scrape (1) or not (0).",
+    );
+    out.sample("deploystack_queue_up", &[], u64::from(queue.is_ok()));
+    let Ok(depth) = queue else {
+        return;
+    };
+    out.family(
+        "deploystack_queue_depth",
+        "gauge",
+        "Build jobs by state: waiting (delayed included), in_flight (delivered, not acked), dead (dead-lettered).",
+    );
+    for (state, value) in [
+        ("waiting", depth.waiting),
+        ("in_flight", depth.in_flight),
+        ("dead", depth.dead),
+    ] {
+        out.sample("deploystack_queue_depth", &[("state", state)], value);
+    }
+}
+
+/// The text being built. Label values here are fixed strings, so none needs escaping.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{value}\""))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", labels.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn has_line(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn without_a_cache_only_the_switch_and_the_queue_are_shown() {
+        let depth = QueueDepth {
+            waiting: 3,
+            in_flight: 1,
+            dead: 2,
+        };
+        let text = render(None, &Ok(depth));
+        assert!(has_line(&text, "deploystack_cache_enabled 0"), "{text}");
+        assert!(!text.contains("deploystack_cache_hits_total"), "{text}");
+        assert!(has_line(&text, "deploystack_queue_up 1"), "{text}");
+        for line in [
+            "deploystack_queue_depth{state=\"waiting\"} 3",
+            "deploystack_queue_depth{state=\"in_flight\"} 1",
+            "deploystack_queue_depth{state=\"dead\"} 2",
+        ] {
+            assert!(has_line(&text, line), "{line} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn every_sample_belongs_to_a_declared_family() {
+        let stats = CacheStats::default();
+        let down = Err(QueueError::Unavailable("down".to_owned()));
+        let text = render(Some(&stats), &down);
+        assert!(has_line(&text, "deploystack_cache_enabled 1"), "{text}");
+        assert!(
+            has_line(&text, "deploystack_cache_hits_total{layer=\"local\"} 0"),
+            "{text}"
+        );
+        assert!(has_line(&text, "deploystack_queue_up 0"), "{text}");
+        assert!(!text.contains("deploystack_queue_depth"), "{text}");
+        for line in text.lines().filter(|line| !line.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            assert!(
+                has_line_starting(&text, &format!("# TYPE {name} ")),
+                "{name} has no TYPE line"
+            );
+        }
+    }
+
+    fn has_line_starting(text: &str, prefix: &str) -> bool {
+        text.lines().any(|l| l.starts_with(prefix))
+    }
+}

@@ -1,0 +1,74 @@
+//! `/metrics`: what a Prometheus scrape of a running server shows.
+
+use crate::support::{Server, zip_of};
+
+/// The value of the sample `series` (name and labels, exactly as exposed).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+}
+
+async fn scrape(server: &Server) -> String {
+    let response = server.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn metrics_show_cache_hits_per_layer_and_the_queue_depth() {
+    let server = Server::start().await;
+    let id = server
+        .deploy_ready(zip_of(&[("index.html", b"<h1>cached</h1>")]))
+        .await;
+    let before = scrape(&server).await;
+    assert_eq!(sample(&before, "deploystack_cache_enabled"), 1.0);
+    let hits = sample(&before, "deploystack_cache_hits_total{layer=\"local\"}");
+
+    // The first request fills the cache; the next ones are answered from it.
+    for _ in 0..3 {
+        let page = server.get(&format!("/{id}/")).await;
+        assert_eq!(page.status(), 200);
+    }
+
+    let after = scrape(&server).await;
+    // Two reads per request (the deployment, its index.html): at least the last two
+    // requests' four reads are hits.
+    let new_hits = sample(&after, "deploystack_cache_hits_total{layer=\"local\"}") - hits;
+    assert!(new_hits >= 4.0, "{new_hits} new hits\n{after}");
+    assert!(sample(&after, "deploystack_cache_misses_total{layer=\"local\"}") >= 1.0);
+    assert_eq!(
+        sample(&after, "deploystack_cache_hits_total{layer=\"shared\"}"),
+        0.0,
+        "no shared layer is configured"
+    );
+    assert!(
+        sample(&after, "deploystack_cache_entries") >= 2.0,
+        "{after}"
+    );
+    let ratio = sample(&after, "deploystack_cache_hit_ratio");
+    assert!((0.0..=1.0).contains(&ratio), "{after}");
+    assert_eq!(sample(&after, "deploystack_queue_up"), 1.0);
+    for state in ["waiting", "in_flight", "dead"] {
+        let series = format!("deploystack_queue_depth{{state=\"{state}\"}}");
+        assert_eq!(sample(&after, &series), 0.0, "{after}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_say_when_the_cache_is_off() {
+    let server = Server::start_with(&[("DEPLOYSTACK_CACHE_MAX_BYTES", "0")]).await;
+    let text = scrape(&server).await;
+    assert_eq!(sample(&text, "deploystack_cache_enabled"), 0.0);
+    assert!(!text.contains("deploystack_cache_hits_total"), "{text}");
+    assert_eq!(sample(&text, "deploystack_queue_up"), 1.0);
+}
