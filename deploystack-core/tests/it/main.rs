@@ -6,6 +6,8 @@
 //! - `support`: services, zips, uploads and scripted build strategies the tests share.
 //! - `pipeline`: one delivery through the pipeline, on every path it can take.
 //! - `maintenance`: the reconciler and garbage collection.
+//! - `postgres` (feature `postgres`): the PostgreSQL repository on a real server, shared by
+//!   several pools as a cluster shares it.
 
 // Helpers outside `#[test]` functions are not "tests" to clippy's `allow-unwrap-in-tests`,
 // and a failed setup step should fail the test loudly anyway.
@@ -13,4 +15,6 @@
 
 mod maintenance;
 mod pipeline;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod support;
