@@ -22,6 +22,7 @@
 //! - `mock`: mockall mocks of every port (`MockRepository`, `MockStorage`, `MockQueue`,
 //!   `MockBuildStrategy`, `MockEventSink`).
 //! - `testing`: the conformance suites.
+//! - `postgres`: `PostgresRepository`, the repository a cluster shares (PostgreSQL).
 //!
 //! ## Why ports and adapters?
 //! The same flows run in one process on SQLite, a local directory and an in-memory queue, or

@@ -9,9 +9,12 @@
 //!   transaction: a deployment is never visible half-published.
 //! - Timestamps are the repository's own clock, so every node agrees on lease expiry.
 //!
-//! Adapters: [`SqliteRepository`] (default, always compiled). Postgres follows with the
-//! `postgres` feature. Every adapter passes `crate::testing::repository::run_all`.
+//! Adapters: [`SqliteRepository`] (default, always compiled: one process, one file) and
+//! `PostgresRepository` (feature `postgres`: the cluster's shared database). Each embeds its
+//! own migration set, and every adapter passes `crate::testing::repository::run_all`.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use std::time::Duration;
@@ -24,6 +27,8 @@ use crate::model::{
     NewDeployment, Page, PageRequest,
 };
 
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresRepository;
 pub use sqlite::SqliteRepository;
 
 /// What can go wrong talking to the repository, in terms a caller can act on.

@@ -63,6 +63,8 @@ impl std::fmt::Debug for Services {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DatabaseEngine {
     Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
 
 /// The queue engines this build includes.
@@ -113,6 +115,9 @@ fn unknown(setting: &str, url: &str, expected: &str) -> ConfigError {
 fn database_engine(url: &str) -> Result<DatabaseEngine, ConfigError> {
     match scheme(url) {
         "sqlite" => Ok(DatabaseEngine::Sqlite),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(DatabaseEngine::Postgres),
+        #[cfg(not(feature = "postgres"))]
         "postgres" | "postgresql" => Err(not_compiled(
             "DEPLOYSTACK_DATABASE_URL",
             "postgres",
@@ -259,6 +264,10 @@ impl Services {
                 }
                 Arc::new(SqliteRepository::connect(&database_url).await?)
             }
+            #[cfg(feature = "postgres")]
+            DatabaseEngine::Postgres => {
+                Arc::new(crate::repository::PostgresRepository::connect(&database_url).await?)
+            }
         };
         let (repository, cache_stats) = with_cache(repository, cache).await?;
         let storage: Arc<dyn Storage> = match storage_kind {
@@ -347,8 +356,15 @@ mod tests {
             database_engine("sqlite://x.db").ok(),
             Some(DatabaseEngine::Sqlite)
         );
-        let postgres = database_engine("postgres://h/db").unwrap_err().to_string();
-        assert!(postgres.contains("--features postgres"), "{postgres}");
+        #[cfg(feature = "postgres")]
+        for url in ["postgres://h/db", "postgresql://h/db"] {
+            assert_eq!(database_engine(url).ok(), Some(DatabaseEngine::Postgres));
+        }
+        #[cfg(not(feature = "postgres"))]
+        for url in ["postgres://h/db", "postgresql://h/db"] {
+            let postgres = database_engine(url).unwrap_err().to_string();
+            assert!(postgres.contains("--features postgres"), "{postgres}");
+        }
         assert!(database_engine("mysql://h/db").is_err());
         let redis = queue_engine("redis://127.0.0.1").unwrap_err().to_string();
         assert!(redis.contains("--features redis"), "{redis}");

@@ -7,6 +7,8 @@
 //! - `pipeline`: one delivery through the pipeline, on every path it can take.
 //! - `maintenance`: the reconciler and garbage collection.
 //! - `cache`: the read cache over the repository, in one process and across nodes (Redis).
+//! - `postgres` (feature `postgres`): the PostgreSQL repository on a real server, shared by
+//!   several pools as a cluster shares it.
 
 // Helpers outside `#[test]` functions are not "tests" to clippy's `allow-unwrap-in-tests`,
 // and a failed setup step should fail the test loudly anyway.
@@ -15,4 +17,6 @@
 mod cache;
 mod maintenance;
 mod pipeline;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod support;
