@@ -177,7 +177,9 @@ async fn cluster_services() -> Result<Services, String> {
     config.s3.secret_access_key = Some(s3.secret_access_key);
     config.s3.region = Some(s3.region);
     config.s3.allow_http = Some(true);
-    Services::from_config(config).await.map_err(|e| e.to_string())
+    Services::from_config(config)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(not(all(feature = "postgres", feature = "redis", feature = "s3")))]
@@ -197,7 +199,12 @@ async fn main() {
         data_dir: data.path().to_path_buf(),
         ..Config::default()
     };
-    measure("embedded", Services::from_config(config).await.unwrap(), runs).await;
+    measure(
+        "embedded",
+        Services::from_config(config).await.unwrap(),
+        runs,
+    )
+    .await;
     match cluster_services().await {
         Ok(services) => measure("cluster", services, runs).await,
         Err(why) => println!("cluster shape skipped: {why}"),

@@ -18,9 +18,7 @@ use deploystack_core::queue::{Job, Queue, RedisQueue};
 use deploystack_core::testing::env;
 use serde_json::Value;
 
-use crate::support::{
-    Server, Worker, group_alive, slow_worker_binary, worker_binary, zip_of,
-};
+use crate::support::{Server, Worker, group_alive, slow_worker_binary, worker_binary, zip_of};
 
 /// The settings every process of one test's cluster shares.
 struct Cluster {
@@ -62,10 +60,7 @@ impl Cluster {
             ("DEPLOYSTACK_SHUTDOWN_GRACE_SECS", "1".to_owned()),
         ];
         Some(Cluster {
-            vars: vars
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
+            vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             redis_url,
             prefix,
         })
@@ -322,7 +317,10 @@ async fn a_worker_killed_after_publishing_but_before_acking_causes_no_second_pub
     cluster.wait_queue_drained(Duration::from_secs(30)).await;
     let (_, after) = server.get_json(&format!("/api/v1/deployments/{id}")).await;
     assert_eq!(after["status"], "READY");
-    assert_eq!(after["attempt"], 1, "the deployment was claimed again: {after}");
+    assert_eq!(
+        after["attempt"], 1,
+        "the deployment was claimed again: {after}"
+    );
     assert_eq!(after["ready_at"], before["ready_at"], "published again");
     assert_eq!(publishes(&server, &id).await, 1);
     assert_served(&server, &id, &files).await;
@@ -432,8 +430,12 @@ async fn a_redis_restart_loses_no_accepted_deployment() {
         return;
     };
     let server = cluster.server().await;
-    let _w1 = cluster.slow_worker("w1", &[("DEPLOYSTACK_WORKERS", "2")]).await;
-    let _w2 = cluster.slow_worker("w2", &[("DEPLOYSTACK_WORKERS", "2")]).await;
+    let _w1 = cluster
+        .slow_worker("w1", &[("DEPLOYSTACK_WORKERS", "2")])
+        .await;
+    let _w2 = cluster
+        .slow_worker("w2", &[("DEPLOYSTACK_WORKERS", "2")])
+        .await;
 
     let mut sites = Vec::new();
     for n in 0..6 {
@@ -483,7 +485,10 @@ async fn a_job_delivered_several_times_is_built_once() {
     assert_eq!(done["status"], "READY", "{done}");
     cluster.wait_queue_drained(Duration::from_secs(30)).await;
     let (_, after) = server.get_json(&format!("/api/v1/deployments/{id}")).await;
-    assert_eq!(after["attempt"], 1, "more than one build was claimed: {after}");
+    assert_eq!(
+        after["attempt"], 1,
+        "more than one build was claimed: {after}"
+    );
     let started = log_lines(&server, &id)
         .await
         .iter()

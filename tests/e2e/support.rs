@@ -13,13 +13,23 @@ use tokio::process::{Child, Command};
 /// features as the tests, so `cargo test` alone never runs a stale binary.
 pub fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build(&["-p", "deploystack-http", "--bin", "deploystack-server"], "deploystack-server"))
+    BINARY.get_or_init(|| {
+        build(
+            &["-p", "deploystack-http", "--bin", "deploystack-server"],
+            "deploystack-server",
+        )
+    })
 }
 
 /// Path of the worker binary, built like [`server_binary`].
 pub fn worker_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build(&["-p", "deploystack-worker", "--bin", "deploystack-worker"], "deploystack-worker"))
+    BINARY.get_or_init(|| {
+        build(
+            &["-p", "deploystack-worker", "--bin", "deploystack-worker"],
+            "deploystack-worker",
+        )
+    })
 }
 
 /// Path of `examples/slow_worker.rs`: the worker with a deliberately slow build strategy and
@@ -27,7 +37,12 @@ pub fn worker_binary() -> &'static Path {
 #[allow(dead_code)] // Only the cluster tests use it, and they need every engine feature.
 pub fn slow_worker_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build(&["-p", "deploystack", "--example", "slow_worker"], "examples/slow_worker"))
+    BINARY.get_or_init(|| {
+        build(
+            &["-p", "deploystack", "--example", "slow_worker"],
+            "examples/slow_worker",
+        )
+    })
 }
 
 /// The engine features this test run was compiled with, passed on to the binaries it builds.
