@@ -20,6 +20,7 @@
 //! - `mock`: mockall mocks of every port (`MockRepository`, `MockStorage`, `MockQueue`,
 //!   `MockBuildStrategy`, `MockEventSink`).
 //! - `testing`: the conformance suites.
+//! - `redis`: `RedisQueue`, the job queue a cluster's nodes share (Redis Streams).
 //!
 //! ## Why ports and adapters?
 //! The same flows run in one process on SQLite, a local directory and an in-memory queue, or
