@@ -23,6 +23,7 @@
 //!   `MockBuildStrategy`, `MockEventSink`).
 //! - `testing`: the conformance suites.
 //! - `postgres`: `PostgresRepository`, the repository a cluster shares (PostgreSQL).
+//! - `redis`: `RedisQueue`, the job queue a cluster's nodes share (Redis Streams).
 //!
 //! ## Why ports and adapters?
 //! The same flows run in one process on SQLite, a local directory and an in-memory queue, or

@@ -12,10 +12,14 @@
 //! - Jobs are hints, not state: the repository is the source of truth, and the pipeline's
 //!   claim there makes duplicate deliveries harmless.
 //!
-//! Adapters: [`MemoryQueue`] (default; only within one process). Redis follows with the
-//! `redis` feature. Every adapter passes `crate::testing::queue::run_all`.
+//! Adapters, each passing `crate::testing::queue::run_all`:
+//! - [`MemoryQueue`] (always built): the default; only within one process.
+//! - `RedisQueue` (feature `redis`): Redis Streams and a consumer group, shared by every node
+//!   of a cluster; leases are kept by Redis's clock, so nodes need not agree on the time.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::time::Duration;
 
@@ -25,6 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::DeploymentId;
 
 pub use memory::MemoryQueue;
+#[cfg(feature = "redis")]
+pub use redis::RedisQueue;
 
 /// What can go wrong with the queue, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,9 @@ pub enum QueueError {
     /// A stored job could not be decoded.
     #[error("corrupt job: {0}")]
     Corrupt(String),
+    /// The queue's settings cannot work (a malformed URL, say); retrying will not help.
+    #[error("queue misconfigured: {0}")]
+    Misconfigured(String),
 }
 
 /// A unit of work: build this deployment.

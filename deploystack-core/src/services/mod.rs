@@ -71,6 +71,8 @@ enum DatabaseEngine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QueueEngine {
     Memory,
+    #[cfg(feature = "redis")]
+    Redis,
 }
 
 /// Where repository reads are cached.
@@ -134,6 +136,9 @@ fn database_engine(url: &str) -> Result<DatabaseEngine, ConfigError> {
 fn queue_engine(url: &str) -> Result<QueueEngine, ConfigError> {
     match scheme(url) {
         "memory" => Ok(QueueEngine::Memory),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(QueueEngine::Redis),
+        #[cfg(not(feature = "redis"))]
         "redis" | "rediss" => Err(not_compiled("DEPLOYSTACK_QUEUE_URL", "redis", "redis")),
         _ => Err(unknown(
             "DEPLOYSTACK_QUEUE_URL",
@@ -230,6 +235,9 @@ pub enum ServicesError {
     /// The shared cache could not be reached.
     #[error("cannot connect the shared cache: {0}")]
     Cache(#[from] crate::cache::CacheError),
+    /// The queue could not be opened.
+    #[error("cannot open the queue: {0}")]
+    Queue(#[from] crate::queue::QueueError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -276,6 +284,15 @@ impl Services {
         };
         let queue: Arc<dyn Queue> = match queue_kind {
             QueueEngine::Memory => Arc::new(MemoryQueue::new(config.max_deliveries)),
+            #[cfg(feature = "redis")]
+            QueueEngine::Redis => Arc::new(
+                crate::queue::RedisQueue::connect(
+                    &queue_url,
+                    &config.redis_prefix,
+                    config.max_deliveries,
+                )
+                .await?,
+            ),
         };
         Ok(Self {
             cache_stats,
@@ -366,8 +383,15 @@ mod tests {
             assert!(postgres.contains("--features postgres"), "{postgres}");
         }
         assert!(database_engine("mysql://h/db").is_err());
-        let redis = queue_engine("redis://127.0.0.1").unwrap_err().to_string();
-        assert!(redis.contains("--features redis"), "{redis}");
+        #[cfg(not(feature = "redis"))]
+        {
+            let redis = queue_engine("redis://127.0.0.1").unwrap_err().to_string();
+            assert!(redis.contains("--features redis"), "{redis}");
+        }
+        #[cfg(feature = "redis")]
+        for url in ["redis://127.0.0.1", "rediss://cache.example:6380"] {
+            assert_eq!(queue_engine(url).ok(), Some(QueueEngine::Redis), "{url}");
+        }
         let kafka = queue_engine("kafka://x").unwrap_err().to_string();
         assert!(kafka.contains("names no engine"), "{kafka}");
         let s3 = storage_engine("s3://bucket").unwrap_err().to_string();
@@ -423,6 +447,7 @@ mod tests {
         assert!(uncached.cache_stats.is_none());
     }
 
+    #[cfg(not(feature = "redis"))]
     #[tokio::test]
     async fn a_url_for_an_engine_not_compiled_in_names_the_feature() {
         let config = Config {
@@ -433,5 +458,29 @@ mod tests {
         };
         let err = Services::from_config(config).await.unwrap_err().to_string();
         assert!(err.contains("--features redis"), "{err}");
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn a_redis_queue_that_does_not_answer_fails_startup() {
+        // A port nothing listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap()
+            .port();
+        let config = Config {
+            queue_url: Some(format!("redis://127.0.0.1:{port}")),
+            database_url: Some("sqlite::memory:".into()),
+            storage_url: Some("memory://".into()),
+            ..Config::default()
+        };
+        let err = Services::from_config(config).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ServicesError::Queue(crate::queue::QueueError::Unavailable(_))
+            ),
+            "{err:?}"
+        );
     }
 }

@@ -9,6 +9,7 @@
 //! - `cache`: the read cache over the repository, in one process and across nodes (Redis).
 //! - `postgres` (feature `postgres`): the PostgreSQL repository on a real server, shared by
 //!   several pools as a cluster shares it.
+//! - `redis_queue` (feature `redis`): `RedisQueue` against a real Redis, restarts included.
 
 // Helpers outside `#[test]` functions are not "tests" to clippy's `allow-unwrap-in-tests`,
 // and a failed setup step should fail the test loudly anyway.
@@ -19,4 +20,6 @@ mod maintenance;
 mod pipeline;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis_queue;
 mod support;
