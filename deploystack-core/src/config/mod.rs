@@ -297,7 +297,11 @@ impl Config {
         )?;
         optional(&get, "DEPLOYSTACK_CACHE_URL", &mut self.cache_url);
         parse(&get, "DEPLOYSTACK_CACHE_TTL_SECS", &mut self.cache_ttl_secs)?;
-        parse(&get, "DEPLOYSTACK_CACHE_MAX_BYTES", &mut self.cache_max_bytes)?;
+        parse(
+            &get,
+            "DEPLOYSTACK_CACHE_MAX_BYTES",
+            &mut self.cache_max_bytes,
+        )?;
         parse(&get, "DEPLOYSTACK_REDIS_PREFIX", &mut self.redis_prefix)?;
         let s3 = &mut self.s3;
         optional(&get, "AWS_ENDPOINT_URL", &mut s3.endpoint);

@@ -19,7 +19,9 @@ pub fn required(name: &str, what: &str) -> Option<String> {
         Ok(value) if !value.is_empty() => Some(value),
         _ if is_ci() => panic!("{name} is not set: CI=true requires {what} (run ./scripts/test)"),
         _ => {
-            eprintln!("skipped: {name} is not set, so {what} is not available (./scripts/test sets it)");
+            eprintln!(
+                "skipped: {name} is not set, so {what} is not available (./scripts/test sets it)"
+            );
             None
         }
     }
