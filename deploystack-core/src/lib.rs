@@ -20,6 +20,7 @@
 //! - `mock`: mockall mocks of every port (`MockRepository`, `MockStorage`, `MockQueue`,
 //!   `MockBuildStrategy`, `MockEventSink`).
 //! - `testing`: the conformance suites.
+//! - `s3`: `S3Storage`, storage in any S3-compatible bucket (`s3://<bucket>/<prefix>`).
 //!
 //! ## Why ports and adapters?
 //! The same flows run in one process on SQLite, a local directory and an in-memory queue, or

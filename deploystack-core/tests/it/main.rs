@@ -6,6 +6,7 @@
 //! - `support`: services, zips, uploads and scripted build strategies the tests share.
 //! - `pipeline`: one delivery through the pipeline, on every path it can take.
 //! - `maintenance`: the reconciler and garbage collection.
+//! - `s3_storage` (feature `s3`): `S3Storage` against a real S3-compatible server.
 
 // Helpers outside `#[test]` functions are not "tests" to clippy's `allow-unwrap-in-tests`,
 // and a failed setup step should fail the test loudly anyway.
@@ -13,4 +14,6 @@
 
 mod maintenance;
 mod pipeline;
+#[cfg(feature = "s3")]
+mod s3_storage;
 mod support;
