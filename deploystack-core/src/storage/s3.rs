@@ -163,8 +163,7 @@ fn check_bucket_name(name: &str) -> Result<(), &'static str> {
     let reserved_end = ["-s3alias", "--ol-s3"].iter().any(|s| name.ends_with(s));
     if reserved_start || reserved_end {
         return Err(
-            "bucket names starting xn-- or sthree-, or ending -s3alias or --ol-s3, \
-                    are reserved by S3",
+            "S3 reserves bucket names starting xn-- or sthree-, or ending -s3alias or --ol-s3",
         );
     }
     Ok(())
@@ -389,8 +388,8 @@ mod tests {
             ("s3://sites.", "start and end"),
             ("s3://my..sites", "two dots"),
             ("s3://192.168.1.10", "IP addresses"),
-            ("s3://xn--sites", "reserved"),
-            ("s3://sites-s3alias", "reserved"),
+            ("s3://xn--sites", "S3 reserves"),
+            ("s3://sites-s3alias", "S3 reserves"),
         ] {
             let reason = reason(url);
             assert!(reason.contains(rule), "{url}: {reason}");
