@@ -24,6 +24,7 @@
 //! - `testing`: the conformance suites.
 //! - `postgres`: `PostgresRepository`, the repository a cluster shares (PostgreSQL).
 //! - `redis`: `RedisQueue`, the job queue a cluster's nodes share (Redis Streams).
+//! - `s3`: `S3Storage`, storage in any S3-compatible bucket (`s3://<bucket>/<prefix>`).
 //!
 //! ## Why ports and adapters?
 //! The same flows run in one process on SQLite, a local directory and an in-memory queue, or

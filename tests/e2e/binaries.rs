@@ -36,14 +36,19 @@ async fn the_worker_refuses_the_in_process_queue_with_a_hint() {
 }
 
 #[tokio::test]
-async fn an_engine_that_is_not_compiled_in_names_its_cargo_feature() {
+async fn an_engine_url_that_cannot_be_used_is_a_clear_startup_error() {
+    // Port 1 on loopback: nothing listens there.
     let (code, stderr) = run(
         server_binary(),
-        &[("DEPLOYSTACK_QUEUE_URL", "redis://127.0.0.1:6379")],
+        &[("DEPLOYSTACK_QUEUE_URL", "redis://127.0.0.1:1")],
     )
     .await;
     assert_ne!(code, 0);
-    assert!(stderr.contains("--features redis"), "{stderr}");
+    if cfg!(feature = "redis") {
+        assert!(stderr.contains("cannot open the queue"), "{stderr}");
+    } else {
+        assert!(stderr.contains("--features redis"), "{stderr}");
+    }
 
     let (code, stderr) = run(
         server_binary(),
@@ -52,6 +57,7 @@ async fn an_engine_that_is_not_compiled_in_names_its_cargo_feature() {
     .await;
     assert_ne!(code, 0);
     assert!(stderr.contains("DEPLOYSTACK_DATABASE_URL"), "{stderr}");
+    assert!(stderr.contains("names no engine"), "{stderr}");
 }
 
 #[tokio::test]

@@ -96,6 +96,8 @@ enum CacheEngine {
 enum StorageEngine {
     Local(PathBuf),
     Memory,
+    #[cfg(feature = "s3")]
+    S3(crate::storage::S3Url),
 }
 
 fn scheme(url: &str) -> &str {
@@ -210,6 +212,11 @@ fn storage_engine(url: &str) -> Result<StorageEngine, ConfigError> {
             Ok(StorageEngine::Local(PathBuf::from(path)))
         }
         "memory" => Ok(StorageEngine::Memory),
+        #[cfg(feature = "s3")]
+        "s3" => crate::storage::S3Url::parse(url)
+            .map(StorageEngine::S3)
+            .map_err(|err| ConfigError::Engine(format!("DEPLOYSTACK_STORAGE_URL: {err}"))),
+        #[cfg(not(feature = "s3"))]
         "s3" => Err(not_compiled("DEPLOYSTACK_STORAGE_URL", "s3", "s3")),
         _ => Err(unknown(
             "DEPLOYSTACK_STORAGE_URL",
@@ -281,6 +288,10 @@ impl Services {
         let storage: Arc<dyn Storage> = match storage_kind {
             StorageEngine::Local(dir) => Arc::new(ObjectStoreStorage::local(&dir)?),
             StorageEngine::Memory => Arc::new(ObjectStoreStorage::memory()),
+            #[cfg(feature = "s3")]
+            StorageEngine::S3(url) => {
+                Arc::new(crate::storage::S3Storage::connect(&url, &config.s3).await?)
+            }
         };
         let queue: Arc<dyn Queue> = match queue_kind {
             QueueEngine::Memory => Arc::new(MemoryQueue::new(config.max_deliveries)),
@@ -394,8 +405,22 @@ mod tests {
         }
         let kafka = queue_engine("kafka://x").unwrap_err().to_string();
         assert!(kafka.contains("names no engine"), "{kafka}");
-        let s3 = storage_engine("s3://bucket").unwrap_err().to_string();
-        assert!(s3.contains("--features s3"), "{s3}");
+        #[cfg(not(feature = "s3"))]
+        {
+            let s3 = storage_engine("s3://bucket").unwrap_err().to_string();
+            assert!(s3.contains("--features s3"), "{s3}");
+        }
+        #[cfg(feature = "s3")]
+        {
+            let s3 = storage_engine("s3://bucket/prefix").map_err(|e| e.to_string());
+            assert!(
+                matches!(&s3, Ok(StorageEngine::S3(url)) if url.bucket() == "bucket"),
+                "{s3:?}"
+            );
+            let empty = storage_engine("s3://").unwrap_err().to_string();
+            assert!(empty.contains("DEPLOYSTACK_STORAGE_URL"), "{empty}");
+            assert!(empty.contains("names no bucket"), "{empty}");
+        }
         assert_eq!(
             storage_engine("file:///tmp/x").ok(),
             Some(StorageEngine::Local(PathBuf::from("/tmp/x")))

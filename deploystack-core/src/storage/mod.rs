@@ -8,11 +8,14 @@
 //! - Objects are immutable in practice: blobs are content-addressed, so writing one twice
 //!   writes the same bytes.
 //!
-//! Adapters: [`ObjectStoreStorage`] over `object_store`, with a local directory (`file://`)
-//! or memory (`memory://`) backend; S3 follows behind the `s3` feature. Every adapter passes
+//! Adapters, all over the `object_store` crate: [`ObjectStoreStorage`] with a local directory
+//! (`file://`) or memory (`memory://`) backend, and, behind the `s3` feature, `S3Storage` for
+//! any S3-compatible bucket (`s3://<bucket>/<optional prefix>`). Every adapter passes
 //! `crate::testing::storage::run_all`.
 
 mod object_store;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::ops::Range;
 use std::path::Path;
@@ -24,6 +27,8 @@ use futures_util::stream::BoxStream;
 use tokio::io::AsyncWriteExt;
 
 pub use self::object_store::ObjectStoreStorage;
+#[cfg(feature = "s3")]
+pub use self::s3::{S3Storage, S3Url};
 
 /// A stream of an object's bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
@@ -51,6 +56,11 @@ pub enum StorageError {
     /// The backend failed or cannot be reached; worth retrying.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The storage URL or settings are wrong (a malformed URL, a bucket that does not
+    /// exist, credentials given by half); retrying will not help, fixing them will. The
+    /// message says what to change.
+    #[error("{0}")]
+    InvalidConfig(String),
     /// A local file could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

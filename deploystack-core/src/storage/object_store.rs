@@ -72,7 +72,7 @@ impl ObjectStoreStorage {
 
 /// Keys are relative, `/`-separated and free of empty, `.` and `..` segments: they come from
 /// our own code (hashes, ids), so anything else is a bug we refuse rather than normalise.
-fn object_path(key: &str) -> Result<ObjectPath, StorageError> {
+pub(super) fn object_path(key: &str) -> Result<ObjectPath, StorageError> {
     let valid = !key.is_empty()
         && !key.starts_with('/')
         && key

@@ -10,6 +10,7 @@
 //! - `postgres` (feature `postgres`): the PostgreSQL repository on a real server, shared by
 //!   several pools as a cluster shares it.
 //! - `redis_queue` (feature `redis`): `RedisQueue` against a real Redis, restarts included.
+//! - `s3_storage` (feature `s3`): `S3Storage` against a real S3-compatible server.
 
 // Helpers outside `#[test]` functions are not "tests" to clippy's `allow-unwrap-in-tests`,
 // and a failed setup step should fail the test loudly anyway.
@@ -22,4 +23,6 @@ mod pipeline;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis_queue;
+#[cfg(feature = "s3")]
+mod s3_storage;
 mod support;
