@@ -8,8 +8,8 @@
 //! ```sh
 //! cargo bench --bench deploy_latency             # 20 runs per fixture
 //! DEPLOY_BENCH_RUNS=50 cargo bench --bench deploy_latency
-//! # both shapes; scripts/test-services prints the engine variables
-//! eval "$(scripts/test-services)" && cargo bench --bench deploy_latency --features postgres,redis,s3
+//! # both shapes; scripts/with-services starts the engines and sets their variables
+//! scripts/with-services cargo bench --bench deploy_latency --features postgres,redis,s3
 //! ```
 //!
 //! Each server runs in this process on a loopback port chosen by the OS; every run is bounded
@@ -157,7 +157,7 @@ async fn measure(shape: &str, services: Services, runs: usize) {
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 async fn cluster_services() -> Result<Services, String> {
     use deploystack_core::testing::env;
-    let missing = "set DATABASE_URL, REDIS_URL and S3_ENDPOINT (eval \"$(scripts/test-services)\")";
+    let missing = "set DATABASE_URL, REDIS_URL and S3_ENDPOINT (run through scripts/with-services)";
     let (Some(admin), Some(redis), Some(s3)) = (env::postgres_url(), env::redis_url(), env::s3())
     else {
         return Err(missing.to_owned());
