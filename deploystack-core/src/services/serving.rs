@@ -7,6 +7,8 @@
 //! characters, invalid UTF-8, empty segments — is refused rather than normalised, so no two
 //! spellings reach the same file and no trick reaches another one.
 
+use time::OffsetDateTime;
+
 use crate::model::{DeploymentId, DeploymentStatus, FileEntry};
 use crate::repository::{Repository, RepositoryError};
 
@@ -96,7 +98,13 @@ fn decode_segment(segment: &str) -> Result<String, PathError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
     /// Serve this file.
-    File(FileEntry),
+    File {
+        /// The file.
+        file: FileEntry,
+        /// When it last changed: a deployment is immutable, so every file of it last changed
+        /// when the deployment became `READY`. Served as `Last-Modified`.
+        last_modified: OffsetDateTime,
+    },
     /// The path names a folder without its trailing slash: redirect to the same path plus `/`
     /// so relative links inside its `index.html` resolve.
     AddTrailingSlash,
@@ -139,6 +147,9 @@ pub async fn resolve(
     if deployment.status != DeploymentStatus::Ready {
         return Err(SiteError::NotReady(deployment.status));
     }
+    // A READY deployment always has `ready_at`; `updated_at` is the same moment (its last
+    // status change) should an older row lack it.
+    let last_modified = deployment.ready_at.unwrap_or(deployment.updated_at);
     let find = |candidate: String| async move {
         repository
             .find_file(id, &candidate)
@@ -147,11 +158,17 @@ pub async fn resolve(
     };
     if path.is_empty() || path.ends_with('/') {
         if let Some(file) = find(format!("{path}index.html")).await? {
-            return Ok(Resolved::File(file));
+            return Ok(Resolved::File {
+                file,
+                last_modified,
+            });
         }
     } else {
         if let Some(file) = find(path.to_owned()).await? {
-            return Ok(Resolved::File(file));
+            return Ok(Resolved::File {
+                file,
+                last_modified,
+            });
         }
         if find(format!("{path}/index.html")).await?.is_some() {
             return Ok(Resolved::AddTrailingSlash);

@@ -99,7 +99,7 @@ async fn the_collector_removes_exactly_the_blobs_of_deleted_deployments() {
     kept.sort();
     assert_eq!(blob_keys(&services).await, kept);
     match resolve(services.repository.as_ref(), &b, "y.txt").await {
-        Ok(Resolved::File(file)) => assert_eq!(file.sha256, ContentHash::of(y)),
+        Ok(Resolved::File { file, .. }) => assert_eq!(file.sha256, ContentHash::of(y)),
         other => panic!("the surviving deployment lost a file: {other:?}"),
     }
     assert_eq!(
@@ -163,7 +163,7 @@ async fn a_build_that_needs_a_blob_being_collected_retries_and_stores_it_again()
 
     assert!(services.storage.head(&key).await.unwrap().is_some());
     match resolve(services.repository.as_ref(), &b, "x.txt").await {
-        Ok(Resolved::File(file)) => assert_eq!(file.sha256, ContentHash::of(x)),
+        Ok(Resolved::File { file, .. }) => assert_eq!(file.sha256, ContentHash::of(x)),
         other => panic!("the new deployment does not serve its file: {other:?}"),
     }
 }

@@ -128,7 +128,7 @@ async fn a_nested_site_is_published_with_its_manifest_blobs_log_and_events() {
     }
 
     match resolve(services.repository.as_ref(), &id, "docs/guide/intro.html").await {
-        Ok(Resolved::File(file)) => assert_eq!(file.sha256, ContentHash::of(site[2].1)),
+        Ok(Resolved::File { file, .. }) => assert_eq!(file.sha256, ContentHash::of(site[2].1)),
         other => panic!("the published site does not serve its files: {other:?}"),
     }
 }

@@ -435,7 +435,7 @@ async fn an_upload_on_one_node_is_built_by_another_and_served_by_both() {
     assert!(log_contains(&a, &id, "build strategy: static").await);
     for node in [&a, &b] {
         match resolve(node.repository.as_ref(), &id, "css/copy.css").await {
-            Ok(Resolved::File(file)) => assert_eq!(file.sha256, ContentHash::of(site[2].1)),
+            Ok(Resolved::File { file, .. }) => assert_eq!(file.sha256, ContentHash::of(site[2].1)),
             other => panic!("the published site is not served: {other:?}"),
         }
     }

@@ -3,6 +3,16 @@
 //! The request path is taken raw (still percent-encoded) and decoded exactly once by
 //! `services::serving::normalize_path`, which refuses every trick; the file is then looked up
 //! in the deployment's manifest and streamed from storage by its content hash.
+//!
+//! The answer follows RFC 9110 for a static representation: strong ETags and `Last-Modified`,
+//! conditional requests ([`conditional`]), single byte ranges ([`range`]), `HEAD` and
+//! `OPTIONS`. Content negotiation has one place, `negotiate`, which picks the bytes that
+//! everything after it (preconditions, ranges, lengths) applies to.
+
+mod conditional;
+mod range;
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -10,12 +20,20 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use deploystack_core::model::{DeploymentId, DeploymentStatus, FileEntry};
 use deploystack_core::services::serving::{self, PathError, Resolved, SiteError};
+use deploystack_core::storage::StorageError;
+use futures_util::{StreamExt, stream};
+use time::OffsetDateTime;
 
+use self::conditional::{Precondition, Validators};
+use self::range::ByteRange;
 use crate::state::AppState;
 
 /// Every served file may be cached, but must be revalidated: a URL of a deployment never
 /// changes content, but aliases (later) do, and revalidation with the strong ETag is cheap.
 const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
+
+/// The methods site paths answer; `OPTIONS` and every 405 say so in `Allow`.
+const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 /// Fallback handler: everything that is not the API is a site path.
 pub async fn serve(
@@ -24,14 +42,18 @@ pub async fn serve(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    if method == Method::OPTIONS {
+        // Every site path (and `OPTIONS *`) allows the same methods, so no lookup is needed.
+        return (StatusCode::NO_CONTENT, [(header::ALLOW, ALLOW)]).into_response();
+    }
     if method != Method::GET && method != Method::HEAD {
         let mut response = page(
             StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed\n\nDeployed sites answer GET and HEAD only.\n",
+            "405 Method Not Allowed\n\nDeployed sites answer GET, HEAD and OPTIONS only.\n",
         );
         response
             .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
         return response;
     }
     let head = method == Method::HEAD;
@@ -70,8 +92,19 @@ pub async fn serve(
         }
     };
     match serving::resolve(state.services.repository.as_ref(), &id, &normalized).await {
-        Ok(Resolved::File(file)) => {
-            file_response(&state, file, StatusCode::OK, &headers, head).await
+        Ok(Resolved::File {
+            file,
+            last_modified,
+        }) => {
+            file_response(
+                &state,
+                file,
+                Some(last_modified),
+                StatusCode::OK,
+                &headers,
+                head,
+            )
+            .await
         }
         Ok(Resolved::AddTrailingSlash) => {
             // The last raw segment was validated (no '/', no '\\'); "./" keeps a segment such
@@ -83,6 +116,7 @@ pub async fn serve(
             file_response(
                 &state,
                 custom,
+                None,
                 StatusCode::NOT_FOUND,
                 &HeaderMap::new(),
                 head,
@@ -149,36 +183,137 @@ fn redirect(location: &str, query: Option<&str>) -> Response {
     }
 }
 
-/// Whether an `If-None-Match` header matches `etag` (weak comparison, as RFC 9110 asks for
-/// `If-None-Match`).
-fn none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+/// One representation of a file: the bytes a response would carry and their validator.
+///
+/// Today every file has exactly one (identity) representation. Precompressed variants will be
+/// chosen in [`negotiate`], and everything after it — preconditions, ranges, `Content-Length`
+/// — then applies to the chosen variant, as RFC 9110 asks.
+struct Representation {
+    /// Storage key of the bytes.
+    blob_key: String,
+    /// Their length.
+    size: u64,
+    /// Strong entity tag of exactly these bytes, quotes included.
+    etag: String,
+    /// `Content-Encoding` of the variant; `None` for the file as deployed.
+    content_encoding: Option<&'static str>,
+    /// Whether the choice depended on `Accept-Encoding`, i.e. whether caches must key on it
+    /// (`Vary: Accept-Encoding`). False while no file has a second representation.
+    varies_by_encoding: bool,
 }
 
+/// Content negotiation: the one place that picks which bytes answer `request`.
+///
+/// There are no precompressed variants yet, so the answer is always the file itself and
+/// nothing varies — which is why no `Vary` header is sent. When variants exist, this picks one
+/// from `Accept-Encoding`, gives it its own strong ETag and sets `varies_by_encoding` for
+/// every file that has variants (whichever one was picked).
+fn negotiate(file: &FileEntry, _request: &HeaderMap) -> Representation {
+    Representation {
+        blob_key: file.sha256.blob_key(),
+        size: file.size,
+        etag: format!("\"{}\"", file.sha256),
+        content_encoding: None,
+        varies_by_encoding: false,
+    }
+}
+
+/// Largest slice of a blob read from storage at once while streaming a range, so a range of
+/// a large file never sits in memory whole.
+const RANGE_PIECE: u64 = 1024 * 1024;
+
+/// Answer with `file`: `status` is 200 for a found file, 404 for the site's own `404.html`
+/// (which is sent as is: conditions and ranges only apply to the file that was asked for).
 async fn file_response(
     state: &AppState,
     file: FileEntry,
+    last_modified: Option<OffsetDateTime>,
     status: StatusCode,
     request: &HeaderMap,
     head: bool,
 ) -> Response {
-    let etag = format!("\"{}\"", file.sha256);
-    let mut response = if status == StatusCode::OK && none_match(request, &etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else if head {
-        let mut response = status.into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
-        response
+    let representation = negotiate(&file, request);
+    let validators = Validators {
+        etag: &representation.etag,
+        last_modified: last_modified.and_then(conditional::http_time),
+    };
+    let found = status == StatusCode::OK;
+    let selected = if !found {
+        ByteRange::Whole
     } else {
-        match state.services.storage.get(&file.sha256.blob_key()).await {
+        match conditional::evaluate(request, validators) {
+            Precondition::NotModified => {
+                // RFC 9110 §15.4.5: the validator and caching fields a 200 would carry, no
+                // representation metadata, no body.
+                let mut response = StatusCode::NOT_MODIFIED.into_response();
+                cache_headers(response.headers_mut(), &representation, validators);
+                return response;
+            }
+            Precondition::Failed => {
+                let mut response = page(
+                    StatusCode::PRECONDITION_FAILED,
+                    "412 Precondition Failed\n\nThe file does not match If-Match / If-Unmodified-Since.\n",
+                );
+                validator_headers(response.headers_mut(), validators);
+                return response;
+            }
+            Precondition::Proceed => {}
+        }
+        // RFC 9110 §14.2: range handling is defined for GET only, so HEAD ignores `Range`
+        // and describes the whole file.
+        match request.get(header::RANGE).map(HeaderValue::to_str) {
+            Some(Ok(value)) if !head && conditional::if_range_allows(request, validators) => {
+                range::evaluate(value, representation.size)
+            }
+            _ => ByteRange::Whole,
+        }
+    };
+    let mut response = match selected {
+        ByteRange::Unsatisfiable => {
+            let mut response = page(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "416 Range Not Satisfiable\n\nThe range selects no byte of this file.\n",
+            );
+            let headers = response.headers_mut();
+            validator_headers(headers, validators);
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", representation.size)) {
+                headers.insert(header::CONTENT_RANGE, value);
+            }
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            return response;
+        }
+        ByteRange::Part(range) => {
+            match range_body(state, &representation.blob_key, range.clone()).await {
+                Ok(body) => {
+                    let mut response = (StatusCode::PARTIAL_CONTENT, body).into_response();
+                    let headers = response.headers_mut();
+                    headers.insert(
+                        header::CONTENT_LENGTH,
+                        HeaderValue::from(range.end - range.start),
+                    );
+                    // `range` is never empty, so `end - 1` is its last byte.
+                    if let Ok(value) = HeaderValue::from_str(&format!(
+                        "bytes {}-{}/{}",
+                        range.start,
+                        range.end - 1,
+                        representation.size
+                    )) {
+                        headers.insert(header::CONTENT_RANGE, value);
+                    }
+                    response
+                }
+                Err(err) => return storage_failure(&file, &err),
+            }
+        }
+        ByteRange::Whole if head => {
+            let mut response = status.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(representation.size),
+            );
+            response
+        }
+        ByteRange::Whole => match state.services.storage.get(&representation.blob_key).await {
             Ok(object) => {
                 let mut response = (status, Body::from_stream(object.stream)).into_response();
                 response
@@ -186,28 +321,25 @@ async fn file_response(
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(object.size));
                 response
             }
-            Err(err) => {
-                tracing::error!(path = %file.path, blob = %file.sha256, error = %err, "cannot read a published blob");
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "503 Service Unavailable\n\nTry again shortly.\n",
-                );
-            }
-        }
+            Err(err) => return storage_failure(&file, &err),
+        },
     };
     let headers = response.headers_mut();
-    if status == StatusCode::OK
-        && let Ok(value) = HeaderValue::from_str(&etag)
-    {
-        headers.insert(header::ETAG, value);
+    if found {
+        cache_headers(headers, &representation, validators);
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    } else {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(CACHE_CONTROL),
+        );
     }
     if let Ok(value) = HeaderValue::from_str(&file.content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
-    );
+    if let Some(encoding) = representation.content_encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -215,23 +347,69 @@ async fn file_response(
     response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The body of a 206: the first piece is read before answering, so a storage failure is a
+/// 503 rather than a 206 cut short; the rest is read piece by piece as the client takes it.
+async fn range_body(
+    state: &AppState,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> Result<Body, StorageError> {
+    let storage = Arc::clone(&state.services.storage);
+    let first_end = range.end.min(range.start.saturating_add(RANGE_PIECE));
+    let first = storage.get_range(key, range.start..first_end).await?;
+    let key = key.to_owned();
+    let end = range.end;
+    let rest = stream::try_unfold(first_end, move |at| {
+        let storage = Arc::clone(&storage);
+        let key = key.clone();
+        async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let next = end.min(at.saturating_add(RANGE_PIECE));
+            let piece = storage.get_range(&key, at..next).await?;
+            Ok::<_, StorageError>(Some((piece, next)))
+        }
+    });
+    Ok(Body::from_stream(
+        stream::once(async move { Ok(first) }).chain(rest),
+    ))
+}
 
-    #[test]
-    fn if_none_match_accepts_lists_weak_tags_and_star() {
-        let etag = "\"abc\"";
-        let mut headers = HeaderMap::new();
-        assert!(!none_match(&headers, etag));
-        headers.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"x\", W/\"abc\""),
-        );
-        assert!(none_match(&headers, etag));
-        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(none_match(&headers, etag));
-        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abcd\""));
-        assert!(!none_match(&headers, etag));
+fn storage_failure(file: &FileEntry, err: &StorageError) -> Response {
+    tracing::error!(path = %file.path, blob = %file.sha256, error = %err, "cannot read a published blob");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "503 Service Unavailable\n\nTry again shortly.\n",
+    )
+}
+
+/// `ETag` and `Last-Modified`: sent with every answer about a found file, 412 and 416
+/// included, so a client learns the current validators without another request.
+fn validator_headers(headers: &mut HeaderMap, validators: Validators<'_>) {
+    if let Ok(value) = HeaderValue::from_str(validators.etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if let Some(modified) = validators.last_modified
+        && let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+    {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
+}
+
+/// What a 200, a 206 and a 304 for the same file all carry (RFC 9110 §15.3.7, §15.4.5):
+/// validators, `Cache-Control` and, once variants exist, `Vary`.
+fn cache_headers(
+    headers: &mut HeaderMap,
+    representation: &Representation,
+    validators: Validators<'_>,
+) {
+    validator_headers(headers, validators);
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    if representation.varies_by_encoding {
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
 }
