@@ -11,5 +11,6 @@ mod cluster;
 mod deploy;
 mod lifecycle;
 mod metrics;
+mod serving;
 mod support;
 mod upload;
