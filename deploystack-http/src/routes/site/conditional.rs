@@ -90,7 +90,7 @@ pub(super) fn if_range_allows(request: &HeaderMap, validators: Validators<'_>) -
 }
 
 /// The value of a header that must appear once; `None` when absent, repeated or not text.
-fn single<'h>(request: &'h HeaderMap, name: HeaderName) -> Option<&'h str> {
+fn single(request: &HeaderMap, name: HeaderName) -> Option<&str> {
     let mut values = request.get_all(name).iter();
     let first = values.next()?;
     if values.next().is_some() {
