@@ -1,4 +1,5 @@
-//! Serving deployed sites at `/<deployment-id>/<path>`.
+//! Serving deployed sites at `/<deployment-id>/<path>` and, on a deployment's own host
+//! (`<deployment-id>.<base-domain>`, chosen by `crate::dispatch` before the router), at `/<path>`.
 //!
 //! The request path is taken raw (still percent-encoded) and decoded exactly once by
 //! `services::serving::normalize_path`, which refuses every trick; the file is then looked up
@@ -24,17 +25,10 @@ pub async fn serve(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if method != Method::GET && method != Method::HEAD {
-        let mut response = page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed\n\nDeployed sites answer GET and HEAD only.\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
-    }
-    let head = method == Method::HEAD;
+    let head = match read_only(&method) {
+        Ok(head) => head,
+        Err(response) => return response,
+    };
     let path = uri.path();
     if path == "/" {
         return page(
@@ -57,6 +51,59 @@ pub async fn serve(
         // `/<id>` → `/<id>/`, relative, so it works behind any prefix or host.
         return redirect(&format!("{id}/"), uri.query());
     };
+    site_response(&state, &id, tail, &uri, &headers, head).await
+}
+
+/// A request on a deployment's own host (`<id>.<base-domain>`): every path, `/api/…`
+/// included, is a path of that site.
+pub async fn serve_host(
+    state: &AppState,
+    id: &DeploymentId,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
+    let head = match read_only(method) {
+        Ok(head) => head,
+        Err(response) => return response,
+    };
+    let path = uri.path();
+    site_response(
+        state,
+        id,
+        path.strip_prefix('/').unwrap_or(path),
+        uri,
+        headers,
+        head,
+    )
+    .await
+}
+
+/// `Ok(is_head)` for the methods sites answer, the 405 otherwise.
+fn read_only(method: &Method) -> Result<bool, Response> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed\n\nDeployed sites answer GET and HEAD only.\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Err(response);
+    }
+    Ok(*method == Method::HEAD)
+}
+
+/// Serve `tail` — the raw (still percent-encoded) path below the site root, without its
+/// leading `/` — of deployment `id`; both path-based and host-based serving end here.
+async fn site_response(
+    state: &AppState,
+    id: &DeploymentId,
+    tail: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    head: bool,
+) -> Response {
     let normalized = match serving::normalize_path(tail) {
         Ok(path) => path,
         Err(PathError::TooLong) => {
@@ -69,10 +116,8 @@ pub async fn serve(
             );
         }
     };
-    match serving::resolve(state.services.repository.as_ref(), &id, &normalized).await {
-        Ok(Resolved::File(file)) => {
-            file_response(&state, file, StatusCode::OK, &headers, head).await
-        }
+    match serving::resolve(state.services.repository.as_ref(), id, &normalized).await {
+        Ok(Resolved::File(file)) => file_response(state, file, StatusCode::OK, headers, head).await,
         Ok(Resolved::AddTrailingSlash) => {
             // The last raw segment was validated (no '/', no '\\'); "./" keeps a segment such
             // as "javascript:x" from being read as a scheme.
@@ -81,7 +126,7 @@ pub async fn serve(
         }
         Ok(Resolved::NotFound(Some(custom))) => {
             file_response(
-                &state,
+                state,
                 custom,
                 StatusCode::NOT_FOUND,
                 &HeaderMap::new(),
@@ -125,7 +170,7 @@ fn not_ready_message(status: DeploymentStatus) -> &'static str {
 }
 
 /// A platform page: plain text, never cached, never sniffed, never containing request data.
-fn page(status: StatusCode, text: &str) -> Response {
+pub(crate) fn page(status: StatusCode, text: &str) -> Response {
     (
         status,
         [
