@@ -25,10 +25,10 @@ pub async fn serve(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let head = match read_only(&method) {
-        Ok(head) => head,
-        Err(response) => return response,
-    };
+    if let Some(response) = method_not_allowed(&method) {
+        return response;
+    }
+    let head = method == Method::HEAD;
     let path = uri.path();
     if path == "/" {
         return page(
@@ -63,10 +63,10 @@ pub async fn serve_host(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response {
-    let head = match read_only(method) {
-        Ok(head) => head,
-        Err(response) => return response,
-    };
+    if let Some(response) = method_not_allowed(method) {
+        return response;
+    }
+    let head = *method == Method::HEAD;
     let path = uri.path();
     site_response(
         state,
@@ -79,8 +79,8 @@ pub async fn serve_host(
     .await
 }
 
-/// `Ok(is_head)` for the methods sites answer, the 405 otherwise.
-fn read_only(method: &Method) -> Result<bool, Response> {
+/// The 405 for the methods sites do not answer.
+fn method_not_allowed(method: &Method) -> Option<Response> {
     if method != Method::GET && method != Method::HEAD {
         let mut response = page(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -89,9 +89,9 @@ fn read_only(method: &Method) -> Result<bool, Response> {
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return Err(response);
+        return Some(response);
     }
-    Ok(*method == Method::HEAD)
+    None
 }
 
 /// Serve `tail` — the raw (still percent-encoded) path below the site root, without its
