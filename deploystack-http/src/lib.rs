@@ -6,6 +6,10 @@
 //! ## Layout
 //! - [`serve`]: the entry point — takes a bound listener, the services and a shutdown future;
 //!   runs in-process build workers when the queue only exists in this process.
+//! - [`server`]: the connection loop — hyper HTTP/1 with the hardening limits (header read
+//!   timeout, header size, connection cap) and graceful shutdown.
+//! - [`dispatch`]: before the router — request-target length, host validation, deployment
+//!   hosts (`<id>.<base-domain>`) versus the platform, the request timeout.
 //! - [`routes`]: the router, one module per area (upload, deployments, health, metrics,
 //!   site).
 //! - [`state`]: what handlers share. [`error`]: JSON errors.
@@ -13,21 +17,30 @@
 //! ## Why take a listener?
 //! The caller binds, so tests bind port 0 and read the address back, and the binary logs the
 //! address it really got.
+//!
+//! ## Why serve connections by hand rather than with `axum::serve`?
+//! `axum::serve` exposes no hyper connection settings. The header read timeout that stops
+//! slowloris clients only works with a timer on hyper's connection builder, and the header
+//! size limit and the connection cap need the builder and the accept loop too.
 
 #![warn(missing_docs)]
 
+pub mod dispatch;
 pub mod error;
 pub mod routes;
+pub mod server;
 pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use deploystack_core::Services;
+use deploystack_core::services::hosts::DeploymentHostResolver;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use dispatch::App;
 pub use routes::router;
 pub use state::AppState;
 
@@ -45,14 +58,19 @@ pub fn default_public_url(addr: SocketAddr) -> String {
 
 /// Serve on `listener` until `shutdown` resolves, then stop accepting, finish in-flight
 /// requests, let in-process builds finish (or hand them back), and return.
+///
+/// Fails at once if the configured base domain is not a DNS name.
 pub async fn serve(
     listener: TcpListener,
     services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    let public_url = services
-        .config
+    let config = services.config.clone();
+    let base_domain = config
+        .base_domain()
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    let public_url = config
         .public_url
         .clone()
         .unwrap_or_else(|| default_public_url(addr));
@@ -65,21 +83,17 @@ pub async fn serve(
             stop.clone().cancelled_owned(),
         ))
     });
-    let app = router(AppState::new(services, public_url.clone()));
+    let app = App::new(
+        AppState::new(services, public_url.clone()),
+        Arc::new(DeploymentHostResolver::new(base_domain)),
+    );
     tracing::info!(%addr, %public_url, workers, "listening on http://{addr}");
-    // Small responses must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
     let stop_http = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop_http.cancel();
-        })
-        .await?;
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_http.cancel();
+    });
+    server::run(listener, app, &config, stop.clone()).await;
     stop.cancel();
     if let Some(pool) = worker_pool {
         let _ = pool.await;

@@ -9,6 +9,8 @@ mod binaries;
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
 mod deploy;
+mod hardening;
+mod hosts;
 mod lifecycle;
 mod metrics;
 mod serving;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::services::archive::ArchiveLimits;
+use crate::services::hosts::BaseDomain;
 
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,24 @@ pub struct Config {
     /// Prefix of every Redis key DeployStack uses, queue and cache alike
     /// (`DEPLOYSTACK_REDIS_PREFIX`), so several installations can share one Redis.
     pub redis_prefix: String,
+    /// Domain under which each deployment is served on its own origin,
+    /// `<deployment-id>.<base_domain>` (`DEPLOYSTACK_BASE_DOMAIN`). The default, `localhost`,
+    /// works in browsers without DNS set-up.
+    pub base_domain: String,
+    /// Most connections served at once (`DEPLOYSTACK_MAX_CONNECTIONS`); further connections
+    /// wait in the kernel's accept queue until one closes, so a flood cannot exhaust memory
+    /// or file descriptors.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's line and headers, and how long an idle
+    /// keep-alive connection is kept (`DEPLOYSTACK_HEADER_READ_TIMEOUT_SECS`); closes
+    /// slowloris connections.
+    pub header_read_timeout_secs: u64,
+    /// Largest request line plus headers in bytes (`DEPLOYSTACK_MAX_HEADER_BYTES`); past it:
+    /// 431.
+    pub max_header_bytes: usize,
+    /// Longest the server works on a request before answering 503
+    /// (`DEPLOYSTACK_REQUEST_TIMEOUT_SECS`); uploads have their own time limit.
+    pub request_timeout_secs: u64,
     /// S3 connection settings (`[s3]` in the file, `AWS_*` variables).
     pub s3: S3Settings,
 }
@@ -179,6 +198,11 @@ impl Default for Config {
             cache_ttl_secs: 60,
             cache_max_bytes: 64 * 1024 * 1024,
             redis_prefix: "deploystack".to_owned(),
+            base_domain: "localhost".to_owned(),
+            max_connections: 4096,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 16 * 1024,
+            request_timeout_secs: 30,
             s3: S3Settings::default(),
         }
     }
@@ -304,6 +328,27 @@ impl Config {
             &mut self.cache_max_bytes,
         )?;
         parse(&get, "DEPLOYSTACK_REDIS_PREFIX", &mut self.redis_prefix)?;
+        parse(&get, "DEPLOYSTACK_BASE_DOMAIN", &mut self.base_domain)?;
+        parse(
+            &get,
+            "DEPLOYSTACK_MAX_CONNECTIONS",
+            &mut self.max_connections,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_HEADER_READ_TIMEOUT_SECS",
+            &mut self.header_read_timeout_secs,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_MAX_HEADER_BYTES",
+            &mut self.max_header_bytes,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_REQUEST_TIMEOUT_SECS",
+            &mut self.request_timeout_secs,
+        )?;
         let s3 = &mut self.s3;
         optional(&get, "AWS_ENDPOINT_URL", &mut s3.endpoint);
         optional(&get, "AWS_REGION", &mut s3.region);
@@ -385,6 +430,25 @@ impl Config {
     pub fn blob_grace(&self) -> Duration {
         Duration::from_secs(self.blob_grace_secs)
     }
+
+    /// The configured base domain, validated (a DNS name, no port, no trailing dot).
+    pub fn base_domain(&self) -> Result<BaseDomain, ConfigError> {
+        BaseDomain::parse(&self.base_domain).map_err(|err| ConfigError::Env {
+            name: "DEPLOYSTACK_BASE_DOMAIN",
+            value: self.base_domain.clone(),
+            message: err.to_string(),
+        })
+    }
+
+    /// The header read (and keep-alive idle) timeout; at least one second.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs.max(1))
+    }
+
+    /// The timeout of requests that are not uploads; at least one second.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
 }
 
 #[cfg(test)]
@@ -451,6 +515,7 @@ mod tests {
         assert_eq!(config.s3.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
         assert_eq!(config.s3.allow_http, Some(true));
         assert_eq!(config.redis_prefix, "staging");
+        assert_eq!(config.base_domain().unwrap().as_str(), "localhost");
         let printed = format!("{config:?}");
         assert!(!printed.contains("from-env"), "{printed}");
         let err = Config::default()
@@ -471,5 +536,12 @@ mod tests {
         std::fs::write(&path, "listen = \"x\"\nnot_a_setting = 1\n").unwrap();
         let err = Config::from_file(&path).unwrap_err();
         assert!(err.to_string().contains("bad.toml"), "{err}");
+
+        let mut config = Config::default();
+        config
+            .apply_env(env(&[("DEPLOYSTACK_BASE_DOMAIN", "sites.example.com:80")]))
+            .unwrap();
+        let err = config.base_domain().unwrap_err();
+        assert!(err.to_string().contains("DEPLOYSTACK_BASE_DOMAIN"), "{err}");
     }
 }

@@ -5,11 +5,13 @@
 //! - [`ingest`]: accept an upload — validate, store the source, record, enqueue.
 //! - [`pipeline`]: build one job — claim, extract, build, check, store blobs, publish.
 //! - [`serving`]: turn a request path into a file of a deployment, safely.
+//! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`reconciler`]: enqueue again what the queue lost.
 
 pub mod archive;
 pub mod deployments;
+pub mod hosts;
 pub mod ingest;
 pub mod pipeline;
 pub mod reconciler;

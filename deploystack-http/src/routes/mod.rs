@@ -14,11 +14,19 @@ pub mod upload;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
 use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-/// The whole HTTP surface.
+/// Whether a platform request is one of the upload routes below, which stream their body
+/// under their own time limit rather than the request timeout; kept beside the routes so the
+/// two lists cannot drift apart.
+pub fn is_upload(method: &Method, path: &str) -> bool {
+    method == Method::POST && matches!(path, "/deploy" | "/api/v1/deployments")
+}
+
+/// The whole HTTP surface of the platform host (deployment hosts never reach it).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/deploy", post(upload::upload))

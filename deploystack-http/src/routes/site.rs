@@ -1,4 +1,5 @@
-//! Serving deployed sites at `/<deployment-id>/<path>`.
+//! Serving deployed sites at `/<deployment-id>/<path>` and, on a deployment's own host
+//! (`<deployment-id>.<base-domain>`, chosen by `crate::dispatch` before the router), at `/<path>`.
 //!
 //! The request path is taken raw (still percent-encoded) and decoded exactly once by
 //! `services::serving::normalize_path`, which refuses every trick; the file is then looked up
@@ -42,18 +43,7 @@ pub async fn serve(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if method == Method::OPTIONS {
-        // Every site path (and `OPTIONS *`) allows the same methods, so no lookup is needed.
-        return (StatusCode::NO_CONTENT, [(header::ALLOW, ALLOW)]).into_response();
-    }
-    if method != Method::GET && method != Method::HEAD {
-        let mut response = page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed\n\nDeployed sites answer GET, HEAD and OPTIONS only.\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+    if let Some(response) = method_not_allowed(&method) {
         return response;
     }
     let head = method == Method::HEAD;
@@ -79,6 +69,63 @@ pub async fn serve(
         // `/<id>` → `/<id>/`, relative, so it works behind any prefix or host.
         return redirect(&format!("{id}/"), uri.query());
     };
+    site_response(&state, &id, tail, &uri, &headers, head).await
+}
+
+/// A request on a deployment's own host (`<id>.<base-domain>`): every path, `/api/…`
+/// included, is a path of that site.
+pub async fn serve_host(
+    state: &AppState,
+    id: &DeploymentId,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Response {
+    if let Some(response) = method_not_allowed(method) {
+        return response;
+    }
+    let head = *method == Method::HEAD;
+    let path = uri.path();
+    site_response(
+        state,
+        id,
+        path.strip_prefix('/').unwrap_or(path),
+        uri,
+        headers,
+        head,
+    )
+    .await
+}
+
+/// The answer to the methods sites do not serve files for: `OPTIONS` (204) and the 405s.
+fn method_not_allowed(method: &Method) -> Option<Response> {
+    if method == Method::OPTIONS {
+        // Every site path (and `OPTIONS *`) allows the same methods, so no lookup is needed.
+        return Some((StatusCode::NO_CONTENT, [(header::ALLOW, ALLOW)]).into_response());
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "405 Method Not Allowed\n\nDeployed sites answer GET, HEAD and OPTIONS only.\n",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+        return Some(response);
+    }
+    None
+}
+
+/// Serve `tail` — the raw (still percent-encoded) path below the site root, without its
+/// leading `/` — of deployment `id`; both path-based and host-based serving end here.
+async fn site_response(
+    state: &AppState,
+    id: &DeploymentId,
+    tail: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    head: bool,
+) -> Response {
     let normalized = match serving::normalize_path(tail) {
         Ok(path) => path,
         Err(PathError::TooLong) => {
@@ -91,17 +138,17 @@ pub async fn serve(
             );
         }
     };
-    match serving::resolve(state.services.repository.as_ref(), &id, &normalized).await {
+    match serving::resolve(state.services.repository.as_ref(), id, &normalized).await {
         Ok(Resolved::File {
             file,
             last_modified,
         }) => {
             file_response(
-                &state,
+                state,
                 file,
                 Some(last_modified),
                 StatusCode::OK,
-                &headers,
+                headers,
                 head,
             )
             .await
@@ -114,7 +161,7 @@ pub async fn serve(
         }
         Ok(Resolved::NotFound(Some(custom))) => {
             file_response(
-                &state,
+                state,
                 custom,
                 None,
                 StatusCode::NOT_FOUND,
@@ -159,7 +206,7 @@ fn not_ready_message(status: DeploymentStatus) -> &'static str {
 }
 
 /// A platform page: plain text, never cached, never sniffed, never containing request data.
-fn page(status: StatusCode, text: &str) -> Response {
+pub(crate) fn page(status: StatusCode, text: &str) -> Response {
     (
         status,
         [
