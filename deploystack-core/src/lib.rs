@@ -13,6 +13,8 @@
 //!   (domain events).
 //! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
 //!   process and optionally in Redis, with invalidation across nodes.
+//! - [`routing`]: per-deployment routing — `vercel.json` and Netlify `_redirects` /
+//!   `_headers` compiled at deploy time into one model, and its pure evaluation at serve time.
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline, serving
 //!   resolution, garbage collection — and [`Services`], the one place that picks adapters.
 //! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.
@@ -45,6 +47,7 @@ pub mod events;
 pub mod model;
 pub mod queue;
 pub mod repository;
+pub mod routing;
 pub mod services;
 pub mod storage;
 #[cfg(feature = "testing")]
