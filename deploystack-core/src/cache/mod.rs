@@ -763,6 +763,7 @@ mod tests {
             updated_at: now,
             ready_at: None,
             deleted_at: None,
+            routing: None,
         }
     }
 

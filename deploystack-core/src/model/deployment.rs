@@ -159,6 +159,11 @@ pub struct Deployment {
     /// When it was deleted; a deleted deployment is never served again.
     #[serde(with = "time::serde::rfc3339::option")]
     pub deleted_at: Option<OffsetDateTime>,
+    /// Its compiled routing configuration (`vercel.json`, `_redirects`, `_headers`), set when
+    /// it is published; `None` when the site has none. Serving applies it on every request,
+    /// so it travels with the record the read cache keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<crate::routing::RoutingConfig>,
 }
 
 /// One page request of a listing, newest first.

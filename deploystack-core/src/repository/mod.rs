@@ -73,6 +73,8 @@ pub struct PublishedBuild {
     pub strategy: String,
     /// The file manifest.
     pub files: Vec<FileEntry>,
+    /// The compiled routing configuration, stored with the deployment (`None`: none).
+    pub routing: Option<crate::routing::RoutingConfig>,
 }
 
 /// The source of truth. See the module docs for the contract.
@@ -182,4 +184,28 @@ pub trait Repository: Send + Sync + 'static {
 
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), RepositoryError>;
+}
+
+/// The `routing` column's text: the compiled configuration as JSON, or NULL.
+fn routing_to_json(
+    routing: Option<&crate::routing::RoutingConfig>,
+) -> Result<Option<String>, RepositoryError> {
+    routing
+        .map(|config| {
+            serde_json::to_string(config).map_err(|e| {
+                RepositoryError::Unavailable(format!("could not encode the routing configuration: {e}"))
+            })
+        })
+        .transpose()
+}
+
+/// The routing configuration back from the `routing` column.
+fn routing_from_json(
+    text: Option<String>,
+) -> Result<Option<crate::routing::RoutingConfig>, RepositoryError> {
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|e| RepositoryError::Corrupt(format!("column routing: {e}")))
+    })
+    .transpose()
 }

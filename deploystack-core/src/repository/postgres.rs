@@ -87,13 +87,22 @@ const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// The embedded migrations, in order.
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "routing".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_routing.sql").into_sql_str(),
+            false,
+        ),
+    ])
 });
 
 /// The columns of a deployment, in the order `deployment_from_row` reads them by name.
@@ -101,7 +110,7 @@ macro_rules! deployment_columns {
     () => {
         "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
          error_code, error_message, file_count, total_bytes, created_at, updated_at, ready_at, \
-         deleted_at"
+         deleted_at, routing"
     };
 }
 
@@ -176,7 +185,8 @@ const RELEASE_CLAIM: &str = concat!(
 /// `$3` file count, `$4` total bytes.
 const PUBLISH: &str = concat!(
     "UPDATE deployments SET status = 'READY', file_count = $3, total_bytes = $4, \
-     ready_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL",
+     ready_at = now(), updated_at = now(), lease_owner = NULL, lease_expires_at = NULL, \
+     routing = $5",
     fenced!(),
     "RETURNING ",
     deployment_columns!()
@@ -461,6 +471,7 @@ impl Repository for PostgresRepository {
             .bind(attempt)
             .bind(manifest.file_count)
             .bind(manifest.total_bytes)
+            .bind(super::routing_to_json(build.routing.as_ref())?)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
@@ -929,6 +940,7 @@ fn deployment_from_row(row: &PgRow) -> Result<Deployment, RepositoryError> {
         updated_at: get(row, "updated_at")?,
         ready_at: get(row, "ready_at")?,
         deleted_at: get(row, "deleted_at")?,
+        routing: super::routing_from_json(get(row, "routing")?)?,
     })
 }
 

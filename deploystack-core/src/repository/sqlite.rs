@@ -67,13 +67,22 @@ const MAX_PAGE: u32 = 100;
 
 /// The embedded migrations, in order.
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "initial".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_initial.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "routing".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0002_routing.sql").into_sql_str(),
+            false,
+        ),
+    ])
 });
 
 /// The columns of a deployment, in the order `deployment_from_row` reads them by name.
@@ -81,7 +90,7 @@ macro_rules! deployment_columns {
     () => {
         "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
          error_code, error_message, file_count, total_bytes, created_at, updated_at, ready_at, \
-         deleted_at"
+         deleted_at, routing"
     };
 }
 
@@ -152,7 +161,7 @@ const RELEASE_CLAIM: &str = concat!(
 /// `?3` file count, `?4` total bytes, `?5` now.
 const PUBLISH: &str = concat!(
     "UPDATE deployments SET status = 'READY', file_count = ?3, total_bytes = ?4, ready_at = ?5, \
-     updated_at = ?5, lease_owner = NULL, lease_expires_at = NULL",
+     updated_at = ?5, lease_owner = NULL, lease_expires_at = NULL, routing = ?6",
     fenced!(),
     "RETURNING ",
     deployment_columns!()
@@ -449,6 +458,7 @@ impl Repository for SqliteRepository {
             .bind(file_count)
             .bind(total_bytes)
             .bind(now)
+            .bind(super::routing_to_json(build.routing.as_ref())?)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
@@ -940,6 +950,7 @@ fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, RepositoryError> {
         updated_at: from_ms(get(row, "updated_at")?)?,
         ready_at: optional_time(row, "ready_at")?,
         deleted_at: optional_time(row, "deleted_at")?,
+        routing: super::routing_from_json(get(row, "routing")?)?,
     })
 }
 
@@ -1043,6 +1054,7 @@ mod tests {
                 &d.id,
                 claim.attempt,
                 &PublishedBuild {
+                    routing: None,
                     strategy: "static".into(),
                     files: files.clone(),
                 },

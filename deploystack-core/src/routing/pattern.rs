@@ -491,7 +491,13 @@ impl Destination {
                 }
             }
         }
-        if out.is_empty() { "/".to_owned() } else { out }
+        if self.external {
+            return out;
+        }
+        // A path of this site, never `//host/…`, which a browser would read as another host
+        // (a captured value may start with `/`).
+        let path = out.trim_start_matches('/');
+        format!("/{path}")
     }
 }
 
@@ -599,6 +605,9 @@ mod tests {
         assert!(Destination::parse("/x/:nope", &source, true).is_err());
         assert!(Destination::parse("/x/$3", &source, true).is_err());
         assert!(Destination::parse("relative", &source, true).is_err());
+        let splat = Pattern::netlify("/a*").unwrap();
+        let dest = Destination::parse("/:splat", &splat, false).unwrap();
+        assert_eq!(dest.expand(&splat.matches("/a//evil.com").unwrap(), true), "/evil.com");
         let external = Destination::parse("https://example.com:8443/a", &source, true).unwrap();
         assert!(external.external);
         assert_eq!(external.expand(&Vec::new(), true), "https://example.com:8443/a");

@@ -25,6 +25,7 @@ use crate::events::{Event, emit_best_effort};
 use crate::model::{BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, FileEntry};
 use crate::queue::Delivery;
 use crate::repository::{PublishedBuild, RepositoryError};
+use crate::routing::{self, RoutingConfig};
 use crate::services::Services;
 use crate::services::archive::{self, ArchiveError};
 use crate::storage::{StorageError, download_to_file};
@@ -128,6 +129,7 @@ struct OutputFile {
 struct Built {
     strategy: String,
     files: Vec<FileEntry>,
+    routing: Option<RoutingConfig>,
     new_blobs: u64,
 }
 
@@ -316,9 +318,16 @@ impl Pipeline {
 
         let output_dir = confine_output(&output.dir, &[&source_dir, &ctx.work_dir])?;
         let phase = Instant::now();
-        let files = tokio::task::spawn_blocking(move || collect_output(&output_dir))
-            .await
-            .map_err(|err| Failure::Internal(err.to_string()))??;
+        let (files, routing) = tokio::task::spawn_blocking(move || {
+            let files = collect_output(&output_dir)?;
+            read_routing(files)
+        })
+        .await
+        .map_err(|err| Failure::Internal(err.to_string()))??;
+        for line in &routing.notes {
+            log.system(line.clone());
+        }
+        let routing = routing.config;
         if files.is_empty() {
             return Err(user(
                 "empty_output",
@@ -341,6 +350,7 @@ impl Pipeline {
         Ok(Built {
             strategy: strategy.name().to_owned(),
             files: files.into_iter().map(|f| f.entry).collect(),
+            routing,
             new_blobs,
         })
     }
@@ -408,6 +418,7 @@ impl Pipeline {
         let build = PublishedBuild {
             strategy: built.strategy,
             files: built.files,
+            routing: built.routing,
         };
         self.flush_log(&id, log).await;
         let phase = Instant::now();
@@ -744,6 +755,42 @@ fn collect_output(root: &Path) -> Result<Vec<OutputFile>, Failure> {
     }
     files.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
     Ok(files)
+}
+
+/// The routing configuration of a build output and what the build log should say about it.
+struct RoutingFiles {
+    config: Option<RoutingConfig>,
+    notes: Vec<String>,
+}
+
+/// Compile the routing files at the root of the output (see [`routing::CONFIG_FILES`]) and take
+/// them out of the manifest: like Vercel and Netlify, we never serve them. An invalid file is
+/// the user's error, so the deployment ends in `ERROR` before anything is stored or published.
+fn read_routing(files: Vec<OutputFile>) -> Result<(Vec<OutputFile>, RoutingFiles), Failure> {
+    let (config_files, files): (Vec<OutputFile>, Vec<OutputFile>) = files
+        .into_iter()
+        .partition(|f| routing::CONFIG_FILES.contains(&f.entry.path.as_str()));
+    let mut read_error = None;
+    let mut notes = Vec::new();
+    let config = RoutingConfig::from_files(
+        |name| {
+            let file = config_files.iter().find(|f| f.entry.path == name)?;
+            // The size was checked when the output was collected; the parser re-checks it.
+            match std::fs::read(&file.local) {
+                Ok(bytes) => Some(bytes),
+                Err(err) => {
+                    read_error = Some(err);
+                    None
+                }
+            }
+        },
+        |note| notes.push(note),
+    );
+    if let Some(err) = read_error {
+        return Err(err.into());
+    }
+    let config = config.map_err(|err| user(err.code(), err.to_string()))?;
+    Ok((files, RoutingFiles { config, notes }))
 }
 
 fn hash_file(path: &Path) -> std::io::Result<ContentHash> {

@@ -6,11 +6,15 @@
 //! clean URL never contains — dot segments, encoded slashes, backslashes, NUL and control
 //! characters, invalid UTF-8, empty segments — is refused rather than normalised, so no two
 //! spellings reach the same file and no trick reaches another one.
+//!
+//! Which file answers a clean path is then decided by the deployment's routing configuration
+//! (`crate::routing`): redirects, rewrites, headers, SPA fallback and the nearest `404.html`.
 
 use time::OffsetDateTime;
 
 use crate::model::{DeploymentId, DeploymentStatus, FileEntry};
 use crate::repository::{Repository, RepositoryError};
+use crate::routing::{self, Route};
 
 /// Longest request path accepted, in bytes (before decoding).
 pub const MAX_PATH_BYTES: usize = 4096;
@@ -110,6 +114,25 @@ pub enum Resolved {
     AddTrailingSlash,
     /// Nothing there: serve this `404.html` of the deployment with status 404, if it has one.
     NotFound(Option<FileEntry>),
+    /// The routing configuration redirects: `location` is a path of the site (starting with
+    /// `/`, relative to the site's root, so path-based serving must prefix `/<deployment-id>`)
+    /// or an absolute URL.
+    Redirect {
+        /// 301, 302, 303, 307 or 308.
+        status: u16,
+        /// Where to, without the request's query.
+        location: String,
+    },
+}
+
+/// What a path resolves to, and the headers the site's configuration adds to the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// What to answer.
+    pub resolved: Resolved,
+    /// `(lowercase name, value)` pairs to set on the response, replacing the defaults
+    /// (`Cache-Control` included). They passed the header rule at deploy time.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Why a deployment cannot serve anything.
@@ -130,12 +153,26 @@ pub enum SiteError {
     Repository(RepositoryError),
 }
 
-/// Resolve the normalized `path` (see [`normalize_path`]) of deployment `id`.
+/// Resolve the normalized `path` (see [`normalize_path`]) of deployment `id`; the headers its
+/// configuration adds are dropped (see [`resolve_routed`]).
 pub async fn resolve(
     repository: &dyn Repository,
     id: &DeploymentId,
     path: &str,
 ) -> Result<Resolved, SiteError> {
+    resolve_routed(repository, id, path)
+        .await
+        .map(|resolution| resolution.resolved)
+}
+
+/// Resolve the normalized `path` (see [`normalize_path`]) of deployment `id` under its routing
+/// configuration (`crate::routing::route`). Every file lookup is a `find_file`, which the read
+/// cache answers from memory for a warm site.
+pub async fn resolve_routed(
+    repository: &dyn Repository,
+    id: &DeploymentId,
+    path: &str,
+) -> Result<Resolution, SiteError> {
     let deployment = match repository.get_deployment(id).await {
         Ok(deployment) => deployment,
         Err(RepositoryError::NotFound) => return Err(SiteError::UnknownDeployment),
@@ -150,31 +187,27 @@ pub async fn resolve(
     // A READY deployment always has `ready_at`; `updated_at` is the same moment (its last
     // status change) should an older row lack it.
     let last_modified = deployment.ready_at.unwrap_or(deployment.updated_at);
-    let find = |candidate: String| async move {
+    let lookup = |candidate: String| async move {
         repository
             .find_file(id, &candidate)
             .await
             .map_err(SiteError::Repository)
     };
-    if path.is_empty() || path.ends_with('/') {
-        if let Some(file) = find(format!("{path}index.html")).await? {
-            return Ok(Resolved::File {
-                file,
-                last_modified,
-            });
-        }
-    } else {
-        if let Some(file) = find(path.to_owned()).await? {
-            return Ok(Resolved::File {
-                file,
-                last_modified,
-            });
-        }
-        if find(format!("{path}/index.html")).await?.is_some() {
-            return Ok(Resolved::AddTrailingSlash);
-        }
-    }
-    Ok(Resolved::NotFound(find("404.html".to_owned()).await?))
+    let routed = routing::route(deployment.routing.as_ref(), path, lookup).await?;
+    let resolved = match routed.route {
+        Route::File { file, status: 200 } => Resolved::File {
+            file,
+            last_modified,
+        },
+        Route::File { file, .. } => Resolved::NotFound(Some(file)),
+        Route::NotFound => Resolved::NotFound(None),
+        Route::AddTrailingSlash => Resolved::AddTrailingSlash,
+        Route::Redirect { status, location } => Resolved::Redirect { status, location },
+    };
+    Ok(Resolution {
+        resolved,
+        headers: routed.headers,
+    })
 }
 
 #[cfg(test)]

@@ -37,12 +37,53 @@ pub async fn run_all(repo: &dyn Repository) {
     final_deleted_and_unknown_deployments_are_not_claimed(repo).await;
     stale_attempts_are_fenced_out(repo).await;
     publish_writes_the_manifest_atomically(repo).await;
+    routing_round_trips(repo).await;
     fail_records_the_error(repo).await;
     release_makes_the_deployment_claimable_again(repo).await;
     delete_hides_cancels_and_fences(repo).await;
     logs_keep_append_order_across_attempts(repo).await;
     blob_collection_protocol(repo).await;
     stalled_deployments_are_found(repo).await;
+}
+
+/// The routing configuration given to `publish` comes back, equal, on the deployment —
+/// from `publish` itself, `get_deployment` and listings — and is `None` when none was given.
+pub async fn routing_round_trips(repo: &dyn Repository) {
+    let config = crate::routing::RoutingConfig::from_files(
+        |name| {
+            (name == "vercel.json").then(|| {
+                br#"{"cleanUrls": true, "trailingSlash": false,
+                    "redirects": [{"source": "/old/:path*", "destination": "/new/:path*", "permanent": false}],
+                    "rewrites": [{"source": "/(.*)", "destination": "/index.html"}],
+                    "headers": [{"source": "/(.*)", "headers": [{"key": "X-Frame-Options", "value": "DENY"}]}]}"#
+                    .to_vec()
+            })
+        },
+        |_| {},
+    )
+    .expect("the fixture vercel.json compiles")
+    .expect("the fixture has a configuration");
+
+    let id = create(repo).await.id;
+    assert_eq!(get(repo, &id).await.routing, None, "a new deployment has no routing");
+    let attempt = claim(repo, &id, "worker", LONG_LEASE).await.attempt;
+    let files = [file("index.html", &format!("<h1>routed {id}</h1>"))];
+    touch(repo, &files).await;
+    let build = PublishedBuild {
+        routing: Some(config.clone()),
+        ..published_build(&files)
+    };
+    let ready = repo
+        .publish(&id, attempt, &build)
+        .await
+        .expect("publish failed");
+    assert_eq!(ready.routing.as_ref(), Some(&config), "publish returns the routing");
+    assert_eq!(get(repo, &id).await.routing.as_ref(), Some(&config), "routing did not round-trip");
+
+    let plain = create(repo).await.id;
+    let attempt = claim(repo, &plain, "worker", LONG_LEASE).await.attempt;
+    publish(repo, &plain, attempt, &files).await;
+    assert_eq!(get(repo, &plain).await.routing, None, "no routing stays None");
 }
 
 /// `ping` answers.
@@ -928,6 +969,7 @@ fn published_build(files: &[FileEntry]) -> PublishedBuild {
     PublishedBuild {
         strategy: "static".into(),
         files: files.to_vec(),
+        routing: None,
     }
 }
 

@@ -46,6 +46,7 @@ async fn publish(repo: &dyn Repository, id: &DeploymentId, attempt: i64, files: 
     let build = PublishedBuild {
         strategy: "static".to_owned(),
         files: files.to_vec(),
+        routing: None,
     };
     repo.publish(id, attempt, &build).await.unwrap();
 }

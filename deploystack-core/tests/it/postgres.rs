@@ -52,6 +52,7 @@ fn build(content: &str) -> PublishedBuild {
     PublishedBuild {
         strategy: "static".into(),
         files: vec![file("index.html", content)],
+        routing: None,
     }
 }
 
@@ -101,7 +102,7 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 .fetch_all(&mut conn)
                 .await
                 .unwrap();
-        assert_eq!(applied, [(1, true)], "round {round}");
+        assert_eq!(applied, [(1, true), (2, true)], "round {round}");
         let _ = sqlx::Connection::close(conn).await;
 
         let d = repos[0].create_deployment(&new_deployment()).await.unwrap();
@@ -300,6 +301,7 @@ async fn a_collection_racing_a_publish_never_claims_a_blob_it_references() {
         let manifest = PublishedBuild {
             strategy: "static".into(),
             files: vec![shared.clone()],
+            routing: None,
         };
         // A cutoff in the future makes every unreferenced blob old enough: only the protocol,
         // not the grace period, may keep the blob from being collected under the publish.

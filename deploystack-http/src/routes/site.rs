@@ -9,6 +9,11 @@
 //! conditional requests ([`conditional`]), single byte ranges ([`range`]), `HEAD` and
 //! `OPTIONS`. Content negotiation has one place, `negotiate`, which picks the bytes that
 //! everything after it (preconditions, ranges, lengths) applies to.
+//!
+//! Which file answers is decided in core (`serving::resolve_routed`, which applies the
+//! deployment's `vercel.json` / `_redirects` / `_headers`); this module only turns the answer
+//! into HTTP: a redirect's site-relative `Location` gets the `/<deployment-id>` prefix under
+//! path-based serving, and the configuration's headers are set last, over the defaults.
 
 mod conditional;
 mod range;
@@ -20,7 +25,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use deploystack_core::model::{DeploymentId, DeploymentStatus, FileEntry};
-use deploystack_core::services::serving::{self, PathError, Resolved, SiteError};
+use deploystack_core::services::serving::{self, PathError, Resolution, Resolved, SiteError};
 use deploystack_core::storage::StorageError;
 use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
@@ -69,7 +74,7 @@ pub async fn serve(
         // `/<id>` → `/<id>/`, relative, so it works behind any prefix or host.
         return redirect(&format!("{id}/"), uri.query());
     };
-    site_response(&state, &id, tail, &uri, &headers, head).await
+    site_response(&state, &id, tail, &uri, &headers, head, true).await
 }
 
 /// A request on a deployment's own host (`<id>.<base-domain>`): every path, `/api/…`
@@ -93,6 +98,7 @@ pub async fn serve_host(
         uri,
         headers,
         head,
+        false,
     )
     .await
 }
@@ -118,6 +124,7 @@ fn method_not_allowed(method: &Method) -> Option<Response> {
 
 /// Serve `tail` — the raw (still percent-encoded) path below the site root, without its
 /// leading `/` — of deployment `id`; both path-based and host-based serving end here.
+/// `path_based` says the site's root is `/<id>/` rather than the host's `/`.
 async fn site_response(
     state: &AppState,
     id: &DeploymentId,
@@ -125,6 +132,7 @@ async fn site_response(
     uri: &Uri,
     headers: &HeaderMap,
     head: bool,
+    path_based: bool,
 ) -> Response {
     let normalized = match serving::normalize_path(tail) {
         Ok(path) => path,
@@ -138,7 +146,22 @@ async fn site_response(
             );
         }
     };
-    match serving::resolve(state.services.repository.as_ref(), id, &normalized).await {
+    let (resolved, configured) =
+        match serving::resolve_routed(state.services.repository.as_ref(), id, &normalized).await {
+            Ok(Resolution { resolved, headers }) => (Ok(resolved), headers),
+            Err(err) => (Err(err), Vec::new()),
+        };
+    let mut response = match resolved {
+        Ok(Resolved::Redirect { status, location }) => {
+            // A site path is relative to the site's root, which is `/<id>` when path-based.
+            let location = if path_based && location.starts_with('/') {
+                format!("/{id}{location}")
+            } else {
+                location
+            };
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+            redirect_with(status, &location, uri.query())
+        }
         Ok(Resolved::File {
             file,
             last_modified,
@@ -190,7 +213,18 @@ async fn site_response(
                 "503 Service Unavailable\n\nTry again shortly.\n",
             )
         }
+    };
+    // The site's own headers win over the defaults; they passed the header rule at deploy
+    // time, so a value that still does not fit a header is skipped rather than answered.
+    for (name, value) in configured {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
     }
+    response
 }
 
 fn not_ready_message(status: DeploymentStatus) -> &'static str {
@@ -220,12 +254,19 @@ pub(crate) fn page(status: StatusCode, text: &str) -> Response {
 }
 
 fn redirect(location: &str, query: Option<&str>) -> Response {
+    redirect_with(StatusCode::MOVED_PERMANENTLY, location, query)
+}
+
+/// A redirect to `location`, carrying the request's query along (after the destination's
+/// own, if it has one).
+fn redirect_with(status: StatusCode, location: &str, query: Option<&str>) -> Response {
     let location = match query {
+        Some(q) if location.contains('?') => format!("{location}&{q}"),
         Some(q) => format!("{location}?{q}"),
         None => location.to_owned(),
     };
     match HeaderValue::from_str(&location) {
-        Ok(value) => (StatusCode::MOVED_PERMANENTLY, [(header::LOCATION, value)]).into_response(),
+        Ok(value) => (status, [(header::LOCATION, value)]).into_response(),
         Err(_) => page(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
     }
 }
