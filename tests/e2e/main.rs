@@ -13,6 +13,7 @@ mod hardening;
 mod hosts;
 mod lifecycle;
 mod metrics;
+mod routing;
 mod serving;
 mod support;
 mod upload;
