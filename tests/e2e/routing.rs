@@ -107,7 +107,12 @@ async fn by_path(server: &Server, id: &str, path: &str) -> Answer {
     let headers: Vec<(String, String)> = response
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     let location = headers
         .iter()
@@ -179,7 +184,11 @@ async fn check_table(server: &Server, id: &str, table: &[(&str, Expect)]) {
                     } else {
                         (*location).to_owned()
                     };
-                    assert_eq!(answer.location.as_deref(), Some(expected.as_str()), "{mode} {path}");
+                    assert_eq!(
+                        answer.location.as_deref(),
+                        Some(expected.as_str()),
+                        "{mode} {path}"
+                    );
                 }
             }
         }
@@ -208,7 +217,10 @@ async fn vercel_json_compatibility_table() {
     );
     // The query string is carried along by redirects.
     let moved = by_path(&server, &id, "/about.html?x=1").await;
-    assert_eq!(moved.location.as_deref(), Some(format!("/{id}/about?x=1").as_str()));
+    assert_eq!(
+        moved.location.as_deref(),
+        Some(format!("/{id}/about?x=1").as_str())
+    );
 }
 
 #[tokio::test]

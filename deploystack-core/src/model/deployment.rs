@@ -161,9 +161,10 @@ pub struct Deployment {
     pub deleted_at: Option<OffsetDateTime>,
     /// Its compiled routing configuration (`vercel.json`, `_redirects`, `_headers`), set when
     /// it is published; `None` when the site has none. Serving applies it on every request,
-    /// so it travels with the record the read cache keeps.
+    /// so it travels with the record the read cache keeps — behind an `Arc`, because that
+    /// record is cloned for every request and a configuration can hold thousands of rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub routing: Option<crate::routing::RoutingConfig>,
+    pub routing: Option<std::sync::Arc<crate::routing::RoutingConfig>>,
 }
 
 /// One page request of a listing, newest first.

@@ -193,7 +193,9 @@ fn routing_to_json(
     routing
         .map(|config| {
             serde_json::to_string(config).map_err(|e| {
-                RepositoryError::Unavailable(format!("could not encode the routing configuration: {e}"))
+                RepositoryError::Unavailable(format!(
+                    "could not encode the routing configuration: {e}"
+                ))
             })
         })
         .transpose()
@@ -202,7 +204,7 @@ fn routing_to_json(
 /// The routing configuration back from the `routing` column.
 fn routing_from_json(
     text: Option<String>,
-) -> Result<Option<crate::routing::RoutingConfig>, RepositoryError> {
+) -> Result<Option<std::sync::Arc<crate::routing::RoutingConfig>>, RepositoryError> {
     text.map(|text| {
         serde_json::from_str(&text)
             .map_err(|e| RepositoryError::Corrupt(format!("column routing: {e}")))

@@ -95,8 +95,7 @@ impl RoutingError {
             } => "invalid_vercel_json",
             RoutingError::Redirects { .. } => "invalid_redirects",
             RoutingError::File {
-                file: "_redirects",
-                ..
+                file: "_redirects", ..
             } => "invalid_redirects",
             RoutingError::Headers { .. } | RoutingError::File { .. } => "invalid_headers",
         }
@@ -203,7 +202,9 @@ impl RoutingConfig {
             ));
             return Ok(Some(config));
         }
-        let redirects = read("_redirects").map(|b| text("_redirects", b)).transpose()?;
+        let redirects = read("_redirects")
+            .map(|b| text("_redirects", b))
+            .transpose()?;
         let headers = read("_headers").map(|b| text("_headers", b)).transpose()?;
         if redirects.is_none() && headers.is_none() {
             return Ok(None);
@@ -255,7 +256,10 @@ impl RoutingConfig {
 /// headers (`Content-Length`, `-Encoding`, `-Range`) describe the connection or the bytes on
 /// the wire, which the server alone knows — a wrong one corrupts the response.
 const FORBIDDEN_HEADERS: [(&str, &str); 13] = [
-    ("set-cookie", "sites cannot set cookies through configuration"),
+    (
+        "set-cookie",
+        "sites cannot set cookies through configuration",
+    ),
     (
         "service-worker-allowed",
         "it could widen a service worker's scope beyond the site",
@@ -268,9 +272,18 @@ const FORBIDDEN_HEADERS: [(&str, &str); 13] = [
     ("trailer", "it is a hop-by-hop header"),
     ("upgrade", "it is a hop-by-hop header"),
     ("proxy-authenticate", "it is a hop-by-hop header"),
-    ("content-length", "the server sets it from the bytes it sends"),
-    ("content-encoding", "the server sets it from the bytes it sends"),
-    ("content-range", "the server sets it from the bytes it sends"),
+    (
+        "content-length",
+        "the server sets it from the bytes it sends",
+    ),
+    (
+        "content-encoding",
+        "the server sets it from the bytes it sends",
+    ),
+    (
+        "content-range",
+        "the server sets it from the bytes it sends",
+    ),
 ];
 
 /// Check one tenant header; the lowercase name on success, the reason otherwise.
@@ -630,7 +643,10 @@ mod tests {
         .unwrap();
         let files = ["index.html", "about.html"];
         let c = Some(&config);
-        assert_eq!(resolve(c, &files, "about.html").route, redirect(308, "/about"));
+        assert_eq!(
+            resolve(c, &files, "about.html").route,
+            redirect(308, "/about")
+        );
         assert_eq!(resolve(c, &files, "index.html").route, redirect(308, "/"));
         assert_eq!(resolve(c, &files, "old/x").route, redirect(308, "/new/x"));
         // Redirects come before the filesystem.
@@ -652,7 +668,10 @@ mod tests {
             resolve(Some(&config), &files, "docs").route,
             redirect(308, "/docs/")
         );
-        assert_eq!(resolve(Some(&config), &files, "a.js").route, file("a.js", 200));
+        assert_eq!(
+            resolve(Some(&config), &files, "a.js").route,
+            file("a.js", 200)
+        );
         assert_eq!(
             resolve(Some(&config), &files, "a.js/").route,
             redirect(308, "/a.js")
@@ -685,6 +704,9 @@ mod tests {
         let c = Some(&config);
         assert_eq!(resolve(c, &files, "a.html").route, file("a.html", 200));
         assert_eq!(resolve(c, &files, "c.html").route, redirect(301, "/b.html"));
-        assert_eq!(resolve(c, &files, "deep/link").route, file("index.html", 200));
+        assert_eq!(
+            resolve(c, &files, "deep/link").route,
+            file("index.html", 200)
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! `Name: value`. `#` starts a comment line in both files.
 
 use super::pattern::{Destination, Pattern};
-use super::{Action, HeaderRule, MAX_RULES, Rule, RoutingError, check_header};
+use super::{Action, HeaderRule, MAX_RULES, RoutingError, Rule, check_header};
 
 fn redirects_error(line: usize, message: impl Into<String>) -> RoutingError {
     RoutingError::Redirects {
@@ -37,7 +37,11 @@ pub(super) fn parse_redirects(text: &str) -> Result<Vec<Rule>, RoutingError> {
             continue;
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
-        if let Some(field) = fields.iter().skip(1).find(|f| f.contains('=') && !f.starts_with('/') && !f.starts_with("http")) {
+        if let Some(field) = fields
+            .iter()
+            .skip(1)
+            .find(|f| f.contains('=') && !f.starts_with('/') && !f.starts_with("http"))
+        {
             return Err(redirects_error(
                 number,
                 format!(
@@ -95,7 +99,9 @@ pub(super) fn parse_redirects(text: &str) -> Result<Vec<Rule>, RoutingError> {
         if destination.external && !matches!(action, Action::Redirect(_)) {
             return Err(redirects_error(
                 number,
-                format!("{to:?}: rewrites to other hosts (proxying) are not supported; use a redirect status"),
+                format!(
+                    "{to:?}: rewrites to other hosts (proxying) are not supported; use a redirect status"
+                ),
             ));
         }
         rules.push(Rule {
@@ -105,7 +111,10 @@ pub(super) fn parse_redirects(text: &str) -> Result<Vec<Rule>, RoutingError> {
             force,
         });
         if rules.len() > MAX_RULES {
-            return Err(redirects_error(number, format!("more than {MAX_RULES} rules")));
+            return Err(redirects_error(
+                number,
+                format!("more than {MAX_RULES} rules"),
+            ));
         }
     }
     Ok(rules)
@@ -129,7 +138,10 @@ pub(super) fn parse_headers(text: &str) -> Result<Vec<HeaderRule>, RoutingError>
                 headers: Vec::new(),
             });
             if rules.len() > MAX_RULES {
-                return Err(headers_error(number, format!("more than {MAX_RULES} rules")));
+                return Err(headers_error(
+                    number,
+                    format!("more than {MAX_RULES} rules"),
+                ));
             }
             continue;
         }
@@ -148,8 +160,7 @@ pub(super) fn parse_headers(text: &str) -> Result<Vec<HeaderRule>, RoutingError>
         let Some((name, value)) = line.split_once(':') else {
             return Err(headers_error(number, "expected \"Name: value\""));
         };
-        let name = check_header(name.trim(), value.trim())
-            .map_err(|e| headers_error(number, e))?;
+        let name = check_header(name.trim(), value.trim()).map_err(|e| headers_error(number, e))?;
         rule.headers.push((name, value.trim().to_owned()));
     }
     Ok(rules)
@@ -225,7 +236,11 @@ mod tests {
             ("  X-A: 1", 1, "must come after a path line"),
             ("/*\n  X-A 1", 2, "expected \"Name: value\""),
             ("/*\n  Set-Cookie: a=b", 2, "Set-Cookie is not allowed"),
-            ("/*\n  X-A: 1\n  Content-Length: 5", 3, "Content-Length is not allowed"),
+            (
+                "/*\n  X-A: 1\n  Content-Length: 5",
+                3,
+                "Content-Length is not allowed",
+            ),
             ("/*\n  ! X-A", 2, "not supported"),
             ("/*\n  Bad Name: 1", 2, "not a valid header name"),
             ("nope\n  X-A: 1", 1, "must start with /"),

@@ -303,7 +303,9 @@ fn match_from(tokens: &[Token], rest: &str, captures: &mut Captures) -> bool {
                     let fits = match class {
                         Class::Segment => !value.contains('/'),
                         Class::Segments => {
-                            !value.starts_with('/') && !value.ends_with('/') && !value.contains("//")
+                            !value.starts_with('/')
+                                && !value.ends_with('/')
+                                && !value.contains("//")
                         }
                         Class::Any | Class::AnyNonEmpty => true,
                     };
@@ -380,7 +382,9 @@ impl Destination {
             ));
         }
         if destination.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(invalid("a destination must not contain spaces or control characters"));
+            return Err(invalid(
+                "a destination must not contain spaces or control characters",
+            ));
         }
         let names: Vec<&str> = source.names().collect();
         let mut parts: Vec<Part> = Vec::new();
@@ -388,7 +392,10 @@ impl Destination {
         let mut literal = String::new();
         while let Some((_, c)) = chars.next() {
             match c {
-                ':' if chars.peek().is_some_and(|(_, n)| n.is_ascii_alphabetic() || *n == '_') => {
+                ':' if chars
+                    .peek()
+                    .is_some_and(|(_, n)| n.is_ascii_alphabetic() || *n == '_') =>
+                {
                     let mut name = String::new();
                     while let Some(&(_, n)) = chars.peek().filter(|(_, n)| is_name_char(*n)) {
                         name.push(n);
@@ -547,10 +554,7 @@ mod tests {
         assert_eq!(caps(&p, "/old/"), Some(vec!["".into()]));
 
         let p = Pattern::vercel("/:lang/:rest(.*)").unwrap();
-        assert_eq!(
-            caps(&p, "/en/a/b"),
-            Some(vec!["en".into(), "a/b".into()])
-        );
+        assert_eq!(caps(&p, "/en/a/b"), Some(vec!["en".into(), "a/b".into()]));
         let p = Pattern::vercel("/p/:id?").unwrap();
         assert_eq!(caps(&p, "/p"), Some(vec!["".into()]));
         assert_eq!(caps(&p, "/p/7"), Some(vec!["7".into()]));
@@ -596,7 +600,10 @@ mod tests {
 
         let source = Pattern::vercel("/docs/:path*").unwrap();
         let dest = Destination::parse("/guide/:path*", &source, true).unwrap();
-        assert_eq!(dest.expand(&source.matches("/docs").unwrap(), true), "/guide");
+        assert_eq!(
+            dest.expand(&source.matches("/docs").unwrap(), true),
+            "/guide"
+        );
         assert_eq!(
             dest.expand(&source.matches("/docs/a/b").unwrap(), true),
             "/guide/a/b"
@@ -607,10 +614,16 @@ mod tests {
         assert!(Destination::parse("relative", &source, true).is_err());
         let splat = Pattern::netlify("/a*").unwrap();
         let dest = Destination::parse("/:splat", &splat, false).unwrap();
-        assert_eq!(dest.expand(&splat.matches("/a//evil.com").unwrap(), true), "/evil.com");
+        assert_eq!(
+            dest.expand(&splat.matches("/a//evil.com").unwrap(), true),
+            "/evil.com"
+        );
         let external = Destination::parse("https://example.com:8443/a", &source, true).unwrap();
         assert!(external.external);
-        assert_eq!(external.expand(&Vec::new(), true), "https://example.com:8443/a");
+        assert_eq!(
+            external.expand(&Vec::new(), true),
+            "https://example.com:8443/a"
+        );
     }
 
     proptest! {

@@ -11,7 +11,9 @@
 use serde_json::{Map, Value};
 
 use super::pattern::{Destination, Pattern};
-use super::{Action, Format, HeaderRule, MAX_RULES, Rule, RoutingConfig, RoutingError, check_header};
+use super::{
+    Action, Format, HeaderRule, MAX_RULES, RoutingConfig, RoutingError, Rule, check_header,
+};
 
 fn err(message: impl Into<String>) -> RoutingError {
     RoutingError::VercelJson(message.into())
@@ -172,7 +174,9 @@ fn header_rule(at: &str, item: &Value) -> Result<HeaderRule, RoutingError> {
     let map = object(at, item)?;
     let source = source(at, map)?;
     let Some(Value::Array(list)) = map.get("headers") else {
-        return Err(err(format!("{at}.headers: must be a list of {{key, value}}")));
+        return Err(err(format!(
+            "{at}.headers: must be a list of {{key, value}}"
+        )));
     };
     let mut headers = Vec::with_capacity(list.len());
     for (j, pair) in list.iter().enumerate() {
@@ -233,7 +237,10 @@ mod tests {
             ("{", "line 1 column 1: not valid JSON"),
             ("{\n  \"redirects\": [1,]\n}", "line 2"),
             ("[]", "top level must be an object"),
-            (r#"{"cleanUrls": "yes"}"#, "cleanUrls: must be true or false"),
+            (
+                r#"{"cleanUrls": "yes"}"#,
+                "cleanUrls: must be true or false",
+            ),
             (r#"{"routes": []}"#, "routes: not supported"),
             (r#"{"redirects": {}}"#, "redirects: must be a list"),
             (

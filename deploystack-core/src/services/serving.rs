@@ -193,7 +193,7 @@ pub async fn resolve_routed(
             .await
             .map_err(SiteError::Repository)
     };
-    let routed = routing::route(deployment.routing.as_ref(), path, lookup).await?;
+    let routed = routing::route(deployment.routing.as_deref(), path, lookup).await?;
     let resolved = match routed.route {
         Route::File { file, status: 200 } => Resolved::File {
             file,

@@ -65,7 +65,11 @@ pub async fn routing_round_trips(repo: &dyn Repository) {
     .expect("the fixture has a configuration");
 
     let id = create(repo).await.id;
-    assert_eq!(get(repo, &id).await.routing, None, "a new deployment has no routing");
+    assert_eq!(
+        get(repo, &id).await.routing,
+        None,
+        "a new deployment has no routing"
+    );
     let attempt = claim(repo, &id, "worker", LONG_LEASE).await.attempt;
     let files = [file("index.html", &format!("<h1>routed {id}</h1>"))];
     touch(repo, &files).await;
@@ -77,13 +81,25 @@ pub async fn routing_round_trips(repo: &dyn Repository) {
         .publish(&id, attempt, &build)
         .await
         .expect("publish failed");
-    assert_eq!(ready.routing.as_ref(), Some(&config), "publish returns the routing");
-    assert_eq!(get(repo, &id).await.routing.as_ref(), Some(&config), "routing did not round-trip");
+    assert_eq!(
+        ready.routing.as_deref(),
+        Some(&config),
+        "publish returns the routing"
+    );
+    assert_eq!(
+        get(repo, &id).await.routing.as_deref(),
+        Some(&config),
+        "routing did not round-trip"
+    );
 
     let plain = create(repo).await.id;
     let attempt = claim(repo, &plain, "worker", LONG_LEASE).await.attempt;
     publish(repo, &plain, attempt, &files).await;
-    assert_eq!(get(repo, &plain).await.routing, None, "no routing stays None");
+    assert_eq!(
+        get(repo, &plain).await.routing,
+        None,
+        "no routing stays None"
+    );
 }
 
 /// `ping` answers.
