@@ -688,6 +688,51 @@ mod tests {
     }
 
     #[test]
+    fn the_compiled_model_round_trips_through_json() {
+        // The repository stores it as JSON and the Redis cache serializes it with the record.
+        let config = RoutingConfig::from_files(
+            |name| match name {
+                "_redirects" => Some(b"/a/:x/* /b/:x/:splat 302!\n/* /index.html 200\n".to_vec()),
+                "_headers" => Some(b"/*\n  X-Frame-Options: DENY\n".to_vec()),
+                _ => None,
+            },
+            |_| {},
+        )
+        .unwrap()
+        .unwrap();
+        let text = serde_json::to_string(&config).unwrap();
+        let back: RoutingConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn vercel_json_wins_over_netlify_files() {
+        let mut notes = Vec::new();
+        let config = RoutingConfig::from_files(
+            |name| match name {
+                "vercel.json" => Some(br#"{"cleanUrls": true}"#.to_vec()),
+                "_redirects" => Some(b"not even valid".to_vec()),
+                _ => None,
+            },
+            |note| notes.push(note),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.format, Format::Vercel);
+        assert!(
+            notes.iter().any(|n| n.contains("_redirects is ignored")),
+            "{notes:?}"
+        );
+        let none = RoutingConfig::from_files(|_| None, |_| {}).unwrap();
+        assert_eq!(none, None);
+        let big = RoutingConfig::from_files(
+            |name| (name == "_headers").then(|| vec![b'#'; MAX_CONFIG_BYTES + 1]),
+            |_| {},
+        );
+        assert_eq!(big.unwrap_err().code(), "invalid_headers");
+    }
+
+    #[test]
     fn netlify_shadowing_and_force() {
         let rules = netlify::parse_redirects(
             "/a.html /b.html 301\n/c.html /b.html 301!\n/* /index.html 200\n",

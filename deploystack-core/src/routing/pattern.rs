@@ -477,6 +477,17 @@ impl Destination {
         };
         for part in &self.parts {
             match part {
+                // Literal text was checked for spaces and controls at deploy time; only
+                // non-ASCII letters still need encoding to fit a header.
+                Part::Literal(text) if encode && !text.is_ascii() => {
+                    for c in text.chars() {
+                        if c.is_ascii() {
+                            out.push(c);
+                        } else {
+                            percent_encode_into(&mut out, c.encode_utf8(&mut [0; 4]));
+                        }
+                    }
+                }
                 Part::Literal(text) => out.push_str(text),
                 Part::Named { name, slash } => {
                     let value = captures
@@ -612,6 +623,9 @@ mod tests {
         assert!(Destination::parse("/x/:nope", &source, true).is_err());
         assert!(Destination::parse("/x/$3", &source, true).is_err());
         assert!(Destination::parse("relative", &source, true).is_err());
+        let unicode = Destination::parse("/café", &source, true).unwrap();
+        assert_eq!(unicode.expand(&Vec::new(), true), "/caf%C3%A9");
+        assert_eq!(unicode.expand(&Vec::new(), false), "/café");
         let splat = Pattern::netlify("/a*").unwrap();
         let dest = Destination::parse("/:splat", &splat, false).unwrap();
         assert_eq!(
