@@ -775,9 +775,15 @@ fn read_routing(files: Vec<OutputFile>) -> Result<(Vec<OutputFile>, RoutingFiles
     let config = RoutingConfig::from_files(
         |name| {
             let file = config_files.iter().find(|f| f.entry.path == name)?;
-            // The size was checked when the output was collected; the parser re-checks it.
-            match std::fs::read(&file.local) {
-                Ok(bytes) => Some(bytes),
+            // One byte past the limit is enough for the parser to refuse the file, so an
+            // oversized one is never read into memory whole.
+            let limit = routing::MAX_CONFIG_BYTES as u64 + 1;
+            let mut bytes = Vec::new();
+            let read = std::fs::File::open(&file.local).and_then(|f| {
+                std::io::Read::read_to_end(&mut std::io::Read::take(f, limit), &mut bytes)
+            });
+            match read {
+                Ok(_) => Some(bytes),
                 Err(err) => {
                     read_error = Some(err);
                     None
