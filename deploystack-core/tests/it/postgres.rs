@@ -101,7 +101,18 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 .fetch_all(&mut conn)
                 .await
                 .unwrap();
-        assert_eq!(applied, [(1, true)], "round {round}");
+        // Each migration recorded once and successfully, whichever versions this branch has.
+        let mut versions: Vec<i64> = applied.iter().map(|(version, _)| *version).collect();
+        versions.dedup();
+        assert_eq!(versions.len(), applied.len(), "round {round}: {applied:?}");
+        assert!(
+            applied.iter().all(|(_, ok)| *ok),
+            "round {round}: {applied:?}"
+        );
+        assert!(
+            versions.contains(&1) && versions.contains(&3),
+            "round {round}: {applied:?}"
+        );
         let _ = sqlx::Connection::close(conn).await;
 
         let d = repos[0].create_deployment(&new_deployment()).await.unwrap();
