@@ -103,7 +103,7 @@ fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn header<'a>(response: &'a Response, name: reqwest::header::HeaderName) -> Option<&'a str> {
+fn header(response: &Response, name: reqwest::header::HeaderName) -> Option<&str> {
     response.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
@@ -214,6 +214,22 @@ async fn text_is_served_precompressed_by_negotiation() {
         Some(format!("bytes 0-99/{total}").as_str())
     );
     assert_eq!(response.bytes().await.unwrap(), whole.slice(0..100));
+    // Past the end of the brotli bytes (though not of the original): 416, sized in br bytes.
+    let response = site
+        .get(
+            "app.js",
+            &[
+                (ACCEPT_ENCODING.as_str(), "br"),
+                (RANGE.as_str(), &format!("bytes={total}-")),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 416);
+    assert_eq!(header(&response, VARY), Some("accept-encoding"));
+    assert_eq!(
+        header(&response, reqwest::header::CONTENT_RANGE),
+        Some(format!("bytes */{total}").as_str())
+    );
     site.server.terminate().await;
 }
 

@@ -3,7 +3,7 @@
 //! # Why at deploy time?
 //! A published file never changes, so compressing it per request would repeat the same work
 //! for every visitor and cost CPU on the hot path. Compressing once while building lets us use
-//! the slowest, smallest settings (brotli quality 11, gzip level 9) and serve the result with
+//! slow, small settings (brotli quality 10, gzip level 9) and serve the result with
 //! a plain read, ranges and strong ETags included.
 //!
 //! # What is compressed
@@ -33,9 +33,13 @@ pub const MIN_SIZE: u64 = 1024;
 /// is not worth a second representation, a second ETag and `Vary` on every response.
 pub const MAX_RATIO: f64 = 0.9;
 
-/// Brotli quality: the maximum. Compression happens once per content, at deploy time, while
-/// decompression speed in the browser is the same at every quality.
-const BROTLI_QUALITY: i32 = 11;
+/// Brotli quality. Compression happens once per content, at deploy time, and decompression
+/// speed in the browser is the same at every quality, so a high one pays. Not the maximum:
+/// measured on 1,000 real JS/CSS/HTML/JSON/SVG files (25 MB, one core), quality 11 took 50 s
+/// for 19.4 % of the original, 10 took 22 s for 20.0 %, and 5 took 1 s for 22.4 % (7 to 9
+/// were slower than 10 and no smaller). 11 would more than double the deploy time of a large
+/// site for 3 % fewer bytes.
+const BROTLI_QUALITY: i32 = 10;
 
 /// Brotli window (log2 bytes): 4 MiB, what the browsers' decoders accept by default.
 const BROTLI_WINDOW: i32 = 22;

@@ -317,6 +317,7 @@ async fn file_response(
                     "412 Precondition Failed\n\nThe file does not match If-Match / If-Unmodified-Since.\n",
                 );
                 validator_headers(response.headers_mut(), validators);
+                vary_header(response.headers_mut(), &representation);
                 return response;
             }
             Precondition::Proceed => {}
@@ -338,6 +339,7 @@ async fn file_response(
             );
             let headers = response.headers_mut();
             validator_headers(headers, validators);
+            vary_header(headers, &representation);
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", representation.size)) {
                 headers.insert(header::CONTENT_RANGE, value);
             }
@@ -471,6 +473,12 @@ fn cache_headers(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
+    vary_header(headers, representation);
+}
+
+/// `Vary: Accept-Encoding` for every answer about a file with variants — 412 and 416
+/// included, whose validators and lengths are those of the negotiated variant.
+fn vary_header(headers: &mut HeaderMap, representation: &Representation) {
     if representation.varies_by_encoding {
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
