@@ -13,8 +13,8 @@
 //!   (domain events).
 //! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
 //!   process and optionally in Redis, with invalidation across nodes.
-//! - [`services`]: the flows that tie ports together — ingest, the build pipeline, serving
-//!   resolution, garbage collection — and [`Services`], the one place that picks adapters.
+//! - [`services`]: the flows that tie ports together — ingest, the build pipeline (with
+//!   deploy-time precompression), serving resolution, garbage collection — and [`Services`], the one place that picks adapters.
 //! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.
 //! - `testing` (feature `testing`): the conformance suites every adapter must pass.
 //!

@@ -337,7 +337,7 @@ impl Pipeline {
 
         let output_dir = confine_output(&output.dir, &[&source_dir, &ctx.work_dir])?;
         let phase = Instant::now();
-        let files = tokio::task::spawn_blocking(move || collect_output(&output_dir))
+        let mut files = tokio::task::spawn_blocking(move || collect_output(&output_dir))
             .await
             .map_err(|err| Failure::Internal(err.to_string()))??;
         if files.is_empty() {
@@ -356,7 +356,6 @@ impl Pipeline {
         let phase = Instant::now();
         let variants_dir = scratch.join("variants");
         std::fs::create_dir(&variants_dir)?;
-        let mut files = files;
         let precompressed = self.precompress(&mut files, &variants_dir, cancel).await?;
         log.system(format!(
             "precompressed {} text files: made {} variants, reused {} from earlier deployments, in {} ms",
