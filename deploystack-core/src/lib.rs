@@ -15,8 +15,8 @@
 //!   process and optionally in Redis, with invalidation across nodes.
 //! - [`routing`]: per-deployment routing — `vercel.json` and Netlify `_redirects` /
 //!   `_headers` compiled at deploy time into one model, and its pure evaluation at serve time.
-//! - [`services`]: the flows that tie ports together — ingest, the build pipeline, serving
-//!   resolution, garbage collection — and [`Services`], the one place that picks adapters.
+//! - [`services`]: the flows that tie ports together — ingest, the build pipeline (with
+//!   deploy-time precompression), serving resolution, garbage collection — and [`Services`], the one place that picks adapters.
 //! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.
 //! - `testing` (feature `testing`): the conformance suites every adapter must pass.
 //!

@@ -8,6 +8,7 @@ mod binaries;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
+mod compression;
 mod deploy;
 mod hardening;
 mod hosts;

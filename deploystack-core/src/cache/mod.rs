@@ -56,6 +56,7 @@
 #[cfg(feature = "redis")]
 mod redis;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -66,8 +67,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, FileEntry,
-    LogLine, NewDeployment, Page, PageRequest,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest,
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
@@ -464,6 +465,14 @@ impl Repository for CachedRepository {
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
         self.inner.list_files(id).await
+    }
+
+    async fn known_encodings(
+        &self,
+        hashes: &[ContentHash],
+    ) -> Result<HashMap<ContentHash, Vec<EncodedVariant>>, RepositoryError> {
+        // Read once per build, off the serving path: not worth a cache entry.
+        self.inner.known_encodings(hashes).await
     }
 
     async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError> {

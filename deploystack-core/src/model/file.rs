@@ -80,6 +80,65 @@ pub struct FileEntry {
     pub size: u64,
     /// `Content-Type` to serve it with, decided at build time.
     pub content_type: String,
+    /// Precompressed copies made at deploy time, at most one per encoding; empty for files
+    /// that are not worth compressing. `default` keeps manifests cached before this field
+    /// existed readable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encodings: Vec<EncodedVariant>,
+}
+
+/// A `Content-Encoding` the pipeline precompresses text with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Encoding {
+    /// Brotli (`br`): the smaller of the two, understood by every current browser.
+    Br,
+    /// gzip: the fallback every HTTP client understands.
+    Gzip,
+}
+
+impl Encoding {
+    /// Every encoding the pipeline produces, in server preference order (smallest first).
+    pub const ALL: [Encoding; 2] = [Encoding::Br, Encoding::Gzip];
+
+    /// The content-coding token, as in `Content-Encoding` and `Accept-Encoding`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Gzip => "gzip",
+        }
+    }
+}
+
+impl fmt::Display for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Encoding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "br" => Ok(Encoding::Br),
+            "gzip" => Ok(Encoding::Gzip),
+            other => Err(format!("{other:?} is not a known content encoding")),
+        }
+    }
+}
+
+/// One precompressed copy of a file: a content-addressed blob of its own, so identical
+/// variants across deployments are stored once and the blob collector sees them like any
+/// other blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedVariant {
+    /// How the bytes are encoded.
+    pub encoding: Encoding,
+    /// Hash of the encoded bytes: their blob key and the variant's own strong `ETag`.
+    pub sha256: ContentHash,
+    /// Size of the encoded bytes.
+    pub size: u64,
 }
 
 /// A blob the pipeline is about to reference, with its size.

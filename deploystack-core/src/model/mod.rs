@@ -11,5 +11,5 @@ pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
     PageRequest, Target,
 };
-pub use file::{BlobRef, ContentHash, FileEntry};
+pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};

@@ -17,14 +17,15 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, FileEntry, LogLine,
-    NewDeployment, Page, PageRequest,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
+    LogLine, NewDeployment, Page, PageRequest,
 };
 
 #[cfg(feature = "postgres")]
@@ -156,13 +157,23 @@ pub trait Repository: Send + Sync + 'static {
     /// The whole manifest of a deployment, ordered by path.
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError>;
 
+    /// The precompressed variants some live manifest already records for files with each of
+    /// `hashes` as content, so a redeploy of the same content reuses them instead of
+    /// compressing again. Hashes no manifest has variants for are absent from the map. The
+    /// answer is a hint: callers still `touch_blobs` the variants and check storage for them
+    /// before publishing them.
+    async fn known_encodings(
+        &self,
+        hashes: &[ContentHash],
+    ) -> Result<HashMap<ContentHash, Vec<EncodedVariant>>, RepositoryError>;
+
     /// Record that these blobs are about to be referenced (insert or refresh their
     /// `last_used_at`). Call it before checking storage for them: the garbage collector spares
     /// blobs used within its grace period. `BlobBusy` if one is being collected right now.
     async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError>;
 
-    /// Claim up to `limit` blobs for collection: no file references them and they were last
-    /// used before `unused_since`. They are marked so `touch_blobs` refuses them until
+    /// Claim up to `limit` blobs for collection: no file and no file's precompressed variant
+    /// references them, and they were last used before `unused_since`. They are marked so `touch_blobs` refuses them until
     /// `forget_blobs` removes the rows (after the caller deleted the objects). Claims older
     /// than `unused_since` are handed out again, so a crashed collector is retried.
     async fn claim_unreferenced_blobs(

@@ -57,6 +57,7 @@
 //! stray byte in a build's output cannot make its log unwritable.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -71,8 +72,8 @@ use time::OffsetDateTime;
 
 use super::{Claim, PublishedBuild, Repository, RepositoryError};
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, FileEntry,
-    LogLine, LogStream, NewDeployment, Page, PageRequest, Target,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
+    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, Target,
 };
 
 /// Connections per process (see the module docs).
@@ -100,6 +101,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "routing".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0002_routing.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "encodings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0003_encodings.sql").into_sql_str(),
             false,
         ),
     ])
@@ -221,6 +229,32 @@ const INSERT_FILES: &str = "INSERT INTO files (deployment_id, path, sha256, size
      FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) \
      AS m (path, sha256, size, content_type)";
 
+/// `$1` id, then one array per column: `$2` paths, `$3` encodings, `$4` hashes, `$5` sizes.
+const INSERT_ENCODINGS: &str = "INSERT INTO file_encodings \
+     (deployment_id, path, encoding, sha256, size) \
+     SELECT $1, v.path, v.encoding, v.sha256, v.size \
+     FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) \
+     AS v (path, encoding, sha256, size)";
+
+/// A file and its variants, one row per variant (or one with NULL variant columns). Callers
+/// add the `WHERE` and order by path then encoding, so a file's rows are adjacent.
+macro_rules! files_with_encodings {
+    () => {
+        "SELECT f.path, f.sha256, f.size, f.content_type, e.encoding, \
+         e.sha256 AS encoded_sha256, e.size AS encoded_size FROM files AS f \
+         LEFT JOIN file_encodings AS e \
+         ON e.deployment_id = f.deployment_id AND e.path = f.path "
+    };
+}
+
+/// `$1` hashes: variants recorded for files with these contents, one file's set per
+/// content (the first by deployment and path).
+const KNOWN_ENCODINGS: &str = "SELECT f.sha256 AS source, f.deployment_id, f.path, \
+     e.encoding, e.sha256, e.size FROM files AS f JOIN file_encodings AS e \
+     ON e.deployment_id = f.deployment_id AND e.path = f.path \
+     WHERE f.sha256 = ANY($1::text[]) \
+     ORDER BY f.sha256, f.deployment_id, f.path, e.encoding";
+
 /// `$1` hashes, `$2` sizes. Inserts or refreshes each blob once (a manifest may name one
 /// twice, which `ON CONFLICT` refuses within a statement), in hash order so that concurrent
 /// upserts lock shared rows in the same order. Every row is locked and returned as it is
@@ -236,6 +270,7 @@ const UPSERT_BLOBS: &str = "INSERT INTO blobs AS b (sha256, size, last_used_at) 
 const LOCK_UNREFERENCED_BLOBS: &str = "SELECT b.sha256 FROM blobs AS b \
      WHERE b.last_used_at < $1 AND (b.collecting_since IS NULL OR b.collecting_since < $1) \
      AND NOT EXISTS (SELECT 1 FROM files AS f WHERE f.sha256 = b.sha256) \
+     AND NOT EXISTS (SELECT 1 FROM file_encodings AS e WHERE e.sha256 = b.sha256) \
      ORDER BY b.last_used_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 
 /// `$1` hashes locked by `LOCK_UNREFERENCED_BLOBS`. A new statement sees every manifest
@@ -244,6 +279,7 @@ const LOCK_UNREFERENCED_BLOBS: &str = "SELECT b.sha256 FROM blobs AS b \
 const MARK_COLLECTING: &str = "UPDATE blobs AS b SET collecting_since = now() \
      WHERE b.sha256 = ANY($1::text[]) \
      AND NOT EXISTS (SELECT 1 FROM files AS f WHERE f.sha256 = b.sha256) \
+     AND NOT EXISTS (SELECT 1 FROM file_encodings AS e WHERE e.sha256 = b.sha256) \
      RETURNING b.sha256";
 
 /// `$1` hashes.
@@ -482,7 +518,20 @@ impl Repository for PostgresRepository {
         // A blob a collector holds may already be gone from storage: referencing it would
         // publish a broken file. The upsert locks the blobs' rows until the files below are
         // committed, and once they are, no collector can claim those blobs.
-        use_blobs(&mut tx, &manifest.sha256, &manifest.sizes).await?;
+        // Files and variants in one upsert, so its hash order is the one lock order.
+        let blob_hashes: Vec<String> = manifest
+            .sha256
+            .iter()
+            .chain(&manifest.encoded_sha256)
+            .cloned()
+            .collect();
+        let blob_sizes: Vec<i64> = manifest
+            .sizes
+            .iter()
+            .chain(&manifest.encoded_sizes)
+            .copied()
+            .collect();
+        use_blobs(&mut tx, &blob_hashes, &blob_sizes).await?;
         sqlx::query(INSERT_FILES)
             .bind(&id)
             .bind(&manifest.paths)
@@ -492,6 +541,17 @@ impl Repository for PostgresRepository {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        if !manifest.encoded_paths.is_empty() {
+            sqlx::query(INSERT_ENCODINGS)
+                .bind(&id)
+                .bind(&manifest.encoded_paths)
+                .bind(&manifest.encodings)
+                .bind(&manifest.encoded_sha256)
+                .bind(&manifest.encoded_sizes)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         finish_build(&mut tx, &id, attempt, "ready", Some(&build.strategy)).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
@@ -605,33 +665,63 @@ impl Repository for PostgresRepository {
         id: &DeploymentId,
         path: &str,
     ) -> Result<Option<FileEntry>, RepositoryError> {
-        sqlx::query(
-            "SELECT path, sha256, size, content_type FROM files \
-             WHERE deployment_id = $1 AND path = $2",
-        )
+        let rows = sqlx::query(concat!(
+            files_with_encodings!(),
+            "WHERE f.deployment_id = $1 AND f.path = $2 ORDER BY e.encoding"
+        ))
         .bind(id.to_string())
         .bind(path)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(db)?
-        .as_ref()
-        .map(file_from_row)
-        .transpose()
+        .map_err(db)?;
+        Ok(files_from_rows(&rows)?.pop())
     }
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
         // `path` is COLLATE "C": byte order, the order Rust sorts strings in.
-        sqlx::query(
-            "SELECT path, sha256, size, content_type FROM files \
-             WHERE deployment_id = $1 ORDER BY path",
-        )
+        let rows = sqlx::query(concat!(
+            files_with_encodings!(),
+            "WHERE f.deployment_id = $1 ORDER BY f.path, e.encoding"
+        ))
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await
-        .map_err(db)?
-        .iter()
-        .map(file_from_row)
-        .collect()
+        .map_err(db)?;
+        files_from_rows(&rows)
+    }
+
+    async fn known_encodings(
+        &self,
+        hashes: &[ContentHash],
+    ) -> Result<HashMap<ContentHash, Vec<EncodedVariant>>, RepositoryError> {
+        let mut known = HashMap::new();
+        if hashes.is_empty() {
+            return Ok(known);
+        }
+        let hashes: Vec<String> = hashes.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query(KNOWN_ENCODINGS)
+            .bind(&hashes)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        // Several files may share a content; take the variants of the first one only, so
+        // the set is one file's, never a mix.
+        let mut chosen: HashMap<ContentHash, (String, String)> = HashMap::new();
+        for row in &rows {
+            let source: ContentHash = parse(row, "source")?;
+            let owner = (
+                get::<String>(row, "deployment_id")?,
+                get::<String>(row, "path")?,
+            );
+            if chosen.entry(source).or_insert_with(|| owner.clone()) != &owner {
+                continue;
+            }
+            known
+                .entry(source)
+                .or_insert_with(Vec::new)
+                .push(variant_from_row(row, "sha256", "size")?);
+        }
+        Ok(known)
     }
 
     async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError> {
@@ -727,6 +817,11 @@ struct Manifest {
     sha256: Vec<String>,
     sizes: Vec<i64>,
     content_types: Vec<String>,
+    /// The variants, one entry per variant, as `INSERT_ENCODINGS` binds them.
+    encoded_paths: Vec<String>,
+    encodings: Vec<String>,
+    encoded_sha256: Vec<String>,
+    encoded_sizes: Vec<i64>,
     file_count: i64,
     total_bytes: i64,
 }
@@ -742,7 +837,21 @@ impl Manifest {
             .iter()
             .try_fold(0i64, |sum, size| sum.checked_add(*size))
             .ok_or_else(too_large)?;
+        let variants: Vec<(&FileEntry, &EncodedVariant)> = files
+            .iter()
+            .flat_map(|file| file.encodings.iter().map(move |v| (file, v)))
+            .collect();
         Ok(Self {
+            encoded_paths: variants.iter().map(|(f, _)| f.path.clone()).collect(),
+            encodings: variants
+                .iter()
+                .map(|(_, v)| v.encoding.as_str().to_owned())
+                .collect(),
+            encoded_sha256: variants.iter().map(|(_, v)| v.sha256.to_string()).collect(),
+            encoded_sizes: variants
+                .iter()
+                .map(|(_, v)| size_to_db(v.size))
+                .collect::<Result<Vec<_>, _>>()?,
             paths: files.iter().map(|file| file.path.clone()).collect(),
             sha256: files.iter().map(|file| file.sha256.to_string()).collect(),
             content_types: files.iter().map(|file| file.content_type.clone()).collect(),
@@ -944,14 +1053,45 @@ fn deployment_from_row(row: &PgRow) -> Result<Deployment, RepositoryError> {
     })
 }
 
-fn file_from_row(row: &PgRow) -> Result<FileEntry, RepositoryError> {
-    let size: i64 = get(row, "size")?;
-    Ok(FileEntry {
-        path: get(row, "path")?,
-        sha256: parse(row, "sha256")?,
-        size: u64::try_from(size)
-            .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
-        content_type: get(row, "content_type")?,
+/// Files from `files_with_encodings!` rows: adjacent rows of one path are one file.
+fn files_from_rows(rows: &[PgRow]) -> Result<Vec<FileEntry>, RepositoryError> {
+    let mut files: Vec<FileEntry> = Vec::new();
+    for row in rows {
+        let path: String = get(row, "path")?;
+        let same = files.last().is_some_and(|last| last.path == path);
+        if !same {
+            let size: i64 = get(row, "size")?;
+            files.push(FileEntry {
+                path,
+                sha256: parse(row, "sha256")?,
+                size: u64::try_from(size)
+                    .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
+                content_type: get(row, "content_type")?,
+                encodings: Vec::new(),
+            });
+        }
+        if get::<Option<String>>(row, "encoding")?.is_some()
+            && let Some(file) = files.last_mut()
+        {
+            file.encodings
+                .push(variant_from_row(row, "encoded_sha256", "encoded_size")?);
+        }
+    }
+    Ok(files)
+}
+
+/// The variant in `row`'s `encoding` column and the given hash and size columns.
+fn variant_from_row(
+    row: &PgRow,
+    sha256: &str,
+    size: &str,
+) -> Result<EncodedVariant, RepositoryError> {
+    let bytes: i64 = get(row, size)?;
+    Ok(EncodedVariant {
+        encoding: parse(row, "encoding")?,
+        sha256: parse(row, sha256)?,
+        size: u64::try_from(bytes)
+            .map_err(|_| RepositoryError::Corrupt(format!("negative variant size {bytes}")))?,
     })
 }
 

@@ -34,6 +34,7 @@
 //! SQLite's `json_each`, so every statement is static SQL and a whole manifest is inserted in
 //! one statement.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -52,8 +53,8 @@ use time::OffsetDateTime;
 
 use super::{Claim, PublishedBuild, Repository, RepositoryError};
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, FileEntry,
-    LogLine, LogStream, NewDeployment, Page, PageRequest, Target,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
+    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, Target,
 };
 
 /// How long a writer waits for the write lock before reporting `Unavailable`.
@@ -80,6 +81,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "routing".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0002_routing.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "encodings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0003_encodings.sql").into_sql_str(),
             false,
         ),
     ])
@@ -191,6 +199,31 @@ const INSERT_FILES: &str = "INSERT INTO files (deployment_id, path, sha256, size
      SELECT ?1, j.value ->> 'path', j.value ->> 'sha256', j.value ->> 'size', \
      j.value ->> 'content_type' FROM json_each(?2) AS j";
 
+/// `?1` id, `?2` JSON array of `EncodingRow`.
+const INSERT_ENCODINGS: &str = "INSERT INTO file_encodings \
+     (deployment_id, path, encoding, sha256, size) \
+     SELECT ?1, j.value ->> 'path', j.value ->> 'encoding', j.value ->> 'sha256', \
+     j.value ->> 'size' FROM json_each(?2) AS j";
+
+/// A file and its variants, one row per variant (or one with NULL variant columns). Callers
+/// add the `WHERE` and order by path then encoding, so a file's rows are adjacent.
+macro_rules! files_with_encodings {
+    () => {
+        "SELECT f.path, f.sha256, f.size, f.content_type, e.encoding, \
+         e.sha256 AS encoded_sha256, e.size AS encoded_size FROM files AS f \
+         LEFT JOIN file_encodings AS e \
+         ON e.deployment_id = f.deployment_id AND e.path = f.path "
+    };
+}
+
+/// `?1` JSON array of hex hashes: variants recorded for files with these contents, one
+/// file's set per content (the first by deployment and path).
+const KNOWN_ENCODINGS: &str = "SELECT f.sha256 AS source, f.deployment_id, f.path, \
+     e.encoding, e.sha256, e.size FROM files AS f JOIN file_encodings AS e \
+     ON e.deployment_id = f.deployment_id AND e.path = f.path \
+     WHERE f.sha256 IN (SELECT j.value FROM json_each(?1) AS j) \
+     ORDER BY f.sha256, f.deployment_id, f.path, e.encoding";
+
 /// `?1` JSON array of objects with a `sha256` key: one of them that a collector holds.
 const FIND_COLLECTING: &str = "SELECT sha256 FROM blobs WHERE collecting_since IS NOT NULL \
      AND sha256 IN (SELECT j.value ->> 'sha256' FROM json_each(?1) AS j) LIMIT 1";
@@ -207,6 +240,7 @@ const CLAIM_BLOBS: &str = "UPDATE blobs SET collecting_since = ?3 WHERE sha256 I
      SELECT b.sha256 FROM blobs AS b WHERE b.last_used_at < ?1 \
      AND (b.collecting_since IS NULL OR b.collecting_since < ?1) \
      AND NOT EXISTS (SELECT 1 FROM files AS f WHERE f.sha256 = b.sha256) \
+     AND NOT EXISTS (SELECT 1 FROM file_encodings AS e WHERE e.sha256 = b.sha256) \
      ORDER BY b.last_used_at LIMIT ?2) RETURNING sha256";
 
 /// `?1` JSON array of hex hashes.
@@ -446,7 +480,31 @@ impl Repository for SqliteRepository {
             .iter()
             .try_fold(0i64, |sum, file| sum.checked_add(file.size))
             .ok_or_else(|| RepositoryError::Conflict("the manifest is too large".into()))?;
+        let encodings = build
+            .files
+            .iter()
+            .flat_map(|file| {
+                file.encodings
+                    .iter()
+                    .map(move |v| EncodingRow::new(file, v))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every blob the manifest references, variants included, for the collector's table.
+        let blobs = to_json(
+            &manifest
+                .iter()
+                .map(|file| BlobRow {
+                    sha256: file.sha256.clone(),
+                    size: file.size,
+                })
+                .chain(encodings.iter().map(|variant| BlobRow {
+                    sha256: variant.sha256.clone(),
+                    size: variant.size,
+                }))
+                .collect::<Vec<_>>(),
+        )?;
         let manifest = to_json(&manifest)?;
+        let encodings = to_json(&encodings)?;
 
         let now = now_ms();
         let id = id.to_string();
@@ -469,15 +527,21 @@ impl Repository for SqliteRepository {
         // A blob a collector holds may already be gone from storage: referencing it would
         // publish a broken file. Once the files below are committed no collector can claim
         // their blobs, so this check closes the race.
-        refuse_collecting(&mut tx, &manifest).await?;
+        refuse_collecting(&mut tx, &blobs).await?;
         sqlx::query(INSERT_FILES)
             .bind(&id)
             .bind(&manifest)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        sqlx::query(INSERT_ENCODINGS)
+            .bind(&id)
+            .bind(&encodings)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         sqlx::query(UPSERT_BLOBS)
-            .bind(&manifest)
+            .bind(&blobs)
             .bind(now)
             .execute(&mut *tx)
             .await
@@ -599,32 +663,62 @@ impl Repository for SqliteRepository {
         id: &DeploymentId,
         path: &str,
     ) -> Result<Option<FileEntry>, RepositoryError> {
-        sqlx::query(
-            "SELECT path, sha256, size, content_type FROM files \
-             WHERE deployment_id = ?1 AND path = ?2",
-        )
+        let rows = sqlx::query(concat!(
+            files_with_encodings!(),
+            "WHERE f.deployment_id = ?1 AND f.path = ?2 ORDER BY e.encoding"
+        ))
         .bind(id.to_string())
         .bind(path)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map_err(db)?
-        .as_ref()
-        .map(file_from_row)
-        .transpose()
+        .map_err(db)?;
+        Ok(files_from_rows(&rows)?.pop())
     }
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
-        sqlx::query(
-            "SELECT path, sha256, size, content_type FROM files \
-             WHERE deployment_id = ?1 ORDER BY path",
-        )
+        let rows = sqlx::query(concat!(
+            files_with_encodings!(),
+            "WHERE f.deployment_id = ?1 ORDER BY f.path, e.encoding"
+        ))
         .bind(id.to_string())
         .fetch_all(&self.pool)
         .await
-        .map_err(db)?
-        .iter()
-        .map(file_from_row)
-        .collect()
+        .map_err(db)?;
+        files_from_rows(&rows)
+    }
+
+    async fn known_encodings(
+        &self,
+        hashes: &[ContentHash],
+    ) -> Result<HashMap<ContentHash, Vec<EncodedVariant>>, RepositoryError> {
+        let mut known = HashMap::new();
+        if hashes.is_empty() {
+            return Ok(known);
+        }
+        let hashes = to_json(&hashes.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let rows = sqlx::query(KNOWN_ENCODINGS)
+            .bind(hashes)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        // Several files may share a content; take the variants of the first one only, so
+        // the set is one file's, never a mix.
+        let mut chosen: HashMap<ContentHash, (String, String)> = HashMap::new();
+        for row in &rows {
+            let source: ContentHash = parse(row, "source")?;
+            let owner = (
+                get::<String>(row, "deployment_id")?,
+                get::<String>(row, "path")?,
+            );
+            if chosen.entry(source).or_insert_with(|| owner.clone()) != &owner {
+                continue;
+            }
+            known
+                .entry(source)
+                .or_insert_with(Vec::new)
+                .push(variant_from_row(row, "sha256", "size")?);
+        }
+        Ok(known)
     }
 
     async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError> {
@@ -736,6 +830,26 @@ impl<'a> ManifestRow<'a> {
             sha256: file.sha256.to_string(),
             size: size_to_db(file.size)?,
             content_type: &file.content_type,
+        })
+    }
+}
+
+/// One variant as bound into `INSERT_ENCODINGS` through `json_each`.
+#[derive(Serialize)]
+struct EncodingRow<'a> {
+    path: &'a str,
+    encoding: &'static str,
+    sha256: String,
+    size: i64,
+}
+
+impl<'a> EncodingRow<'a> {
+    fn new(file: &'a FileEntry, variant: &EncodedVariant) -> Result<Self, RepositoryError> {
+        Ok(Self {
+            path: &file.path,
+            encoding: variant.encoding.as_str(),
+            sha256: variant.sha256.to_string(),
+            size: size_to_db(variant.size)?,
         })
     }
 }
@@ -954,14 +1068,45 @@ fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, RepositoryError> {
     })
 }
 
-fn file_from_row(row: &SqliteRow) -> Result<FileEntry, RepositoryError> {
-    let size: i64 = get(row, "size")?;
-    Ok(FileEntry {
-        path: get(row, "path")?,
-        sha256: parse(row, "sha256")?,
-        size: u64::try_from(size)
-            .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
-        content_type: get(row, "content_type")?,
+/// Files from `files_with_encodings!` rows: adjacent rows of one path are one file.
+fn files_from_rows(rows: &[SqliteRow]) -> Result<Vec<FileEntry>, RepositoryError> {
+    let mut files: Vec<FileEntry> = Vec::new();
+    for row in rows {
+        let path: String = get(row, "path")?;
+        let same = files.last().is_some_and(|last| last.path == path);
+        if !same {
+            let size: i64 = get(row, "size")?;
+            files.push(FileEntry {
+                path,
+                sha256: parse(row, "sha256")?,
+                size: u64::try_from(size)
+                    .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
+                content_type: get(row, "content_type")?,
+                encodings: Vec::new(),
+            });
+        }
+        if get::<Option<String>>(row, "encoding")?.is_some()
+            && let Some(file) = files.last_mut()
+        {
+            file.encodings
+                .push(variant_from_row(row, "encoded_sha256", "encoded_size")?);
+        }
+    }
+    Ok(files)
+}
+
+/// The variant in `row`'s `encoding` column and the given hash and size columns.
+fn variant_from_row(
+    row: &SqliteRow,
+    sha256: &str,
+    size: &str,
+) -> Result<EncodedVariant, RepositoryError> {
+    let bytes: i64 = get(row, size)?;
+    Ok(EncodedVariant {
+        encoding: parse(row, "encoding")?,
+        sha256: parse(row, sha256)?,
+        size: u64::try_from(bytes)
+            .map_err(|_| RepositoryError::Corrupt(format!("negative variant size {bytes}")))?,
     })
 }
 

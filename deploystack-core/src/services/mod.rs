@@ -4,12 +4,14 @@
 //! - [`archive`]: validate and extract uploaded zips without trusting them.
 //! - [`ingest`]: accept an upload — validate, store the source, record, enqueue.
 //! - [`pipeline`]: build one job — claim, extract, build, check, store blobs, publish.
+//! - [`compression`]: the brotli and gzip variants of text assets, made once at deploy time.
 //! - [`serving`]: turn a request path into a file of a deployment, safely.
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`reconciler`]: enqueue again what the queue lost.
 
 pub mod archive;
+pub mod compression;
 pub mod deployments;
 pub mod hosts;
 pub mod ingest;

@@ -2,7 +2,8 @@
 //!
 //! claim (compare-and-set, bumps the attempt) → heartbeat while working → download and safely
 //! extract the source → pick a strategy and build → walk the output, rejecting links and
-//! special files → hash every file → store missing blobs → publish the manifest and flip to
+//! special files → hash every file → precompress text assets (brotli, gzip; see
+//! [`compression`](crate::services::compression)) → store missing blobs → publish the manifest and flip to
 //! `READY` in one transaction fenced by the attempt → ack → emit.
 //!
 //! Failures are sorted by who can fix them: the user's (a bad archive, a failing build, unsafe
@@ -22,16 +23,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::build::{BuildContext, BuildError, BuildLog, SourceTree};
 use crate::events::{Event, emit_best_effort};
-use crate::model::{BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, FileEntry};
+use crate::model::{
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
+};
 use crate::queue::Delivery;
 use crate::repository::{PublishedBuild, RepositoryError};
 use crate::routing::{self, RoutingConfig};
 use crate::services::Services;
 use crate::services::archive::{self, ArchiveError};
+use crate::services::compression::{self, LocalVariant};
 use crate::storage::{StorageError, download_to_file};
 
 /// How many blobs are uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 8;
+
+/// How many files are compressed at once: compression is CPU-bound, so one per core (at
+/// least two, so a slow large file does not hold up the small ones).
+fn compression_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
 
 /// What became of one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +132,17 @@ fn user(code: &str, message: impl Into<String>) -> Failure {
 struct OutputFile {
     entry: FileEntry,
     local: PathBuf,
+}
+
+/// What `precompress` did.
+#[derive(Debug, Default)]
+struct Precompressed {
+    /// Distinct contents that qualified for compression.
+    files: usize,
+    /// Variants taken over from earlier deployments.
+    reused: usize,
+    /// Variants compressed now, still to be stored.
+    made: Vec<LocalVariant>,
 }
 
 /// What a successful build hands to `publish`.
@@ -318,7 +339,7 @@ impl Pipeline {
 
         let output_dir = confine_output(&output.dir, &[&source_dir, &ctx.work_dir])?;
         let phase = Instant::now();
-        let (files, routing) = tokio::task::spawn_blocking(move || {
+        let (mut files, routing) = tokio::task::spawn_blocking(move || {
             let files = collect_output(&output_dir)?;
             read_routing(files)
         })
@@ -342,7 +363,36 @@ impl Pipeline {
         ));
 
         let phase = Instant::now();
-        let new_blobs = self.store_blobs(&files, cancel).await?;
+        let variants_dir = scratch.join("variants");
+        std::fs::create_dir(&variants_dir)?;
+        let precompressed = self.precompress(&mut files, &variants_dir, cancel).await?;
+        log.system(format!(
+            "precompressed {} text files: made {} variants, reused {} from earlier deployments, in {} ms",
+            precompressed.files,
+            precompressed.made.len(),
+            precompressed.reused,
+            phase.elapsed().as_millis()
+        ));
+
+        let phase = Instant::now();
+        let blobs: Vec<(BlobRef, PathBuf)> = files
+            .iter()
+            .map(|f| {
+                let blob = BlobRef {
+                    sha256: f.entry.sha256,
+                    size: f.entry.size,
+                };
+                (blob, f.local.clone())
+            })
+            .chain(precompressed.made.into_iter().map(|v| {
+                let blob = BlobRef {
+                    sha256: v.variant.sha256,
+                    size: v.variant.size,
+                };
+                (blob, v.local)
+            }))
+            .collect();
+        let new_blobs = self.store_blobs(&blobs, cancel).await?;
         log.system(format!(
             "stored {new_blobs} new blobs in {} ms (the rest were already stored)",
             phase.elapsed().as_millis()
@@ -355,37 +405,140 @@ impl Pipeline {
         })
     }
 
+    /// Give every compressible file of the output its brotli and gzip variants: reused from
+    /// an earlier deployment of the same content when their blobs still exist, compressed
+    /// otherwise (once per content, on the blocking pool, a few files at a time).
+    async fn precompress(
+        &self,
+        files: &mut [OutputFile],
+        out_dir: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<Precompressed, Failure> {
+        let mut sources: Vec<(ContentHash, u64, PathBuf)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for file in files.iter() {
+            if compression::wants_variants(&file.entry.content_type, file.entry.size)
+                && seen.insert(file.entry.sha256)
+            {
+                sources.push((file.entry.sha256, file.entry.size, file.local.clone()));
+            }
+        }
+        if sources.is_empty() {
+            return Ok(Precompressed::default());
+        }
+        let hashes: Vec<ContentHash> = sources.iter().map(|(hash, ..)| *hash).collect();
+        let known = self.services.repository.known_encodings(&hashes).await?;
+        let reusable = self.reusable_variants(known, cancel).await?;
+
+        let mut chosen: std::collections::HashMap<ContentHash, Vec<EncodedVariant>> =
+            reusable.clone();
+        let work: Vec<_> = sources
+            .iter()
+            .filter(|(hash, ..)| !reusable.contains_key(hash))
+            .map(|(hash, size, local)| {
+                let (hash, size, local) = (*hash, *size, local.clone());
+                let out_dir = out_dir.to_path_buf();
+                let cancel = cancel.clone();
+                async move {
+                    stop_if(&cancel)?;
+                    let variants = tokio::task::spawn_blocking(move || {
+                        compression::compress_file(&local, &hash, size, &out_dir)
+                    })
+                    .await
+                    .map_err(|err| Failure::Internal(err.to_string()))??;
+                    Ok::<_, Failure>((hash, variants))
+                }
+            })
+            .collect();
+        let compressed: Vec<(ContentHash, Vec<LocalVariant>)> = futures_util::stream::iter(work)
+            .buffer_unordered(compression_concurrency())
+            .try_collect()
+            .await?;
+        let mut made = Vec::new();
+        for (hash, variants) in compressed {
+            chosen.insert(hash, variants.iter().map(|v| v.variant).collect());
+            made.extend(variants);
+        }
+        for file in files.iter_mut() {
+            if let Some(variants) = chosen.get(&file.entry.sha256) {
+                file.entry.encodings.clone_from(variants);
+            }
+        }
+        Ok(Precompressed {
+            files: sources.len(),
+            reused: reusable.values().map(Vec::len).sum(),
+            made,
+        })
+    }
+
+    /// The known variants whose blobs are all still stored, touched first so the collector
+    /// spares them until this build publishes (the same protocol as `store_blobs`). A content
+    /// with any variant missing is compressed again rather than published half-served.
+    async fn reusable_variants(
+        &self,
+        known: std::collections::HashMap<ContentHash, Vec<EncodedVariant>>,
+        cancel: &CancellationToken,
+    ) -> Result<std::collections::HashMap<ContentHash, Vec<EncodedVariant>>, Failure> {
+        let refs: Vec<BlobRef> = known
+            .values()
+            .flatten()
+            .map(|v| BlobRef {
+                sha256: v.sha256,
+                size: v.size,
+            })
+            .collect();
+        if refs.is_empty() {
+            return Ok(known);
+        }
+        self.services.repository.touch_blobs(&refs).await?;
+        let checks: Vec<_> = known
+            .into_iter()
+            .map(|(hash, variants)| {
+                let storage = Arc::clone(&self.services.storage);
+                let cancel = cancel.clone();
+                async move {
+                    for variant in &variants {
+                        stop_if(&cancel)?;
+                        if storage.head(&variant.sha256.blob_key()).await?.is_none() {
+                            return Ok::<_, Failure>(None);
+                        }
+                    }
+                    Ok(Some((hash, variants)))
+                }
+            })
+            .collect();
+        let found: Vec<_> = futures_util::stream::iter(checks)
+            .buffer_unordered(UPLOAD_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
     /// Store every blob the output needs that storage lacks; returns how many were written.
     async fn store_blobs(
         &self,
-        files: &[OutputFile],
+        blobs: &[(BlobRef, PathBuf)],
         cancel: &CancellationToken,
     ) -> Result<u64, Failure> {
-        let mut unique: Vec<&OutputFile> = Vec::with_capacity(files.len());
+        let mut unique: Vec<&(BlobRef, PathBuf)> = Vec::with_capacity(blobs.len());
         let mut seen = std::collections::HashSet::new();
-        for file in files {
-            if seen.insert(file.entry.sha256) {
-                unique.push(file);
+        for blob in blobs {
+            if seen.insert(blob.0.sha256) {
+                unique.push(blob);
             }
         }
-        let refs: Vec<BlobRef> = unique
-            .iter()
-            .map(|f| BlobRef {
-                sha256: f.entry.sha256,
-                size: f.entry.size,
-            })
-            .collect();
+        let refs: Vec<BlobRef> = unique.iter().map(|(blob, _)| *blob).collect();
         // Touch first: from now on the collector spares these blobs for its grace period,
         // so one that exists now still exists when the manifest is published.
         self.services.repository.touch_blobs(&refs).await?;
         // Owned values only: the futures run concurrently and must not borrow across awaits.
         let uploads: Vec<_> = unique
             .into_iter()
-            .map(|file| {
+            .map(|(blob, local)| {
                 let storage = Arc::clone(&self.services.storage);
                 let cancel = cancel.clone();
-                let key = file.entry.sha256.blob_key();
-                let local = file.local.clone();
+                let key = blob.sha256.blob_key();
+                let local = local.clone();
                 async move {
                     stop_if(&cancel)?;
                     if storage.head(&key).await?.is_some() {
@@ -740,6 +893,7 @@ fn collect_output(root: &Path) -> Result<Vec<OutputFile>, Failure> {
                         path,
                         sha256,
                         size: meta.len(),
+                        encodings: Vec::new(),
                     },
                     local,
                 });

@@ -17,8 +17,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, FileEntry,
-    LogLine, LogStream, NewDeployment, PageRequest, Target,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
+    EncodedVariant, Encoding, FileEntry, LogLine, LogStream, NewDeployment, PageRequest, Target,
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
@@ -43,6 +43,7 @@ pub async fn run_all(repo: &dyn Repository) {
     delete_hides_cancels_and_fences(repo).await;
     logs_keep_append_order_across_attempts(repo).await;
     blob_collection_protocol(repo).await;
+    encodings_round_trip_and_keep_their_blobs(repo).await;
     stalled_deployments_are_found(repo).await;
 }
 
@@ -919,7 +920,104 @@ pub fn file(path: &str, content: &str) -> FileEntry {
         content_type: mime_guess::from_path(path)
             .first_or_octet_stream()
             .to_string(),
+        encodings: Vec::new(),
     }
+}
+
+/// Precompressed variants are part of the manifest: they read back through `find_file` and
+/// `list_files`, `known_encodings` offers them for the same content, and the blob collector
+/// treats their blobs as referenced until the deployment is deleted.
+pub async fn encodings_round_trip_and_keep_their_blobs(repo: &dyn Repository) {
+    let tag = DeploymentId::random();
+    let variant = |encoding, text: &str| EncodedVariant {
+        encoding,
+        sha256: ContentHash::of(format!("{text} {tag}").as_bytes()),
+        size: 7,
+    };
+    let css = FileEntry {
+        encodings: vec![variant(Encoding::Br, "br"), variant(Encoding::Gzip, "gz")],
+        ..file("site.css", &format!("css {tag}"))
+    };
+    let js = FileEntry {
+        encodings: vec![variant(Encoding::Gzip, "js-gz")],
+        ..file("app.js", &format!("js {tag}"))
+    };
+    let png = file("logo.png", &format!("png {tag}"));
+    let files = [js.clone(), png.clone(), css.clone()];
+    touch(repo, &files).await;
+    let id = create(repo).await.id;
+    let attempt = claim(repo, &id, "worker", LONG_LEASE).await.attempt;
+    publish(repo, &id, attempt, &files).await;
+
+    let found = repo
+        .find_file(&id, "site.css")
+        .await
+        .expect("find_file failed");
+    assert_eq!(
+        found.as_ref(),
+        Some(&css),
+        "variants of a file did not round-trip"
+    );
+    let found = repo
+        .find_file(&id, "logo.png")
+        .await
+        .expect("find_file failed");
+    assert_eq!(
+        found.as_ref(),
+        Some(&png),
+        "a file without variants grew some"
+    );
+    let listed = repo.list_files(&id).await.expect("list_files failed");
+    assert_eq!(
+        listed,
+        [js.clone(), png.clone(), css.clone()],
+        "list_files lost variants"
+    );
+    let known = repo
+        .known_encodings(&[css.sha256, js.sha256, png.sha256])
+        .await
+        .expect("known_encodings failed");
+    assert_eq!(known.get(&css.sha256), Some(&css.encodings));
+    assert_eq!(known.get(&js.sha256), Some(&js.encodings));
+    assert!(
+        !known.contains_key(&png.sha256),
+        "variants invented for a png"
+    );
+
+    let variant_hashes: Vec<ContentHash> = [&css, &js]
+        .iter()
+        .flat_map(|f| f.encodings.iter().map(|v| v.sha256))
+        .collect();
+    pause().await;
+    let cutoff = OffsetDateTime::now_utc();
+    pause().await;
+    let claimed = collect(repo, cutoff).await;
+    for hash in &variant_hashes {
+        assert!(
+            !claimed.contains(hash),
+            "a referenced variant blob was claimed"
+        );
+    }
+
+    repo.delete_deployment(&id).await.expect("delete failed");
+    let known = repo
+        .known_encodings(&[css.sha256])
+        .await
+        .expect("known_encodings failed");
+    assert!(
+        known.is_empty(),
+        "a deleted deployment still offers variants"
+    );
+    let claimed = collect(repo, cutoff).await;
+    for hash in &variant_hashes {
+        assert!(
+            claimed.contains(hash),
+            "the variant blob of a deleted deployment was not collected"
+        );
+    }
+    repo.forget_blobs(&claimed)
+        .await
+        .expect("forget_blobs failed");
 }
 
 /// The current time, whole milliseconds.

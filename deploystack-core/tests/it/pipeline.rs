@@ -39,6 +39,7 @@ fn entry(path: &str, bytes: &[u8], content_type: &str) -> FileEntry {
         sha256: ContentHash::of(bytes),
         size: bytes.len() as u64,
         content_type: content_type.to_owned(),
+        encodings: Vec::new(),
     }
 }
 

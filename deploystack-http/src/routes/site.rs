@@ -16,6 +16,7 @@
 //! path-based serving, and the configuration's headers are set last, over the defaults.
 
 mod conditional;
+mod negotiation;
 mod range;
 
 use std::sync::Arc;
@@ -273,9 +274,10 @@ fn redirect_with(status: StatusCode, location: &str, query: Option<&str>) -> Res
 
 /// One representation of a file: the bytes a response would carry and their validator.
 ///
-/// Today every file has exactly one (identity) representation. Precompressed variants will be
-/// chosen in [`negotiate`], and everything after it — preconditions, ranges, `Content-Length`
-/// — then applies to the chosen variant, as RFC 9110 asks.
+/// A file has its identity representation and, for text made smaller at deploy time, brotli
+/// and gzip variants. [`negotiate`] picks one, and everything after it — preconditions,
+/// ranges, `Content-Length` — applies to the chosen bytes, as RFC 9110 asks (a range of a
+/// brotli response counts brotli bytes).
 struct Representation {
     /// Storage key of the bytes.
     blob_key: String,
@@ -286,23 +288,36 @@ struct Representation {
     /// `Content-Encoding` of the variant; `None` for the file as deployed.
     content_encoding: Option<&'static str>,
     /// Whether the choice depended on `Accept-Encoding`, i.e. whether caches must key on it
-    /// (`Vary: Accept-Encoding`). False while no file has a second representation.
+    /// (`Vary: Accept-Encoding`): true for every response about a file with variants,
+    /// whichever was picked, and false for files that only have their identity bytes.
     varies_by_encoding: bool,
 }
 
 /// Content negotiation: the one place that picks which bytes answer `request`.
 ///
-/// There are no precompressed variants yet, so the answer is always the file itself and
-/// nothing varies — which is why no `Vary` header is sent. When variants exist, this picks one
-/// from `Accept-Encoding`, gives it its own strong ETag and sets `varies_by_encoding` for
-/// every file that has variants (whichever one was picked).
-fn negotiate(file: &FileEntry, _request: &HeaderMap) -> Representation {
-    Representation {
-        blob_key: file.sha256.blob_key(),
-        size: file.size,
-        etag: format!("\"{}\"", file.sha256),
-        content_encoding: None,
-        varies_by_encoding: false,
+/// A file without variants always answers with itself and nothing varies, so no `Vary` is
+/// sent. A file with variants picks one from `Accept-Encoding` ([`negotiation`]); each
+/// variant's strong ETag is the hash of its own bytes, so `If-None-Match` and `If-Range`
+/// match exactly the representation they were issued for.
+fn negotiate(file: &FileEntry, request: &HeaderMap) -> Representation {
+    let available: Vec<_> = file.encodings.iter().map(|v| v.encoding).collect();
+    let chosen = negotiation::choose(request, &available)
+        .and_then(|encoding| file.encodings.iter().find(|v| v.encoding == encoding));
+    match chosen {
+        Some(variant) => Representation {
+            blob_key: variant.sha256.blob_key(),
+            size: variant.size,
+            etag: format!("\"{}\"", variant.sha256),
+            content_encoding: Some(variant.encoding.as_str()),
+            varies_by_encoding: true,
+        },
+        None => Representation {
+            blob_key: file.sha256.blob_key(),
+            size: file.size,
+            etag: format!("\"{}\"", file.sha256),
+            content_encoding: None,
+            varies_by_encoding: !file.encodings.is_empty(),
+        },
     }
 }
 
@@ -343,6 +358,7 @@ async fn file_response(
                     "412 Precondition Failed\n\nThe file does not match If-Match / If-Unmodified-Since.\n",
                 );
                 validator_headers(response.headers_mut(), validators);
+                vary_header(response.headers_mut(), &representation);
                 return response;
             }
             Precondition::Proceed => {}
@@ -364,6 +380,7 @@ async fn file_response(
             );
             let headers = response.headers_mut();
             validator_headers(headers, validators);
+            vary_header(headers, &representation);
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{}", representation.size)) {
                 headers.insert(header::CONTENT_RANGE, value);
             }
@@ -486,7 +503,7 @@ fn validator_headers(headers: &mut HeaderMap, validators: Validators<'_>) {
 }
 
 /// What a 200, a 206 and a 304 for the same file all carry (RFC 9110 §15.3.7, §15.4.5):
-/// validators, `Cache-Control` and, once variants exist, `Vary`.
+/// validators, `Cache-Control` and, for files with variants, `Vary`.
 fn cache_headers(
     headers: &mut HeaderMap,
     representation: &Representation,
@@ -497,6 +514,12 @@ fn cache_headers(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
+    vary_header(headers, representation);
+}
+
+/// `Vary: Accept-Encoding` for every answer about a file with variants — 412 and 416
+/// included, whose validators and lengths are those of the negotiated variant.
+fn vary_header(headers: &mut HeaderMap, representation: &Representation) {
     if representation.varies_by_encoding {
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
