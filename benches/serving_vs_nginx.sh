@@ -4,12 +4,12 @@
 # 1000 small files), starts nginx on the same extracted files, and loads both with wrk
 # (64 connections, 2 threads, loopback, DURATION seconds per run) for four cases: the small
 # page, the 100 KB asset, a 404 and the 100 KB asset with `Accept-Encoding: gzip`. Prints
-# requests/s, p50/p99 latency, the ratio ours/nginx per case, and the server's peak resident
-# memory (VmHWM) over the whole run.
+# requests/s, p50/p99 latency and the CPU time the server spent per request, the ratios
+# ours/nginx per case, and the server's peak resident memory (VmHWM) over the whole run.
 #
 #   benches/serving_vs_nginx.sh                 # DURATION=10 ROUNDS=1 by default
 #   ROUNDS=3 DURATION=5 benches/serving_vs_nginx.sh
-#   NO_BUILD=1 benches/serving_vs_nginx.sh      # use the existing release binary
+#   NO_BUILD=1 SERVER_BIN=/tmp/ds benches/serving_vs_nginx.sh   # an existing binary
 #
 # nginx runs `worker_processes 2` (the "nginx 2w" baseline of the reference measurements),
 # access log off, `sendfile on`, `gzip_static on` with `.gz` copies made by `gzip -k -9`.
@@ -27,7 +27,8 @@ done
 if [[ -z "${NO_BUILD:-}" ]]; then
   cargo build --quiet --release -p deploystack-http --bin deploystack-server
 fi
-BIN=${CARGO_TARGET_DIR:-target}/release/deploystack-server
+# SERVER_BIN: a copy of the binary, e.g. when several worktrees share one target directory.
+BIN=${SERVER_BIN:-${CARGO_TARGET_DIR:-target}/release/deploystack-server}
 WORK=$(mktemp -d)
 chmod 755 "$WORK" # nginx workers may run as another user
 SERVER_PID=
@@ -52,7 +53,8 @@ mkdir -p "$SITE/assets" "$SITE/files"
 # Script-like text that compresses about as well as real minified code (gzip -9: ~4x).
 awk 'BEGIN { srand(42); while (n < 102400) {
   s = sprintf("function f%d(a,b){return a*%d+b.k%x||\"%x%x\";}\n", n, int(rand()*1e6), int(rand()*4096), int(rand()*2^31), int(rand()*2^31))
-  printf "%s", s; n += length(s) } }' | head -c 102400 >"$SITE/assets/app.js"
+  printf "%s", s; n += length(s) } }' >"$SITE/assets/app.js"
+truncate -s 102400 "$SITE/assets/app.js"
 for i in $(seq -w 1000); do echo "small file $i" >"$SITE/files/$i.txt"; done
 (cd "$SITE" && zip -qr "$WORK/site.zip" .)
 # Precompressed copies for nginx's gzip_static, made after zipping so the deployment is
@@ -133,8 +135,32 @@ run() {
     /^ +50%/ { p50 = ms($2) }
     /^ +99%/ { p99 = ms($2) }
     /^Requests\/sec:/ { rps = $2 }
-    /Non-2xx or 3xx responses/ { other = $5 }
-    END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
+    / requests in / { total = $1 }
+    END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, total }'
+}
+
+# cpu_ticks PID...: user + system CPU time of these processes so far, in clock ticks.
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    # Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    read -r -a fields < <(sed 's/^.*) //' "/proc/$pid/stat")
+    total=$((total + fields[11] + fields[12]))
+  done
+  echo "$total"
+}
+
+# measure URL HEADER PID...: "req/s p50 p99 cpu-µs-per-request" — CPU time the server
+# processes spent per request is steadier than req/s on a busy machine.
+measure() {
+  local url=$1 header=$2
+  shift 2
+  local before after rps p50 p99 total
+  before=$(cpu_ticks "$@")
+  read -r rps p50 p99 total < <(run "$url" "$header")
+  after=$(cpu_ticks "$@")
+  echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v n="$total" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
 }
 
 # check URL [HEADER]: status, Content-Encoding and length of one response, for the record.
@@ -157,19 +183,22 @@ for case in "${CASES[@]}"; do
   echo "  $name: ours $(check "http://$OURS/$ID$path" "$header"); nginx $(check "http://127.0.0.1:$NGINX_PORT$path" "$header")"
 done
 echo
-printf '%-11s %5s | %10s %8s %8s | %10s %8s %8s | %6s %9s\n' \
-  case round "ours rps" "p50 ms" "p99 ms" "nginx rps" "p50 ms" "p99 ms" ratio "p99 ratio"
+NGINX_PIDS=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
+printf '%-11s %5s | %9s %7s %7s %7s | %9s %7s %7s %7s | %5s %5s %5s\n' \
+  case round "ours rps" "p50 ms" "p99 ms" "cpu µs" "nginx rps" "p50 ms" "p99 ms" "cpu µs" \
+  "rps" "p99" "cpu"
 for round in $(seq "$ROUNDS"); do
   for case in "${CASES[@]}"; do
     IFS='|' read -r name path header <<<"$case"
-    read -r o_rps o_p50 o_p99 < <(run "http://$OURS/$ID$path" "$header")
-    read -r n_rps n_p50 n_p99 < <(run "http://127.0.0.1:$NGINX_PORT$path" "$header")
-    printf '%-11s %5s | %10s %8s %8s | %10s %8s %8s | %6s %9s\n' \
-      "$name" "$round" "$o_rps" "$o_p50" "$o_p99" "$n_rps" "$n_p50" "$n_p99" \
-      "$(awk -v a="$o_rps" -v b="$n_rps" 'BEGIN { printf "%.2f", b ? a / b : 0 }')" \
-      "$(awk -v a="$o_p99" -v b="$n_p99" 'BEGIN { printf "%.2f", b ? a / b : 0 }')"
+    read -r o_rps o_p50 o_p99 o_cpu < <(measure "http://$OURS/$ID$path" "$header" "$SERVER_PID")
+    read -r n_rps n_p50 n_p99 n_cpu < <(measure "http://127.0.0.1:$NGINX_PORT$path" "$header" "${NGINX_PIDS[@]}")
+    printf '%-11s %5s | %9s %7s %7s %7s | %9s %7s %7s %7s | %5s %5s %5s\n' \
+      "$name" "$round" "$o_rps" "$o_p50" "$o_p99" "$o_cpu" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" \
+      "$(ratio "$o_rps" "$n_rps")" "$(ratio "$o_p99" "$n_p99")" "$(ratio "$o_cpu" "$n_cpu")"
   done
 done
+echo "(ratios are ours/nginx: rps higher is better; p99 and cpu µs per request lower is better)"
 echo
 echo "server memory: peak $(awk '/^VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")," \
   "now $(awk '/^VmRSS/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status") (VmHWM / VmRSS)"
