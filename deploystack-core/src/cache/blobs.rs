@@ -56,7 +56,8 @@ pub struct BlobCacheConfig {
 impl BlobCacheConfig {
     /// The cache the settings ask for, or `None` when either setting is 0 (caching off).
     pub fn from_config(config: &crate::Config) -> Option<Self> {
-        (config.blob_cache_max_bytes > 0 && config.blob_cache_max_object_bytes > 0).then(|| Self {
+        let on = config.blob_cache_max_bytes > 0 && config.blob_cache_max_object_bytes > 0;
+        on.then_some(Self {
             max_bytes: config.blob_cache_max_bytes,
             max_object_bytes: config.blob_cache_max_object_bytes,
         })
@@ -361,6 +362,7 @@ mod tests {
         out
     }
 
+    #[cfg(feature = "testing")]
     #[tokio::test]
     async fn passes_the_storage_conformance_suite() {
         let storage = cached(&Counting::new(), 1024 * 1024, 64 * 1024);
