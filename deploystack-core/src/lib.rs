@@ -12,7 +12,8 @@
 //!   (job delivery with leases), [`build`] (build strategies and their registry), [`events`]
 //!   (domain events).
 //! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
-//!   process and optionally in Redis, with invalidation across nodes.
+//!   process and optionally in Redis, with invalidation across nodes; and one over storage
+//!   that keeps small content-addressed blobs in memory (`CachedStorage`).
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline, serving
 //!   resolution, garbage collection — and [`Services`], the one place that picks adapters.
 //! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.

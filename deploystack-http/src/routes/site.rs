@@ -207,12 +207,20 @@ fn not_ready_message(status: DeploymentStatus) -> &'static str {
 
 /// A platform page: plain text, never cached, never sniffed, never containing request data.
 pub(crate) fn page(status: StatusCode, text: &str) -> Response {
+    // Static header values: every 404 is a page, and `&str` values would be validated and
+    // copied into a new allocation each time.
     (
         status,
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         text.to_owned(),
     )
