@@ -8,6 +8,12 @@
 //! after routing would let the API routes match first; deciding it here keeps the router
 //! exactly the platform's surface.
 //!
+//! ## Why a path test before the router too?
+//! Paths under `/<deployment-id>/` are the serving hot path and never an API route, so they
+//! go straight to the site handler: matching them against the router's table and cloning the
+//! router per request is measurable at tens of thousands of requests per second
+//! (`benches/serving_vs_nginx.sh`).
+//!
 //! ## Why a request timeout that skips uploads?
 //! Everything but an upload is answered from the repository and storage in milliseconds; a
 //! request still waiting after `request_timeout_secs` means a stuck dependency, and the
@@ -19,6 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
 use axum::response::Response;
 use deploystack_core::services::hosts::{HostName, HostResolver, HostTarget};
@@ -100,6 +107,17 @@ impl App {
                     &parts.method,
                     &parts.uri,
                     &parts.headers,
+                ))
+                .await
+            }
+            // The serving hot path skips the router, whose fallback this is anyway.
+            HostTarget::Platform if routes::is_site_path(request.uri().path()) => {
+                let (parts, _body) = request.into_parts();
+                self.within(site::serve(
+                    State(inner.state.clone()),
+                    parts.method,
+                    parts.uri,
+                    parts.headers,
                 ))
                 .await
             }

@@ -1,15 +1,20 @@
 //! What every handler shares.
 
+use std::sync::Arc;
+
 use deploystack_core::Services;
 use deploystack_core::model::DeploymentId;
 
 /// Shared state of the router: the services and how to spell public URLs.
+///
+/// Cloned for every request (axum's `State`), so every field is an `Arc` underneath: a clone
+/// costs reference counts, never an allocation.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Every port.
     pub services: Services,
     /// Base of returned URLs, without a trailing slash (`http://127.0.0.1:8000`).
-    pub public_url: String,
+    pub public_url: Arc<str>,
 }
 
 impl AppState {
@@ -17,7 +22,7 @@ impl AppState {
     pub fn new(services: Services, public_url: impl Into<String>) -> Self {
         Self {
             services,
-            public_url: public_url.into().trim_end_matches('/').to_owned(),
+            public_url: Arc::from(public_url.into().trim_end_matches('/')),
         }
     }
 

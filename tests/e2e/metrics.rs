@@ -55,6 +55,19 @@ async fn metrics_show_cache_hits_per_layer_and_the_queue_depth() {
         sample(&after, "deploystack_cache_entries") >= 2.0,
         "{after}"
     );
+    // The page's bytes: read from storage once, then from the hot-blob cache.
+    assert_eq!(sample(&after, "deploystack_blob_cache_enabled"), 1.0);
+    let blob_delta = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(
+        blob_delta("deploystack_blob_cache_misses_total"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        blob_delta("deploystack_blob_cache_hits_total"),
+        2.0,
+        "{after}"
+    );
     let ratio = sample(&after, "deploystack_cache_hit_ratio");
     assert!((0.0..=1.0).contains(&ratio), "{after}");
     assert_eq!(sample(&after, "deploystack_queue_up"), 1.0);

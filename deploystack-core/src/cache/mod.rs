@@ -42,6 +42,11 @@
 //!   dropped again. In Redis the record written by a change overwrites any older fill, and
 //!   fills never overwrite (`SET NX`).
 //!
+//! # Blobs
+//! The bytes of served files are cached by [`CachedStorage`], a decorator over the storage
+//! port (`blobs.rs`): content-addressed blobs never change, so they are kept until the
+//! `blob_cache_max_bytes` budget needs room, with no time to live and no invalidation.
+//!
 //! # Why cache only what cannot change?
 //! Then the cache needs no protocol with the workers: a deployment becomes cacheable the
 //! moment it is final, and only a delete can make a cached answer wrong. Every delete
@@ -53,6 +58,7 @@
 //! in-process layer also keeps database reads, with or without a shared layer; and it needs
 //! RESP3. One `PUBLISH` per change works with any Redis and keeps both layers independent.
 
+mod blobs;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -72,6 +78,7 @@ use crate::model::{
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
+pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, CachedStorage};
 #[cfg(not(feature = "redis"))]
 use self::no_shared_layer::SharedLayer;
 #[cfg(feature = "redis")]

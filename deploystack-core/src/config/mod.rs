@@ -113,6 +113,13 @@ pub struct Config {
     /// Memory budget of the in-process read cache in bytes (`DEPLOYSTACK_CACHE_MAX_BYTES`);
     /// 0 turns the cache off.
     pub cache_max_bytes: u64,
+    /// Memory budget of the hot-blob cache in bytes (`DEPLOYSTACK_BLOB_CACHE_MAX_BYTES`):
+    /// small content-addressed blobs served from memory instead of storage. 0 turns it off.
+    pub blob_cache_max_bytes: u64,
+    /// Largest blob the hot-blob cache keeps, in bytes
+    /// (`DEPLOYSTACK_BLOB_CACHE_MAX_OBJECT_BYTES`); larger files always stream from storage,
+    /// so one big download cannot push many small pages out. 0 turns the cache off.
+    pub blob_cache_max_object_bytes: u64,
     /// Prefix of every Redis key DeployStack uses, queue and cache alike
     /// (`DEPLOYSTACK_REDIS_PREFIX`), so several installations can share one Redis.
     pub redis_prefix: String,
@@ -197,6 +204,8 @@ impl Default for Config {
             cache_url: None,
             cache_ttl_secs: 60,
             cache_max_bytes: 64 * 1024 * 1024,
+            blob_cache_max_bytes: 64 * 1024 * 1024,
+            blob_cache_max_object_bytes: 1024 * 1024,
             redis_prefix: "deploystack".to_owned(),
             base_domain: "localhost".to_owned(),
             max_connections: 4096,
@@ -326,6 +335,16 @@ impl Config {
             &get,
             "DEPLOYSTACK_CACHE_MAX_BYTES",
             &mut self.cache_max_bytes,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_BLOB_CACHE_MAX_BYTES",
+            &mut self.blob_cache_max_bytes,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_BLOB_CACHE_MAX_OBJECT_BYTES",
+            &mut self.blob_cache_max_object_bytes,
         )?;
         parse(&get, "DEPLOYSTACK_REDIS_PREFIX", &mut self.redis_prefix)?;
         parse(&get, "DEPLOYSTACK_BASE_DOMAIN", &mut self.base_domain)?;

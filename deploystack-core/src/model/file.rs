@@ -44,7 +44,11 @@ impl FromStr for ContentHash {
 
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        // On the stack: the serving path renders a hash per request (blob key, ETag), and
+        // `hex::encode` builds its `String` one char at a time.
+        let mut buffer = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buffer).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buffer).map_err(|_| fmt::Error)?)
     }
 }
 

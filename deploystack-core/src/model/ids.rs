@@ -48,7 +48,10 @@ impl FromStr for DeploymentId {
 
 impl fmt::Display for DeploymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        // On the stack, as `ContentHash` does: ids are rendered on hot paths too.
+        let mut buffer = [0u8; 32];
+        hex::encode_to_slice(self.0, &mut buffer).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buffer).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -23,7 +23,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::build::{BuildStrategy, StrategyRegistry};
-use crate::cache::{CacheConfig, CacheStatsHandle, CachedRepository};
+use crate::cache::{
+    BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
+    CachedStorage,
+};
 use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
@@ -52,6 +55,10 @@ pub struct Services {
     /// [`Services::in_memory`] put one there (`/metrics` reports them); `None` when caching
     /// is off or the caller supplied the repository.
     pub cache_stats: Option<CacheStatsHandle>,
+    /// Counters of the hot-blob cache in front of `storage`, when [`Services::from_config`]
+    /// or [`Services::in_memory`] put one there; `None` when it is off or the caller supplied
+    /// the storage.
+    pub blob_cache_stats: Option<BlobCacheStatsHandle>,
 }
 
 impl std::fmt::Debug for Services {
@@ -185,6 +192,21 @@ fn cache_engine(config: &Config) -> Result<CacheEngine, ConfigError> {
     Ok(CacheEngine::Local(settings))
 }
 
+/// Put the hot-blob cache in front of `storage`, unless the settings turn it off.
+fn with_blob_cache(
+    storage: Arc<dyn Storage>,
+    config: &Config,
+) -> (Arc<dyn Storage>, Option<BlobCacheStatsHandle>) {
+    match BlobCacheConfig::from_config(config) {
+        Some(settings) => {
+            let cached = CachedStorage::new(storage, settings);
+            let stats = cached.stats_handle();
+            (Arc::new(cached), Some(stats))
+        }
+        None => (storage, None),
+    }
+}
+
 /// Put the read cache `engine` names in front of `repository`.
 async fn with_cache(
     repository: Arc<dyn Repository>,
@@ -297,6 +319,7 @@ impl Services {
                 Arc::new(crate::storage::S3Storage::connect(&url, &config.s3).await?)
             }
         };
+        let (storage, blob_cache_stats) = with_blob_cache(storage, &config);
         let queue: Arc<dyn Queue> = match queue_kind {
             QueueEngine::Memory => Arc::new(MemoryQueue::new(config.max_deliveries)),
             #[cfg(feature = "redis")]
@@ -311,6 +334,7 @@ impl Services {
         };
         Ok(Self {
             cache_stats,
+            blob_cache_stats,
             ..Self::new(config, repository, storage, queue)
         })
     }
@@ -337,6 +361,7 @@ impl Services {
             events: Arc::new(events),
             broadcast,
             cache_stats: None,
+            blob_cache_stats: None,
         }
     }
 
@@ -349,14 +374,12 @@ impl Services {
         let cache = CacheConfig::from_config(&config).map_or(CacheEngine::Off, CacheEngine::Local);
         let (repository, cache_stats) = with_cache(repository, cache).await?;
         let queue = MemoryQueue::new(config.max_deliveries);
+        let (storage, blob_cache_stats) =
+            with_blob_cache(Arc::new(ObjectStoreStorage::memory()), &config);
         Ok(Self {
             cache_stats,
-            ..Self::new(
-                config,
-                repository,
-                Arc::new(ObjectStoreStorage::memory()),
-                Arc::new(queue),
-            )
+            blob_cache_stats,
+            ..Self::new(config, repository, storage, Arc::new(queue))
         })
     }
 

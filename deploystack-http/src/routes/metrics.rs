@@ -1,7 +1,8 @@
 //! `GET /metrics`: counters and gauges in the Prometheus text exposition format (0.0.4).
 //!
 //! Exposed: the read cache's hits and misses per layer (in-process `local`, Redis `shared`),
-//! its errors, invalidations, size and hit ratio; and the queue's depth — jobs waiting, in
+//! its errors, invalidations, size and hit ratio; the hot-blob cache's hits, misses and size;
+//! and the queue's depth — jobs waiting, in
 //! flight and dead-lettered. Values are read when scraped: the cache keeps its own atomic
 //! counters and the queue answers `depth()`, so nothing is recorded twice.
 //!
@@ -15,7 +16,7 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use deploystack_core::cache::CacheStats;
+use deploystack_core::cache::{BlobCacheStats, CacheStats};
 use deploystack_core::queue::{QueueDepth, QueueError};
 
 use crate::state::AppState;
@@ -31,19 +32,27 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .cache_stats
         .as_ref()
         .map(|handle| handle.snapshot());
+    let blobs = services
+        .blob_cache_stats
+        .as_ref()
+        .map(|handle| handle.snapshot());
     let queue = services.queue.depth().await;
     if let Err(err) = &queue {
         tracing::warn!(error = %err, "metrics: cannot read the queue depth");
     }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        render(cache.as_ref(), &queue),
+        render(cache.as_ref(), blobs.as_ref(), &queue),
     )
         .into_response()
 }
 
 /// The exposition text for these snapshots.
-pub fn render(cache: Option<&CacheStats>, queue: &Result<QueueDepth, QueueError>) -> String {
+pub fn render(
+    cache: Option<&CacheStats>,
+    blobs: Option<&BlobCacheStats>,
+    queue: &Result<QueueDepth, QueueError>,
+) -> String {
     let mut out = Exposition::default();
     out.family(
         "deploystack_cache_enabled",
@@ -53,6 +62,19 @@ pub fn render(cache: Option<&CacheStats>, queue: &Result<QueueDepth, QueueError>
     out.sample("deploystack_cache_enabled", &[], u64::from(cache.is_some()));
     if let Some(stats) = cache {
         render_cache(&mut out, stats);
+    }
+    out.family(
+        "deploystack_blob_cache_enabled",
+        "gauge",
+        "Whether small blobs are served from memory (1) or always from storage (0).",
+    );
+    out.sample(
+        "deploystack_blob_cache_enabled",
+        &[],
+        u64::from(blobs.is_some()),
+    );
+    if let Some(stats) = blobs {
+        render_blob_cache(&mut out, stats);
     }
     render_queue(&mut out, queue);
     out.0
@@ -148,6 +170,39 @@ fn render_cache(out: &mut Exposition, stats: &CacheStats) {
     }
 }
 
+fn render_blob_cache(out: &mut Exposition, stats: &BlobCacheStats) {
+    out.family(
+        "deploystack_blob_cache_hits_total",
+        "counter",
+        "Blob reads answered from the in-process hot-blob cache.",
+    );
+    out.sample("deploystack_blob_cache_hits_total", &[], stats.hits);
+    out.family(
+        "deploystack_blob_cache_misses_total",
+        "counter",
+        "Blob reads that went to storage (objects over the size cap included).",
+    );
+    out.sample("deploystack_blob_cache_misses_total", &[], stats.misses);
+    out.family(
+        "deploystack_blob_cache_entries",
+        "gauge",
+        "Blobs held in memory.",
+    );
+    out.sample("deploystack_blob_cache_entries", &[], stats.entries);
+    out.family(
+        "deploystack_blob_cache_bytes",
+        "gauge",
+        "Bytes the hot-blob cache holds.",
+    );
+    out.sample("deploystack_blob_cache_bytes", &[], stats.bytes);
+    out.family(
+        "deploystack_blob_cache_max_bytes",
+        "gauge",
+        "Memory budget of the hot-blob cache (blob_cache_max_bytes).",
+    );
+    out.sample("deploystack_blob_cache_max_bytes", &[], stats.max_bytes);
+}
+
 fn render_queue(out: &mut Exposition, queue: &Result<QueueDepth, QueueError>) {
     out.family(
         "deploystack_queue_up",
@@ -210,7 +265,7 @@ mod tests {
             in_flight: 1,
             dead: 2,
         };
-        let text = render(None, &Ok(depth));
+        let text = render(None, None, &Ok(depth));
         assert!(has_line(&text, "deploystack_cache_enabled 0"), "{text}");
         assert!(!text.contains("deploystack_cache_hits_total"), "{text}");
         assert!(has_line(&text, "deploystack_queue_up 1"), "{text}");
@@ -227,7 +282,7 @@ mod tests {
     fn every_sample_belongs_to_a_declared_family() {
         let stats = CacheStats::default();
         let down = Err(QueueError::Unavailable("down".to_owned()));
-        let text = render(Some(&stats), &down);
+        let text = render(Some(&stats), Some(&BlobCacheStats::default()), &down);
         assert!(has_line(&text, "deploystack_cache_enabled 1"), "{text}");
         assert!(
             has_line(&text, "deploystack_cache_hits_total{layer=\"local\"} 0"),

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Method;
 use axum::routing::{get, post};
+use deploystack_core::model::DeploymentId;
 
 use crate::state::AppState;
 
@@ -24,6 +25,15 @@ use crate::state::AppState;
 /// two lists cannot drift apart.
 pub fn is_upload(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path, "/deploy" | "/api/v1/deployments")
+}
+
+/// Whether a platform request path is a site path, `/<deployment-id>` or below: no route
+/// above starts with a deployment id, so the router would hand it to [`site::serve`] anyway.
+/// `crate::dispatch` uses this to skip the router on the serving hot path.
+pub fn is_site_path(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|first| first.parse::<DeploymentId>().is_ok())
 }
 
 /// The whole HTTP surface of the platform host (deployment hosts never reach it).
@@ -46,4 +56,27 @@ pub fn router(state: AppState) -> Router {
         // Uploads enforce their own streaming limit (413 mid-stream, temp file removed).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_under_a_deployment_id_are_site_paths() {
+        let id = "0123456789abcdef0123456789abcdef";
+        for path in [format!("/{id}"), format!("/{id}/"), format!("/{id}/a/b.js")] {
+            assert!(is_site_path(&path), "{path}");
+        }
+        for path in [
+            "/",
+            "/deploy",
+            "/api/v1/deployments",
+            "/metrics",
+            "/0123",
+            "",
+        ] {
+            assert!(!is_site_path(path), "{path}");
+        }
+    }
 }

@@ -27,7 +27,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use deploystack_core::model::{DeploymentId, DeploymentStatus, FileEntry};
 use deploystack_core::services::serving::{self, PathError, Resolution, Resolved, SiteError};
-use deploystack_core::storage::StorageError;
+use deploystack_core::storage::{ObjectStream, StorageError};
 use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
@@ -242,12 +242,20 @@ fn not_ready_message(status: DeploymentStatus) -> &'static str {
 
 /// A platform page: plain text, never cached, never sniffed, never containing request data.
 pub(crate) fn page(status: StatusCode, text: &str) -> Response {
+    // Static header values: every 404 is a page, and `&str` values would be validated and
+    // copied into a new allocation each time.
     (
         status,
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         text.to_owned(),
     )
@@ -418,16 +426,22 @@ async fn file_response(
             );
             response
         }
-        ByteRange::Whole => match state.services.storage.get(&representation.blob_key).await {
-            Ok(object) => {
-                let mut response = (status, Body::from_stream(object.stream)).into_response();
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(object.size));
-                response
+        ByteRange::Whole => {
+            let body = match state.services.storage.get(&representation.blob_key).await {
+                Ok(object) => whole_body(object).await,
+                Err(err) => Err(err),
+            };
+            match body {
+                Ok((size, body)) => {
+                    let mut response = (status, body).into_response();
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+                    response
+                }
+                Err(err) => return storage_failure(&file, &err),
             }
-            Err(err) => return storage_failure(&file, &err),
-        },
+        }
     };
     let headers = response.headers_mut();
     if found {
@@ -450,6 +464,26 @@ async fn file_response(
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// The body of a 200 and its length. The first chunk is read before answering, so a storage
+/// failure is a 503 rather than a 200 cut short; an object that arrives in one chunk (every
+/// blob the hot-blob cache holds) becomes one buffer, which hyper writes together with the
+/// response head instead of polling a stream for its end.
+async fn whole_body(mut object: ObjectStream) -> Result<(u64, Body), StorageError> {
+    let size = object.size;
+    let Some(first) = object.stream.next().await else {
+        return Ok((size, Body::empty()));
+    };
+    let first = first?;
+    if first.len() as u64 == size {
+        return Ok((size, Body::from(first)));
+    }
+    let rest = object.stream;
+    Ok((
+        size,
+        Body::from_stream(stream::once(async move { Ok(first) }).chain(rest)),
+    ))
 }
 
 /// The body of a 206: the first piece is read before answering, so a storage failure is a
