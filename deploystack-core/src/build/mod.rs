@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{LogLine, LogStream};
+use crate::model::{BuildSettings, EnvVar, LogLine, LogStream, ProjectName};
 
 pub use registry::StrategyRegistry;
 pub use static_site::StaticStrategy;
@@ -145,6 +145,12 @@ pub struct BuildContext {
     pub log: BuildLog,
     /// Fires when the build must stop (shutdown, lost lease, cancel).
     pub cancel: CancellationToken,
+    /// The deployment's overrides of detection (framework, commands, folders).
+    pub settings: BuildSettings,
+    /// The deployment's own environment variables: the only ones a build command sees.
+    pub env: Vec<EnvVar>,
+    /// The project the deployment belongs to; builds of one project share a dependency cache.
+    pub project: Option<ProjectName>,
 }
 
 /// What a build produced.

@@ -3,10 +3,12 @@
 //! Nothing here does I/O. Types are small, `Clone`, serde-serializable and validated at
 //! construction, so an adapter never has to re-check what a value means.
 
+mod build;
 mod deployment;
 mod file;
 mod ids;
 
+pub use build::{BuildSettings, EnvVar};
 pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
     PageRequest, Target,

@@ -328,6 +328,9 @@ impl Pipeline {
             work_dir,
             log: log.clone(),
             cancel: cancel.clone(),
+            settings: Default::default(),
+            env: Vec::new(),
+            project: deployment.project.clone(),
         };
         let phase = Instant::now();
         let output = strategy.build(&ctx).await?;

@@ -73,6 +73,9 @@ fn context(fixture: &Path, work: &Path, cancel: CancellationToken) -> BuildConte
         work_dir: work.to_path_buf(),
         log: BuildLog::new(1),
         cancel,
+        settings: Default::default(),
+        env: Vec::new(),
+        project: None,
     }
 }
 
