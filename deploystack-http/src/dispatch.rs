@@ -80,7 +80,7 @@ impl App {
             Err(reason) => {
                 return site::page(
                     StatusCode::BAD_REQUEST,
-                    &format!("400 Bad Request\n\n{reason}.\n"),
+                    format!("400 Bad Request\n\n{reason}.\n"),
                 );
             }
         };

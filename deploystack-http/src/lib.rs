@@ -93,10 +93,10 @@ pub async fn serve(
         shutdown.await;
         stop_http.cancel();
     });
-    server::run(listener, app, &config, stop.clone()).await;
+    let served = server::run(listener, app, &config, stop.clone()).await;
     stop.cancel();
     if let Some(pool) = worker_pool {
         let _ = pool.await;
     }
-    Ok(())
+    served
 }

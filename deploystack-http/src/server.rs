@@ -12,6 +12,9 @@
 //! - **Header size** (`max_header_bytes`): request line plus headers; hyper answers 431 and
 //!   closes the connection.
 //!
+//! - **Threads** (`serve_threads`, one per core by default): one single-threaded event loop
+//!   per thread on the shared listening socket; see [`run`].
+//!
 //! Graceful shutdown matches `axum::serve`: stop accepting, let each connection finish its
 //! in-flight request (idle ones close at once), then return.
 
@@ -25,23 +28,94 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::dispatch::App;
 
+/// What every accept loop shares: the app, hyper's connection settings and the connection
+/// cap.
+#[derive(Clone)]
+struct Shared {
+    app: App,
+    builder: Arc<http1::Builder>,
+    permits: Arc<Semaphore>,
+    stop: CancellationToken,
+}
+
 /// Serve `app` on `listener` until `stop` is cancelled, then wait for open connections to
 /// finish their requests.
-pub async fn run(listener: TcpListener, app: App, config: &Config, stop: CancellationToken) {
-    // Semaphores count in u32 chunks when acquiring many; at least one connection.
-    let max_connections = u32::try_from(config.max_connections.max(1)).unwrap_or(u32::MAX);
-    let permits = Arc::new(Semaphore::new(max_connections as usize));
+///
+/// With more than one serve thread (`serve_threads`), each thread runs a single-threaded
+/// runtime with its own accept loop on a duplicate of the listening socket; the kernel hands
+/// each new connection to one of them, and that thread alone serves it. This is nginx's
+/// model of one event loop per core: a connection's requests never wait for another thread
+/// to pick up its task, which keeps tail latency flat under load.
+pub async fn run(
+    listener: TcpListener,
+    app: App,
+    config: &Config,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout())
         .max_header_size(config.max_header_bytes.max(1))
         .keep_alive(true);
-    let builder = Arc::new(builder);
+    let shared = Shared {
+        app,
+        builder: Arc::new(builder),
+        permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        stop,
+    };
+    let threads = config.serve_threads();
+    if threads <= 1 {
+        accept_loop(listener, shared).await;
+        return Ok(());
+    }
+    let listener = listener.into_std()?;
+    let mut finished = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let listener = listener.try_clone()?;
+        let shared = shared.clone();
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(format!("deploystack-http-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => accept_loop(listener, shared).await,
+                        Err(err) => tracing::error!(error = %err, "cannot use the listener"),
+                    }
+                });
+                drop(done);
+            })?;
+        finished.push(finished_rx);
+    }
+    drop(listener);
+    for thread in finished {
+        // An error only means the thread ended (its sender was dropped); either way it is done.
+        let _ = thread.await;
+    }
+    Ok(())
+}
+
+/// Accept connections until `stop`, serve each on this thread's runtime, then wait until
+/// every connection it accepted has finished.
+async fn accept_loop(listener: TcpListener, shared: Shared) {
+    let Shared {
+        app,
+        builder,
+        permits,
+        stop,
+    } = shared;
+    let connections = TaskTracker::new();
     loop {
+        // The permit is taken before `accept`, so past the cap connections wait in the
+        // kernel's queue rather than costing a task each.
         let permit = tokio::select! {
             () = stop.cancelled() => break,
             permit = permits.clone().acquire_owned() => match permit {
@@ -71,7 +145,7 @@ pub async fn run(listener: TcpListener, app: App, config: &Config, stop: Cancell
         });
         let connection = builder.serve_connection(TokioIo::new(tcp), service);
         let stop = stop.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
@@ -88,8 +162,8 @@ pub async fn run(listener: TcpListener, app: App, config: &Config, stop: Cancell
         });
     }
     drop(listener);
-    // Every permit back means every connection task has ended.
-    let _ = permits.acquire_many(max_connections).await;
+    connections.close();
+    connections.wait().await;
 }
 
 /// Per-connection errors (the client gave up during the handshake) are not worth a pause;

@@ -131,6 +131,11 @@ pub struct Config {
     /// wait in the kernel's accept queue until one closes, so a flood cannot exhaust memory
     /// or file descriptors.
     pub max_connections: usize,
+    /// Threads that accept and serve HTTP connections (`DEPLOYSTACK_SERVE_THREADS`); 0, the
+    /// default, means one per core. Each runs its own single-threaded event loop on the
+    /// shared listening socket, as nginx's worker processes do, so a connection never hops
+    /// between threads.
+    pub serve_threads: usize,
     /// How long a client may take to send a request's line and headers, and how long an idle
     /// keep-alive connection is kept (`DEPLOYSTACK_HEADER_READ_TIMEOUT_SECS`); closes
     /// slowloris connections.
@@ -209,6 +214,7 @@ impl Default for Config {
             redis_prefix: "deploystack".to_owned(),
             base_domain: "localhost".to_owned(),
             max_connections: 4096,
+            serve_threads: 0,
             header_read_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
@@ -353,6 +359,7 @@ impl Config {
             "DEPLOYSTACK_MAX_CONNECTIONS",
             &mut self.max_connections,
         )?;
+        parse(&get, "DEPLOYSTACK_SERVE_THREADS", &mut self.serve_threads)?;
         parse(
             &get,
             "DEPLOYSTACK_HEADER_READ_TIMEOUT_SECS",
@@ -423,6 +430,14 @@ impl Config {
     /// The build timeout.
     pub fn build_timeout(&self) -> Duration {
         Duration::from_secs(self.build_timeout_secs.max(1))
+    }
+
+    /// How many threads serve HTTP: `serve_threads`, or one per core when it is 0.
+    pub fn serve_threads(&self) -> usize {
+        match self.serve_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// The shutdown grace period.

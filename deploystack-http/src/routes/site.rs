@@ -143,7 +143,7 @@ async fn site_response(
         Err(err) => {
             return page(
                 StatusCode::BAD_REQUEST,
-                &format!("400 Bad Request\n\nThe path is not allowed: {err}.\n"),
+                format!("400 Bad Request\n\nThe path is not allowed: {err}.\n"),
             );
         }
     };
@@ -241,9 +241,9 @@ fn not_ready_message(status: DeploymentStatus) -> &'static str {
 }
 
 /// A platform page: plain text, never cached, never sniffed, never containing request data.
-pub(crate) fn page(status: StatusCode, text: &str) -> Response {
-    // Static header values: every 404 is a page, and `&str` values would be validated and
-    // copied into a new allocation each time.
+pub(crate) fn page(status: StatusCode, text: impl Into<Body>) -> Response {
+    // Static header values and body: every 404 is a page, and owned values would be
+    // validated and copied into a new allocation each time.
     (
         status,
         [
@@ -257,7 +257,7 @@ pub(crate) fn page(status: StatusCode, text: &str) -> Response {
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        text.to_owned(),
+        text.into(),
     )
         .into_response()
 }
