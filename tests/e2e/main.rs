@@ -9,6 +9,7 @@ mod binaries;
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
 mod compression;
+mod custom_strategy;
 mod deploy;
 mod hardening;
 mod hosts;
