@@ -223,7 +223,6 @@ impl Server {
 
     /// Upload `zip` to `POST /api/v1/deployments` with the form fields `fields` (repeat a
     /// name for a repeatable field such as `env`) and expect 202; returns the deployment id.
-    #[allow(dead_code)] // Only the build tests set fields.
     pub async fn upload_with(&self, zip: Vec<u8>, fields: &[(&str, &str)]) -> String {
         let part = reqwest::multipart::Part::bytes(zip).file_name("site.zip");
         let mut form = reqwest::multipart::Form::new();
@@ -469,7 +468,6 @@ pub fn signal(pid: u32, name: &str) {
 
 /// Where the command-line tool `name` is, or `None` after printing why the caller skips.
 /// Panics under `CI=true`, where nothing may skip (`scripts/with-services` installs the tools).
-#[allow(dead_code)] // Only the build tests need outside tools.
 pub fn required_tool(name: &str, what: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
@@ -492,7 +490,6 @@ pub fn required_tool(name: &str, what: &str) -> Option<PathBuf> {
 
 /// Every file under `dir` as (relative path, bytes), for [`zip_of`]; folders named in `skip`
 /// (`node_modules`, `dist`) are left out wherever they are.
-#[allow(dead_code)]
 pub fn files_of(dir: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     let mut folders = vec![PathBuf::new()];
@@ -515,7 +512,6 @@ pub fn files_of(dir: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
 }
 
 /// A zip of owned `(path, bytes)` pairs, as [`files_of`] returns them.
-#[allow(dead_code)]
 pub fn zip_of_owned(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let borrowed: Vec<(&str, &[u8])> = files
         .iter()
@@ -525,7 +521,6 @@ pub fn zip_of_owned(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// The processes whose command line contains `token`, as (pid, command line).
-#[allow(dead_code)]
 pub fn processes_with(token: &str) -> Vec<(u32, String)> {
     let own = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else {
