@@ -1,14 +1,18 @@
-//! End-to-end tests: each starts the real `deploystack-server` binary on port 0 with its own
-//! temporary data directory and talks HTTP to it, as a user would.
+//! End-to-end tests: each starts the real `deploystack-server` binary (or an example built on
+//! the same libraries, such as `examples/markdown_site.rs`) on port 0 with its own temporary
+//! data directory and talks HTTP to it, as a user would. `builds` runs real npm builds and
+//! loads their pages in Debian's headless Chromium.
 
 // A failed step in a test helper should stop the test with its panic message.
 #![allow(clippy::unwrap_used)]
 
 mod binaries;
+mod builds;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
 mod compression;
+mod custom_strategy;
 mod deploy;
 mod hardening;
 mod hosts;

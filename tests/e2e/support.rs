@@ -32,6 +32,17 @@ pub fn worker_binary() -> &'static Path {
     })
 }
 
+/// Path of `examples/markdown_site.rs`: the server with a Markdown build strategy of its own.
+pub fn markdown_site_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        build(
+            &["-p", "deploystack", "--example", "markdown_site"],
+            "examples/markdown_site",
+        )
+    })
+}
+
 /// Path of `examples/slow_worker.rs`: the worker with a deliberately slow build strategy and
 /// an optional pause before each ack, which the crash tests kill.
 #[allow(dead_code)] // Only the cluster tests use it, and they need every engine feature.
@@ -114,7 +125,18 @@ impl Server {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Server {
-        let mut command = Command::new(server_binary());
+        Self::start_program(server_binary(), data_dir, env, args).await
+    }
+
+    /// Start `binary` — the server or an example built on `deploystack_http::serve` — like
+    /// [`Server::start_in`].
+    pub async fn start_program(
+        binary: &Path,
+        data_dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Server {
+        let mut command = Command::new(binary);
         command.args(args);
         command
             .env_clear()
@@ -199,9 +221,59 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// Upload `zip` to `POST /api/v1/deployments` with the form fields `fields` (repeat a
+    /// name for a repeatable field such as `env`) and expect 202; returns the deployment id.
+    pub async fn upload_with(&self, zip: Vec<u8>, fields: &[(&str, &str)]) -> String {
+        let part = reqwest::multipart::Part::bytes(zip).file_name("site.zip");
+        let mut form = reqwest::multipart::Form::new();
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        let response = self
+            .client
+            .post(self.url("/api/v1/deployments"))
+            .multipart(form.part("file", part))
+            .send()
+            .await
+            .expect("upload request");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 202, "upload was not accepted: {body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// The deployment's build log lines (`{attempt, at, stream, message}`).
+    pub async fn log_lines(&self, id: &str) -> Vec<Value> {
+        let (status, logs) = self
+            .get_json(&format!("/api/v1/deployments/{id}/logs"))
+            .await;
+        assert_eq!(status, 200, "logs answered {status}: {logs}");
+        logs["lines"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The build log as text, one `stream: message` per line, to search and to show.
+    pub async fn log_text(&self, id: &str) -> String {
+        self.log_lines(id)
+            .await
+            .iter()
+            .map(|line| {
+                format!(
+                    "{}: {}\n",
+                    line["stream"].as_str().unwrap_or_default(),
+                    line["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
     /// Poll the deployment until its status is final; returns the last answer.
     pub async fn wait_final(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_final_within(id, Duration::from_secs(30)).await
+    }
+
+    /// [`Server::wait_final`] for builds that take longer (installs from the npm registry).
+    pub async fn wait_final_within(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
         loop {
             let (status, body) = self.get_json(&format!("/api/v1/deployments/{id}")).await;
             assert_eq!(status, 200, "status resource answered {status}: {body}");
@@ -211,7 +283,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "deployment {id} still {state} after 30 s"
+                "deployment {id} still {state} after {within:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -392,4 +464,75 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .expect("kill");
     assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Where the command-line tool `name` is, or `None` after printing why the caller skips.
+/// Panics under `CI=true`, where nothing may skip (`scripts/with-services` installs the tools).
+pub fn required_tool(name: &str, what: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    match found {
+        Some(path) => Some(path),
+        None if deploystack_core::testing::env::is_ci() => {
+            panic!("`{name}` is not installed: CI=true requires {what} (run ./scripts/test)")
+        }
+        None => {
+            eprintln!(
+                "skipped: `{name}` is not installed, so {what} is not available (./scripts/test installs it)"
+            );
+            None
+        }
+    }
+}
+
+/// Every file under `dir` as (relative path, bytes), for [`zip_of`]; folders named in `skip`
+/// (`node_modules`, `dist`) are left out wherever they are.
+pub fn files_of(dir: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut folders = vec![PathBuf::new()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(dir.join(&folder)).unwrap() {
+            let entry = entry.unwrap();
+            let relative = folder.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                if !skip.iter().any(|s| entry.file_name() == *s) {
+                    folders.push(relative);
+                }
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                files.push((relative.to_string_lossy().into_owned(), bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A zip of owned `(path, bytes)` pairs, as [`files_of`] returns them.
+pub fn zip_of_owned(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let borrowed: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(path, bytes)| (path.as_str(), bytes.as_slice()))
+        .collect();
+    zip_of(&borrowed)
+}
+
+/// The processes whose command line contains `token`, as (pid, command line).
+pub fn processes_with(token: &str) -> Vec<(u32, String)> {
+    let own = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            // A process may end between the listing and the read; it is then no longer there.
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            (pid != own && cmdline.contains(token)).then_some((pid, cmdline))
+        })
+        .collect()
 }
