@@ -452,3 +452,390 @@ impl PresetStrategy {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::BuildLog;
+    use crate::model::EnvVar;
+    use tokio_util::sync::CancellationToken;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/presets")
+            .join(name)
+    }
+
+    fn plan(root: &Path, settings: &BuildSettings) -> BuildPlan {
+        let preset = presets::detect(root).preset;
+        BuildPlan::new(preset, root, settings).unwrap()
+    }
+
+    /// A writable copy of a fixture.
+    fn copy(name: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(format!("{}/.", fixture(name).display()))
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir
+    }
+
+    #[test]
+    fn every_fixture_gets_its_preset_install_build_and_output() {
+        let table: &[(&str, &str, Option<&str>, Option<&str>, &str)] = &[
+            (
+                "vite-react",
+                "vite",
+                Some("npm ci"),
+                Some("npm run build"),
+                "dist",
+            ),
+            (
+                "vite-vue",
+                "vite",
+                Some("pnpm install --frozen-lockfile"),
+                Some("vite build"),
+                "dist",
+            ),
+            (
+                "vite-svelte",
+                "vite",
+                Some("yarn install --frozen-lockfile"),
+                Some("yarn run build"),
+                "dist",
+            ),
+            (
+                "vite-vanilla",
+                "vite",
+                Some("bun install --frozen-lockfile"),
+                Some("bun run build"),
+                "dist",
+            ),
+            (
+                "create-react-app",
+                "create-react-app",
+                Some("npm install"),
+                Some("npm run build"),
+                "build",
+            ),
+            (
+                "nextjs",
+                "nextjs",
+                Some("npm install"),
+                Some("npm run build"),
+                "out",
+            ),
+            (
+                "nextjs-server",
+                "nextjs",
+                Some("npm install"),
+                Some("npm run build"),
+                "out",
+            ),
+            (
+                "vue-cli",
+                "vue-cli",
+                Some("npm install"),
+                Some("npm run build"),
+                "dist",
+            ),
+            (
+                "nuxt",
+                "nuxt",
+                Some("npm install"),
+                Some("npm run generate"),
+                ".output/public",
+            ),
+            (
+                "astro",
+                "astro",
+                Some("npm install"),
+                Some("npm run build"),
+                "dist",
+            ),
+            (
+                "sveltekit",
+                "sveltekit",
+                Some("npm install"),
+                Some("npm run build"),
+                "build",
+            ),
+            (
+                "docusaurus",
+                "docusaurus",
+                Some("npm install"),
+                Some("npm run build"),
+                "build",
+            ),
+            (
+                "gatsby",
+                "gatsby",
+                Some("npm install"),
+                Some("npm run build"),
+                "public",
+            ),
+            (
+                "vitepress",
+                "vitepress",
+                Some("npm install"),
+                Some("vitepress build docs"),
+                "docs/.vitepress/dist",
+            ),
+            (
+                "eleventy",
+                "eleventy",
+                Some("npm install"),
+                Some("npm run build"),
+                "_site",
+            ),
+            ("hugo", "hugo", None, Some("hugo --gc"), "public"),
+            ("jekyll", "jekyll", None, Some("jekyll build"), "_site"),
+            ("mkdocs", "mkdocs", None, Some("mkdocs build"), "site"),
+            ("static", "static", None, None, "."),
+            ("static-public", "static", None, None, "public"),
+            (
+                "static-script",
+                "static",
+                Some("npm install"),
+                Some("npm run build"),
+                ".",
+            ),
+        ];
+        for (name, preset, install, build, output) in table {
+            let root = fixture(name);
+            let plan = plan(&root, &BuildSettings::default());
+            assert_eq!(plan.preset.name, *preset, "{name}: preset");
+            assert_eq!(plan.install.as_deref(), *install, "{name}: install");
+            assert_eq!(plan.build.as_deref(), *build, "{name}: build");
+            assert_eq!(plan.output_dir(&root), *output, "{name}: output");
+        }
+        let mut fixtures: Vec<String> = std::fs::read_dir(fixture(""))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        fixtures.sort();
+        assert_eq!(fixtures.len(), table.len(), "every fixture is in the table");
+        for preset in presets::names() {
+            assert!(
+                table.iter().any(|row| row.1 == preset),
+                "{preset} has no fixture"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_win_over_vercel_json_which_wins_over_scripts_and_presets() {
+        let dir = copy("vite-react");
+        let root = dir.path();
+        assert_eq!(
+            plan(root, &BuildSettings::default()).build.as_deref(),
+            Some("npm run build")
+        );
+
+        std::fs::write(
+            root.join("vercel.json"),
+            r#"{"buildCommand":"make site","outputDirectory":"www","installCommand":"npm i","cleanUrls":true}"#,
+        )
+        .unwrap();
+        let from_vercel = plan(root, &BuildSettings::default());
+        assert_eq!(from_vercel.build.as_deref(), Some("make site"));
+        assert_eq!(from_vercel.install.as_deref(), Some("npm i"));
+        assert_eq!(from_vercel.output_dir(root), "www");
+
+        let settings = BuildSettings {
+            build_command: Some("vite build --mode x".into()),
+            output_directory: Some("public/".into()),
+            install_command: Some(String::new()),
+            ..BuildSettings::default()
+        };
+        let from_settings = plan(root, &settings);
+        assert_eq!(from_settings.build.as_deref(), Some("vite build --mode x"));
+        assert_eq!(
+            from_settings.install, None,
+            "an empty install command skips the step"
+        );
+        assert_eq!(from_settings.output_dir(root), "public");
+
+        // No script: the preset's own command.
+        std::fs::remove_file(root.join("vercel.json")).unwrap();
+        std::fs::write(
+            root.join("package.json"),
+            r#"{"devDependencies":{"vite":"5"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            plan(root, &BuildSettings::default()).build.as_deref(),
+            Some("vite build")
+        );
+
+        for bad in ["../out", "/etc", "a/../../b"] {
+            let settings = BuildSettings {
+                output_directory: Some(bad.into()),
+                ..BuildSettings::default()
+            };
+            let preset = presets::by_name("vite").unwrap();
+            assert!(
+                matches!(
+                    BuildPlan::new(preset, root, &settings),
+                    Err(BuildError::Failed {
+                        code: "invalid_output_directory",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn lockfiles_choose_the_package_manager() {
+        for (lockfile, pm, install) in [
+            ("package-lock.json", PackageManager::Npm, "npm ci"),
+            (
+                "pnpm-lock.yaml",
+                PackageManager::Pnpm,
+                "pnpm install --frozen-lockfile",
+            ),
+            (
+                "yarn.lock",
+                PackageManager::Yarn,
+                "yarn install --frozen-lockfile",
+            ),
+            (
+                "bun.lockb",
+                PackageManager::Bun,
+                "bun install --frozen-lockfile",
+            ),
+            (
+                "bun.lock",
+                PackageManager::Bun,
+                "bun install --frozen-lockfile",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(lockfile), "").unwrap();
+            let (found, file) = PackageManager::detect(dir.path());
+            assert_eq!((found, file), (pm, Some(lockfile)));
+            assert_eq!(found.install_command(true), install);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            PackageManager::detect(dir.path()),
+            (PackageManager::Npm, None)
+        );
+        assert_eq!(PackageManager::Npm.install_command(false), "npm install");
+    }
+
+    fn context(root: &Path, work: &Path, settings: BuildSettings) -> BuildContext {
+        BuildContext {
+            source: SourceTree::new(root),
+            work_dir: work.to_path_buf(),
+            log: BuildLog::new(1),
+            cancel: CancellationToken::new(),
+            settings,
+            env: Vec::new(),
+            project: None,
+        }
+    }
+
+    async fn build_error(preset: &str, root: &Path, settings: BuildSettings) -> (String, String) {
+        let work = tempfile::tempdir().unwrap();
+        let strategy =
+            PresetStrategy::new(presets::by_name(preset).unwrap(), &BuildConfig::default());
+        match strategy.build(&context(root, work.path(), settings)).await {
+            Err(BuildError::Failed { code, message }) => (code.to_owned(), message),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_next_project_without_static_export_fails_with_a_hint() {
+        let (code, message) = build_error(
+            "nextjs",
+            &fixture("nextjs-server"),
+            BuildSettings::default(),
+        )
+        .await;
+        assert_eq!(code, "nextjs_not_static");
+        assert!(message.contains("output: 'export'"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn missing_tools_are_named() {
+        for (preset, tool) in [("hugo", "hugo"), ("jekyll", "jekyll"), ("mkdocs", "mkdocs")] {
+            if find_program(tool).is_some() {
+                continue;
+            }
+            let (code, message) =
+                build_error(preset, &fixture(preset), BuildSettings::default()).await;
+            assert_eq!(code, "missing_tool");
+            assert!(message.contains(&format!("`{tool}`")), "{message}");
+        }
+        if find_program("pnpm").is_none() {
+            let (code, message) =
+                build_error("vite", &fixture("vite-vue"), BuildSettings::default()).await;
+            assert_eq!(code, "missing_tool");
+            assert!(
+                message.contains("pnpm") && message.contains("pnpm-lock.yaml"),
+                "{message}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_output_folder_names_the_folder_and_the_preset() {
+        let dir = copy("vite-vanilla");
+        let settings = BuildSettings {
+            install_command: Some(String::new()),
+            build_command: Some("echo built".into()),
+            ..BuildSettings::default()
+        };
+        let (code, message) = build_error("vite", dir.path(), settings).await;
+        assert_eq!(code, "output_missing");
+        assert!(
+            message.contains("`dist`") && message.contains("vite"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_build_writes_its_steps_to_the_log_with_secrets_masked() {
+        let dir = copy("static-public");
+        let settings = BuildSettings {
+            build_command: Some("echo token=$API_TOKEN; mkdir -p public/x".into()),
+            install_command: Some(String::new()),
+            ..BuildSettings::default()
+        };
+        let work = tempfile::tempdir().unwrap();
+        let mut ctx = context(dir.path(), work.path(), settings);
+        ctx.env = vec![EnvVar {
+            name: "API_TOKEN".into(),
+            value: "s3cr3t-value".into(),
+            sensitive: true,
+        }];
+        let strategy = PresetStrategy::new(&STATIC, &BuildConfig::default());
+        let out = strategy.build(&ctx).await.unwrap();
+        assert_eq!(out.dir, dir.path().join("public"));
+        let lines: Vec<String> = ctx.log.drain().into_iter().map(|l| l.message).collect();
+        for expected in [
+            "install: skipped",
+            "build: echo token=",
+            "sandbox: ",
+            "token=***",
+            "output: public",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(expected)),
+                "{expected} in {lines:#?}"
+            );
+        }
+        assert!(
+            lines.iter().all(|l| !l.contains("s3cr3t-value")),
+            "{lines:#?}"
+        );
+    }
+}

@@ -575,3 +575,239 @@ mod tests {
         );
     }
 }
+
+/// Tests that run real commands under bubblewrap. Without bwrap they print why they skip;
+/// under `CI=true` a missing bwrap is a failure.
+#[cfg(test)]
+mod bwrap_tests {
+    use super::*;
+
+    fn is_ci() -> bool {
+        std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+    }
+
+    async fn sandbox() -> Option<Sandbox> {
+        let sandbox = Sandbox::new(SandboxMode::Require);
+        match sandbox.describe().await {
+            Ok(_) => Some(sandbox),
+            Err(err) if is_ci() => panic!("CI=true requires a working bubblewrap: {err}"),
+            Err(err) => {
+                eprintln!("skipped: {err}");
+                None
+            }
+        }
+    }
+
+    fn step(command: &str, network: bool) -> Step {
+        Step {
+            label: if network { "install" } else { "build" },
+            command: command.to_owned(),
+            network,
+            env: vec![("OWN".to_owned(), "mine".to_owned())],
+            failure_code: if network {
+                "install_failed"
+            } else {
+                "build_failed"
+            },
+        }
+    }
+
+    async fn output(
+        sandbox: &Sandbox,
+        ws: &Workspace,
+        step: &Step,
+    ) -> (Result<(), BuildError>, Vec<String>) {
+        let log = BuildLog::new(1);
+        let result = sandbox.run(ws, step, &log, &CancellationToken::new()).await;
+        (result, log.drain().into_iter().map(|l| l.message).collect())
+    }
+
+    #[tokio::test]
+    async fn commands_see_only_their_own_environment_and_run_as_a_plain_user() {
+        let Some(sandbox) = sandbox().await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        let ws = Workspace::new(&dir.path().join("src"), dir.path()).unwrap();
+        let (result, lines) = output(
+            &sandbox,
+            &ws,
+            &step("id -u; pwd; env | cut -d= -f1 | sort", false),
+        )
+        .await;
+        result.unwrap();
+        assert_eq!(lines[0], "1000");
+        assert_eq!(lines[1], "/build/src");
+        let names: Vec<&str> = lines[2..].iter().map(String::as_str).collect();
+        for name in &names {
+            assert!(
+                [
+                    "PATH",
+                    "HOME",
+                    "CI",
+                    "NODE_ENV",
+                    "OWN",
+                    "PWD",
+                    "SHLVL",
+                    "_",
+                    "YARN_CACHE_FOLDER",
+                    "BUN_INSTALL_CACHE_DIR"
+                ]
+                .contains(name)
+                    || name.starts_with("npm_config_"),
+                "unexpected variable {name} in {names:?}"
+            );
+        }
+        assert!(names.contains(&"OWN"));
+    }
+
+    #[tokio::test]
+    async fn commands_cannot_read_outside_their_folders_or_reach_the_network_while_building() {
+        let Some(sandbox) = sandbox().await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("src");
+        std::fs::create_dir(&project).unwrap();
+        let ws = Workspace::new(&project, dir.path()).unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(outside.path(), "platform secret").unwrap();
+
+        let (result, lines) = output(
+            &sandbox,
+            &ws,
+            &step(&format!("cat {}", outside.path().display()), false),
+        )
+        .await;
+        assert!(result.is_err(), "{lines:?}");
+        assert!(lines.iter().all(|l| !l.contains("platform secret")));
+        let (result, _) = output(
+            &sandbox,
+            &ws,
+            &step("cat /etc/hostname || cat /etc/machine-id", false),
+        )
+        .await;
+        assert!(
+            result.is_err(),
+            "only the DNS and TLS pieces of /etc are visible"
+        );
+        let (result, _) = output(&sandbox, &ws, &step("touch /usr/x", false)).await;
+        assert!(result.is_err(), "system folders are read-only");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connect = format!(
+            "node -e \"require('net').connect({port}, '127.0.0.1').on('connect', () => {{ console.log('connected'); process.exit(0) }}).on('error', e => {{ console.log('error ' + e.code); process.exit(1) }})\""
+        );
+        let (result, lines) = output(&sandbox, &ws, &step(&connect, false)).await;
+        assert!(
+            result.is_err(),
+            "the build step reached the network: {lines:?}"
+        );
+        let (result, lines) = output(&sandbox, &ws, &step(&connect, true)).await;
+        assert!(
+            result.is_ok(),
+            "the install step has the network: {lines:?}"
+        );
+    }
+
+    /// Host pids of processes whose command line has `marker` as an argument.
+    fn pids_running(marker: &str) -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == marker.as_bytes()))
+            })
+            .collect()
+    }
+
+    async fn gone(marker: &str) -> bool {
+        for _ in 0..100 {
+            if pids_running(marker).is_empty() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    async fn started(log: &BuildLog, seen: &mut Vec<String>) {
+        for _ in 0..500 {
+            seen.extend(log.drain().into_iter().map(|l| l.message));
+            if seen.iter().any(|l| l == "started") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the command did not start: {seen:?}");
+    }
+
+    async fn no_process_survives(sandbox: Sandbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(dir.path(), dir.path()).unwrap();
+        let marker = format!("{}", 100_000 + rand::random::<u32>() % 800_000);
+        let command = step(
+            &format!("sleep {marker} & echo started; sleep {marker}"),
+            false,
+        );
+
+        // Canceled.
+        let log = BuildLog::new(1);
+        let cancel = CancellationToken::new();
+        let run = sandbox.run(&ws, &command, &log, &cancel);
+        let watcher = async {
+            started(&log, &mut Vec::new()).await;
+            assert_eq!(pids_running(&marker).len(), 2, "both sleeps run");
+            cancel.cancel();
+        };
+        let (result, ()) = tokio::join!(run, watcher);
+        assert!(matches!(result, Err(BuildError::Canceled)), "{result:?}");
+        assert!(gone(&marker).await, "processes left behind after cancel");
+
+        // The future dropped by a timeout.
+        let log = BuildLog::new(1);
+        let cancel = CancellationToken::new();
+        {
+            let run = sandbox.run(&ws, &command, &log, &cancel);
+            tokio::pin!(run);
+            let mut seen = Vec::new();
+            tokio::select! {
+                _ = &mut run => panic!("the command ended by itself"),
+                () = started(&log, &mut seen) => {}
+            }
+        }
+        assert!(
+            gone(&marker).await,
+            "processes left behind after the future was dropped"
+        );
+
+        // Finished, with a background child still running.
+        let (result, _) = output(
+            &sandbox,
+            &ws,
+            &step(&format!("sleep {marker} & echo started"), false),
+        )
+        .await;
+        result.unwrap();
+        assert!(
+            gone(&marker).await,
+            "a background child outlived its command"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_drop_and_exit_leave_no_process_behind_sandboxed() {
+        let Some(sandbox) = sandbox().await else {
+            return;
+        };
+        no_process_survives(sandbox).await;
+    }
+
+    #[tokio::test]
+    async fn cancel_drop_and_exit_leave_no_process_behind_unsandboxed() {
+        no_process_survives(Sandbox::new(SandboxMode::Off)).await;
+    }
+}
