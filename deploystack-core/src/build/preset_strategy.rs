@@ -411,7 +411,12 @@ impl PresetStrategy {
             }
         }
 
-        if let Some(install) = &plan.install {
+        // On a hit node_modules is exactly what this install produced last time (same
+        // lockfile, package manager and command, same path inside the sandbox), and `npm ci`
+        // would delete it first: skipping the step is the fast path.
+        if hit {
+            log.system("install: skipped, node_modules restored from the build cache");
+        } else if let Some(install) = &plan.install {
             let step = Step {
                 label: "install",
                 command: install.clone(),
@@ -448,7 +453,6 @@ impl PresetStrategy {
                 Err(err) => log.system(format!("build cache: not saved ({err})")),
             }
         }
-        let _ = hit;
         Ok(())
     }
 }
@@ -484,9 +488,18 @@ mod tests {
         dir
     }
 
+    /// Fixture, preset, install command, build command, output directory.
+    type Row = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+    );
+
     #[test]
     fn every_fixture_gets_its_preset_install_build_and_output() {
-        let table: &[(&str, &str, Option<&str>, Option<&str>, &str)] = &[
+        let table: &[Row] = &[
             (
                 "vite-react",
                 "vite",
