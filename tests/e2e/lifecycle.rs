@@ -61,7 +61,7 @@ async fn the_build_log_says_what_happened() {
         .map(|l| l["message"].as_str().unwrap().to_owned())
         .collect();
     assert!(
-        text.iter().any(|l| l.contains("build strategy: static")),
+        text.iter().any(|l| l.contains("preset: static")),
         "{text:?}"
     );
     assert!(

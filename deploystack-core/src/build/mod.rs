@@ -11,9 +11,15 @@
 //!   will not help) or ours (`Unavailable`: worth retrying).
 //!
 //! [`StrategyRegistry`] is the factory: it asks strategies in order and the first match wins.
-//! Adapters: [`StaticStrategy`] (publish the files as they are). Framework builds follow.
+//! Adapters: one [`PresetStrategy`] per framework preset ([`presets`]: detection and defaults as
+//! data), run through the [`sandbox`] with a per-project dependency [`cache`], and
+//! [`StaticStrategy`] (publish the files as they are) last.
 
+pub mod cache;
+mod preset_strategy;
+pub mod presets;
 mod registry;
+pub mod sandbox;
 mod static_site;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +31,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{BuildSettings, EnvVar, LogLine, LogStream, ProjectName};
 
-pub use registry::StrategyRegistry;
+pub use preset_strategy::{BuildPlan, PackageManager, PresetStrategy};
+pub use registry::{Selection, StrategyRegistry};
+pub use sandbox::SandboxMode;
 pub use static_site::StaticStrategy;
+
+/// How the built-in strategies run builds (from [`Config`](crate::config::Config)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildConfig {
+    /// Whether commands must, may or must not run under bubblewrap (`build_sandbox`).
+    pub sandbox: SandboxMode,
+    /// Where the per-project dependency caches live (`build_cache_dir`); `None`: no cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl BuildConfig {
+    /// The build settings of `config`.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            sandbox: config.build_sandbox,
+            cache_dir: Some(config.build_cache_dir()),
+        }
+    }
+}
 
 /// What can go wrong in a build.
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +118,35 @@ pub struct Detection {
     pub reason: String,
 }
 
-/// Collects build log lines; the pipeline stores them. Cheap to clone.
+/// Collects build log lines; the pipeline stores them. Cheap to clone; clones share their
+/// lines and their masked values.
 #[derive(Debug, Clone, Default)]
 pub struct BuildLog {
     attempt: i64,
     lines: Arc<Mutex<Vec<LogLine>>>,
+    masks: Arc<Mutex<Masks>>,
+}
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "***";
+
+/// Values that never appear in the log. Its `Debug` shows only how many there are.
+#[derive(Default)]
+struct Masks(Vec<String>);
+
+impl std::fmt::Debug for Masks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} masked values>", self.0.len())
+    }
+}
+
+/// The values of the sensitive variables among `env` that are long enough to mask (four
+/// characters or more: shorter ones would blank out ordinary words).
+pub fn sensitive_values(env: &[EnvVar]) -> Vec<String> {
+    env.iter()
+        .filter(|v| v.sensitive && v.value.chars().count() >= 4)
+        .map(|v| v.value.clone())
+        .collect()
 }
 
 impl BuildLog {
@@ -103,8 +154,37 @@ impl BuildLog {
     pub fn new(attempt: i64) -> Self {
         Self {
             attempt,
-            lines: Arc::default(),
+            ..Self::default()
         }
+    }
+
+    /// Replace each of `values` with [`MASK`] in every line written from now on, through this
+    /// log or any clone of it. Values shorter than four characters are ignored.
+    pub fn mask(&self, values: impl IntoIterator<Item = String>) {
+        if let Ok(mut masks) = self.masks.lock() {
+            for value in values {
+                if value.chars().count() >= 4 && !masks.0.contains(&value) {
+                    masks.0.push(value);
+                }
+            }
+            // Longest first, so a value that contains another is masked whole.
+            masks.0.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        }
+    }
+
+    /// `text` with every masked value replaced by [`MASK`] (for error messages built from
+    /// log lines).
+    pub fn masked(&self, text: &str) -> String {
+        let Ok(masks) = self.masks.lock() else {
+            return text.to_owned();
+        };
+        let mut text = text.to_owned();
+        for value in &masks.0 {
+            if text.contains(value.as_str()) {
+                text = text.replace(value.as_str(), MASK);
+            }
+        }
+        text
     }
 
     /// Add one line.
@@ -113,7 +193,7 @@ impl BuildLog {
             attempt: self.attempt,
             at: OffsetDateTime::now_utc(),
             stream,
-            message: message.into(),
+            message: self.masked(&message.into()),
         };
         if let Ok(mut lines) = self.lines.lock() {
             lines.push(line);
@@ -151,6 +231,47 @@ pub struct BuildContext {
     pub env: Vec<EnvVar>,
     /// The project the deployment belongs to; builds of one project share a dependency cache.
     pub project: Option<ProjectName>,
+}
+
+impl SourceTree {
+    /// The project folder `root_directory` (a deployment setting) inside this tree: relative,
+    /// without `..`, and an existing folder reached without following links.
+    pub fn within(&self, root_directory: Option<&str>) -> Result<SourceTree, BuildError> {
+        let Some(relative) = root_directory
+            .map(|r| r.trim_matches('/'))
+            .filter(|r| !r.is_empty() && *r != ".")
+        else {
+            return Ok(self.clone());
+        };
+        let path = Path::new(relative);
+        let plain = path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if root_directory.is_some_and(|r| r.starts_with('/')) || !plain {
+            return Err(BuildError::Failed {
+                code: "invalid_root_directory",
+                message: format!(
+                    "the root directory {relative:?} must be a relative path inside the upload, without `..`"
+                ),
+            });
+        }
+        let mut current = self.root.clone();
+        for part in path.components() {
+            current.push(part);
+            if !std::fs::symlink_metadata(&current).is_ok_and(|m| m.is_dir()) {
+                return Err(BuildError::Failed {
+                    code: "root_directory_missing",
+                    message: format!(
+                        "the root directory {relative:?} is not a folder of the upload"
+                    ),
+                });
+            }
+        }
+        Ok(SourceTree::new(current))
+    }
 }
 
 /// What a build produced.

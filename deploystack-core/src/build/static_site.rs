@@ -1,10 +1,19 @@
 //! The static strategy: the upload already is the site, so publish it as it is.
+//!
+//! It is the `static` preset run with the default settings (sandbox `auto`, no dependency
+//! cache): it publishes the upload as it is, from `public/` when that folder exists and the
+//! root has no `index.html`; a package.json `build` script (or a build command setting) is
+//! run first.
 
 use async_trait::async_trait;
 
-use super::{BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree};
+use super::presets::STATIC;
+use super::{
+    BuildConfig, BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, PresetStrategy,
+    SourceTree,
+};
 
-/// Publishes the source tree unchanged. It matches every tree, so the registry asks it last.
+/// The `static` preset. It matches every tree, so the registry asks it last.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StaticStrategy;
 
@@ -22,12 +31,9 @@ impl BuildStrategy for StaticStrategy {
     }
 
     async fn build(&self, ctx: &BuildContext) -> Result<BuildOutput, BuildError> {
-        if ctx.cancel.is_cancelled() {
-            return Err(BuildError::Canceled);
-        }
-        Ok(BuildOutput {
-            dir: ctx.source.root().to_path_buf(),
-        })
+        PresetStrategy::new(&STATIC, &BuildConfig::default())
+            .build(ctx)
+            .await
     }
 }
 

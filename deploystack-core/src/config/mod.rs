@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::build::SandboxMode;
 use crate::services::archive::ArchiveLimits;
 use crate::services::hosts::BaseDomain;
 
@@ -89,6 +90,18 @@ pub struct Config {
     pub max_deliveries: u32,
     /// Longest a build may run (`DEPLOYSTACK_BUILD_TIMEOUT_SECS`).
     pub build_timeout_secs: u64,
+    /// Whether build commands run under bubblewrap (`DEPLOYSTACK_BUILD_SANDBOX`): `auto`
+    /// (when available, else unsandboxed with a log line), `require` (fail builds without
+    /// it) or `off`.
+    pub build_sandbox: SandboxMode,
+    /// Where each worker keeps the per-project dependency caches
+    /// (`DEPLOYSTACK_BUILD_CACHE_DIR`); default `<data_dir>/build-cache`. Local disk: a
+    /// restore is a rename when it shares a filesystem with the build's temporary folder.
+    pub build_cache_dir: Option<PathBuf>,
+    /// Most files a build may publish (`DEPLOYSTACK_BUILD_OUTPUT_MAX_FILES`).
+    pub build_output_max_files: usize,
+    /// Most bytes a build may publish (`DEPLOYSTACK_BUILD_OUTPUT_MAX_BYTES`).
+    pub build_output_max_bytes: u64,
     /// How long shutdown waits for running builds before giving them back to the queue
     /// (`DEPLOYSTACK_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace_secs: u64,
@@ -202,6 +215,10 @@ impl Default for Config {
             lease_secs: 30,
             max_deliveries: 5,
             build_timeout_secs: 900,
+            build_sandbox: SandboxMode::Auto,
+            build_cache_dir: None,
+            build_output_max_files: 20_000,
+            build_output_max_bytes: 1024 * 1024 * 1024,
             shutdown_grace_secs: 30,
             blob_grace_secs: 300,
             reconcile_secs: 30,
@@ -319,6 +336,20 @@ impl Config {
             "DEPLOYSTACK_BUILD_TIMEOUT_SECS",
             &mut self.build_timeout_secs,
         )?;
+        parse(&get, "DEPLOYSTACK_BUILD_SANDBOX", &mut self.build_sandbox)?;
+        if let Some(dir) = get("DEPLOYSTACK_BUILD_CACHE_DIR").filter(|v| !v.is_empty()) {
+            self.build_cache_dir = Some(PathBuf::from(dir));
+        }
+        parse(
+            &get,
+            "DEPLOYSTACK_BUILD_OUTPUT_MAX_FILES",
+            &mut self.build_output_max_files,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_BUILD_OUTPUT_MAX_BYTES",
+            &mut self.build_output_max_bytes,
+        )?;
         parse(
             &get,
             "DEPLOYSTACK_SHUTDOWN_GRACE_SECS",
@@ -425,6 +456,13 @@ impl Config {
     /// The worker lease.
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// The folder of the dependency caches in effect.
+    pub fn build_cache_dir(&self) -> PathBuf {
+        self.build_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("build-cache"))
     }
 
     /// The build timeout.

@@ -22,7 +22,7 @@ pub mod serving;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::build::{BuildStrategy, StrategyRegistry};
+use crate::build::{BuildConfig, BuildStrategy, StrategyRegistry};
 use crate::cache::{
     BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
     CachedStorage,
@@ -339,7 +339,7 @@ impl Services {
         })
     }
 
-    /// Wire the given adapters with the default strategies (static) and event sinks
+    /// Wire the given adapters with the default strategies (every preset) and event sinks
     /// (tracing + broadcast).
     pub fn new(
         config: Config,
@@ -352,12 +352,15 @@ impl Services {
             Arc::new(TracingEventSink),
             Arc::new(broadcast.clone()),
         ]);
+        let strategies = Arc::new(StrategyRegistry::with_config(&BuildConfig::from_config(
+            &config,
+        )));
         Self {
             config: Arc::new(config),
             repository,
             storage,
             queue,
-            strategies: Arc::new(StrategyRegistry::default()),
+            strategies,
             events: Arc::new(events),
             broadcast,
             cache_stats: None,

@@ -21,7 +21,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::build::{BuildContext, BuildError, BuildLog, SourceTree};
+use crate::build::{BuildContext, BuildError, BuildLog, SourceTree, sensitive_values};
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
@@ -306,10 +306,26 @@ impl Pipeline {
         ));
         stop_if(cancel)?;
 
-        let source = SourceTree::new(&source_dir);
-        let (strategy, detection) = services.strategies.select(&source).await?;
+        let work_dir = scratch.join("work");
+        std::fs::create_dir(&work_dir)?;
+        let mut ctx = BuildContext {
+            source: SourceTree::new(&source_dir),
+            work_dir,
+            log: log.clone(),
+            cancel: cancel.clone(),
+            settings: Default::default(),
+            env: Vec::new(),
+            project: deployment.project.clone(),
+        };
+        ctx.log.mask(sensitive_values(&ctx.env));
+        let selection = services
+            .strategies
+            .select(&ctx.source, &ctx.settings)
+            .await?;
+        ctx.source = selection.source;
+        let (strategy, detection) = (selection.strategy, selection.detection);
         log.system(format!(
-            "build strategy: {} ({})",
+            "preset: {} ({})",
             detection.strategy, detection.reason
         ));
         emit_best_effort(
@@ -321,17 +337,6 @@ impl Pipeline {
             },
         )
         .await;
-        let work_dir = scratch.join("work");
-        std::fs::create_dir(&work_dir)?;
-        let ctx = BuildContext {
-            source,
-            work_dir,
-            log: log.clone(),
-            cancel: cancel.clone(),
-            settings: Default::default(),
-            env: Vec::new(),
-            project: deployment.project.clone(),
-        };
         let phase = Instant::now();
         let output = strategy.build(&ctx).await?;
         stop_if(cancel)?;
@@ -342,8 +347,12 @@ impl Pipeline {
 
         let output_dir = confine_output(&output.dir, &[&source_dir, &ctx.work_dir])?;
         let phase = Instant::now();
+        let limits = OutputLimits {
+            max_files: services.config.build_output_max_files,
+            max_bytes: services.config.build_output_max_bytes,
+        };
         let (mut files, routing) = tokio::task::spawn_blocking(move || {
-            let files = collect_output(&output_dir)?;
+            let files = collect_output(&output_dir, &limits)?;
             read_routing(files)
         })
         .await
@@ -848,13 +857,22 @@ fn confine_output(dir: &Path, allowed: &[&Path]) -> Result<PathBuf, Failure> {
     Ok(resolved)
 }
 
+/// How much a build may publish (`build_output_max_files`, `build_output_max_bytes`).
+#[derive(Debug, Clone, Copy)]
+struct OutputLimits {
+    max_files: usize,
+    max_bytes: u64,
+}
+
 /// Walk the build output: every entry must be a regular file or a folder. Symbolic links,
 /// hard links, devices, sockets and pipes are refused: output is hostile data, and a link
-/// would let it publish files from outside its folder.
-fn collect_output(root: &Path) -> Result<Vec<OutputFile>, Failure> {
+/// would let it publish files from outside its folder. Past the limits the walk stops with
+/// `output_too_large` before hashing more.
+fn collect_output(root: &Path, limits: &OutputLimits) -> Result<Vec<OutputFile>, Failure> {
     use std::os::unix::fs::MetadataExt;
 
     let mut files = Vec::new();
+    let mut total: u64 = 0;
     let mut folders = vec![root.to_path_buf()];
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(&folder)? {
@@ -886,6 +904,16 @@ fn collect_output(root: &Path) -> Result<Vec<OutputFile>, Failure> {
                         "unsafe_output",
                         format!(
                             "the build output contains a hard link: {path:?}; only regular files and folders are published"
+                        ),
+                    ));
+                }
+                total = total.saturating_add(meta.len());
+                if files.len() >= limits.max_files || total > limits.max_bytes {
+                    return Err(user(
+                        "output_too_large",
+                        format!(
+                            "the build output is larger than allowed (at most {} files and {} bytes)",
+                            limits.max_files, limits.max_bytes
                         ),
                     ));
                 }
@@ -1017,18 +1045,47 @@ mod tests {
         assert!(backoff(50) <= Duration::from_secs(90));
     }
 
+    const LIMITS: OutputLimits = OutputLimits {
+        max_files: 100,
+        max_bytes: 1 << 20,
+    };
+
+    #[test]
+    fn output_past_the_file_or_byte_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            std::fs::write(dir.path().join(format!("{i}.txt")), "12345").unwrap();
+        }
+        assert_eq!(collect_output(dir.path(), &LIMITS).unwrap().len(), 3);
+        for limits in [
+            OutputLimits {
+                max_files: 2,
+                ..LIMITS
+            },
+            OutputLimits {
+                max_bytes: 14,
+                ..LIMITS
+            },
+        ] {
+            match collect_output(dir.path(), &limits) {
+                Err(Failure::User { code, .. }) => assert_eq!(code, "output_too_large"),
+                other => panic!("expected output_too_large, got {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn output_with_links_or_special_files_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/ok.txt"), "fine").unwrap();
-        let files = collect_output(dir.path()).unwrap();
+        let files = collect_output(dir.path(), &LIMITS).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].entry.path, "sub/ok.txt");
         assert_eq!(files[0].entry.sha256, ContentHash::of(b"fine"));
 
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("leak")).unwrap();
-        match collect_output(dir.path()) {
+        match collect_output(dir.path(), &LIMITS) {
             Err(Failure::User { code, message }) => {
                 assert_eq!(code, "unsafe_output");
                 assert!(message.contains("symbolic link"), "{message}");
@@ -1039,8 +1096,19 @@ mod tests {
 
         std::fs::hard_link(dir.path().join("sub/ok.txt"), dir.path().join("twin")).unwrap();
         assert!(matches!(
-            collect_output(dir.path()),
-            Err(Failure::User { .. })
+            collect_output(dir.path(), &LIMITS),
+            Err(Failure::User { code, .. }) if code == "unsafe_output"
         ));
+        std::fs::remove_file(dir.path().join("twin")).unwrap();
+
+        let socket = dir.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        match collect_output(dir.path(), &LIMITS) {
+            Err(Failure::User { code, message }) => {
+                assert_eq!(code, "unsafe_output");
+                assert!(message.contains("special file"), "{message}");
+            }
+            other => panic!("expected unsafe_output, got {other:?}"),
+        }
     }
 }

@@ -97,7 +97,7 @@ async fn a_nested_site_is_published_with_its_manifest_blobs_log_and_events() {
         None,
         "the uploaded source is kept after the build"
     );
-    assert!(log_contains(&services, &id, "build strategy: static").await);
+    assert!(log_contains(&services, &id, "preset: static").await);
     assert_eq!(depth(&services).await, (0, 0, 0), "the job was not acked");
 
     match received(&mut events).as_slice() {

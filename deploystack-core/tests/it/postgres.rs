@@ -434,7 +434,7 @@ async fn an_upload_on_one_node_is_built_by_another_and_served_by_both() {
     let ready = deployment(&a, &id).await;
     assert_eq!(ready.status, DeploymentStatus::Ready);
     assert_eq!(ready.file_count, 3);
-    assert!(log_contains(&a, &id, "build strategy: static").await);
+    assert!(log_contains(&a, &id, "preset: static").await);
     for node in [&a, &b] {
         match resolve(node.repository.as_ref(), &id, "css/copy.css").await {
             Ok(Resolved::File { file, .. }) => assert_eq!(file.sha256, ContentHash::of(site[2].1)),
