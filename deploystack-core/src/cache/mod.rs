@@ -23,8 +23,9 @@
 //!    is warmed by what the other nodes have read.
 //!
 //! # Invalidation
-//! The writes that can change a cached answer — `delete_deployment`, and `publish` and
-//! `fail_deployment`, which make a deployment final — go through the decorator. They evict the
+//! The writes that can change a cached answer — `delete_deployment`, and `publish`,
+//! `fail_deployment` and `cancel_deployment`, which make a deployment final — go through the
+//! decorator. They evict the
 //! deployment's entries from this process. With Redis they also replace its shared record,
 //! drop its shared manifest lookups and publish its id on `<redis_prefix>:cache:invalidations`;
 //! every node subscribes (a background task) and evicts the same entries.
@@ -74,7 +75,7 @@ use time::OffsetDateTime;
 
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
@@ -296,6 +297,7 @@ impl CachedRepository {
             self.local
                 .fill(key, Value::Deployment(deployment.clone()), generation);
             if let Some(shared) = &self.shared
+                && shareable(&deployment)
                 && let Err(err) = shared.fill_deployment(&deployment).await
             {
                 self.shared_failed("store a deployment", &err);
@@ -310,7 +312,7 @@ impl CachedRepository {
     async fn changed(&self, id: &DeploymentId, now: Option<&Deployment>) {
         self.local.forget(*id);
         if let Some(shared) = &self.shared {
-            let settled = now.filter(|deployment| is_settled(deployment));
+            let settled = now.filter(|deployment| is_settled(deployment) && shareable(deployment));
             match shared.changed(id, settled).await {
                 Ok(()) => Counters::bump(&self.local.counters.invalidations_sent),
                 Err(err) => {
@@ -337,6 +339,14 @@ impl CachedRepository {
 /// Whether nothing but a delete can change this record any more, so it may be cached.
 fn is_settled(deployment: &Deployment) -> bool {
     deployment.deleted_at.is_some() || deployment.status.is_final()
+}
+
+/// Whether the record may go to the shared layer. Its environment variables are never
+/// serialized (their values must not leave the process), so a record holding some would come
+/// back from Redis without them; such records stay in-process, and other nodes read them from
+/// the repository.
+fn shareable(deployment: &Deployment) -> bool {
+    deployment.env.is_empty()
 }
 
 /// Whether the manifest of this deployment is immutable, so lookups in it may be cached.
@@ -414,6 +424,12 @@ impl Repository for CachedRepository {
         result
     }
 
+    async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+        let result = self.inner.cancel_deployment(id).await;
+        self.changed(id, result.as_ref().ok()).await;
+        result
+    }
+
     async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
         // Evict even when the write reports an error: a commit whose answer was lost still
         // happened.
@@ -468,6 +484,15 @@ impl Repository for CachedRepository {
 
     async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
         self.inner.logs(id).await
+    }
+
+    async fn logs_after(
+        &self,
+        id: &DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, RepositoryError> {
+        self.inner.logs_after(id, after, limit).await
     }
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
@@ -559,6 +584,21 @@ fn weigh(key: &Key, value: &Value) -> u32 {
                     .error
                     .as_ref()
                     .map_or(0, |e| e.code.len() + e.message.len())
+                + [
+                    &deployment.settings.framework,
+                    &deployment.settings.root_directory,
+                    &deployment.settings.install_command,
+                    &deployment.settings.build_command,
+                    &deployment.settings.output_directory,
+                ]
+                .iter()
+                .map(|setting| setting.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+                + deployment
+                    .env
+                    .iter()
+                    .map(|var| std::mem::size_of_val(var) + var.name.len() + var.value.len())
+                    .sum::<usize>()
         }
         Value::File(entry) => entry
             .as_ref()
@@ -780,6 +820,8 @@ mod tests {
             ready_at: None,
             deleted_at: None,
             routing: None,
+            settings: Default::default(),
+            env: Vec::new(),
         }
     }
 
