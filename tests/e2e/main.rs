@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod binaries;
+mod build_api;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
