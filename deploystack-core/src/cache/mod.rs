@@ -275,7 +275,7 @@ impl CachedRepository {
         let key = Key::Deployment(*id);
         if let Some(Value::Deployment(deployment)) = self.local.get(&key) {
             self.local.count(counted, |c| &c.local_hits);
-            return Ok(deployment);
+            return Ok(Deployment::clone(&deployment));
         }
         self.local.count(counted, |c| &c.local_misses);
         // Taken before anything is read: see `Local::fill`.
@@ -284,8 +284,11 @@ impl CachedRepository {
             match shared.deployment(id).await {
                 Ok(Some(deployment)) => {
                     self.local.count(counted, |c| &c.shared_hits);
-                    self.local
-                        .fill(key, Value::Deployment(deployment.clone()), generation);
+                    self.local.fill(
+                        key,
+                        Value::Deployment(Arc::new(deployment.clone())),
+                        generation,
+                    );
                     return Ok(deployment);
                 }
                 Ok(None) => self.local.count(counted, |c| &c.shared_misses),
@@ -294,8 +297,11 @@ impl CachedRepository {
         }
         let deployment = self.inner.get_deployment(id).await?;
         if is_settled(&deployment) {
-            self.local
-                .fill(key, Value::Deployment(deployment.clone()), generation);
+            self.local.fill(
+                key,
+                Value::Deployment(Arc::new(deployment.clone())),
+                generation,
+            );
             if let Some(shared) = &self.shared
                 && shareable(&deployment)
                 && let Err(err) = shared.fill_deployment(&deployment).await
@@ -559,7 +565,9 @@ impl Key {
 /// A cached answer.
 #[derive(Debug, Clone)]
 enum Value {
-    Deployment(Deployment),
+    /// Behind an `Arc`: a record is several times the size of a manifest entry, and every
+    /// entry of the cache is as large as its largest variant.
+    Deployment(Arc<Deployment>),
     /// `None` is a cached "no such file".
     File(Option<FileEntry>),
 }
@@ -577,7 +585,8 @@ fn weigh(key: &Key, value: &Value) -> u32 {
     };
     let value_heap = match value {
         Value::Deployment(deployment) => {
-            deployment.source_key.len()
+            std::mem::size_of::<Deployment>()
+                + deployment.source_key.len()
                 + deployment.project.as_ref().map_or(0, |p| p.as_str().len())
                 + deployment.lease_owner.as_ref().map_or(0, String::len)
                 + deployment
@@ -864,9 +873,17 @@ mod tests {
         // The deployment changes while the read is in flight…
         local.forget(record.id);
         // …so the answer it stores afterwards is dropped again.
-        local.fill(key.clone(), Value::Deployment(record.clone()), before);
+        local.fill(
+            key.clone(),
+            Value::Deployment(Arc::new(record.clone())),
+            before,
+        );
         assert!(local.get(&key).is_none());
-        local.fill(key.clone(), Value::Deployment(record), local.generation());
+        local.fill(
+            key.clone(),
+            Value::Deployment(Arc::new(record)),
+            local.generation(),
+        );
         assert!(local.get(&key).is_some());
     }
 
@@ -878,7 +895,11 @@ mod tests {
         });
         let record = deployment(DeploymentStatus::Ready);
         let key = Key::Deployment(record.id);
-        local.fill(key.clone(), Value::Deployment(record), local.generation());
+        local.fill(
+            key.clone(),
+            Value::Deployment(Arc::new(record)),
+            local.generation(),
+        );
         local.distrust();
         assert!(local.get(&key).is_none());
         local.resync();
