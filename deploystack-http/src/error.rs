@@ -42,6 +42,17 @@ impl ApiError {
         )
     }
 
+    /// 409 for a deployment that can no longer be changed that way (a cancel of a final one).
+    pub fn deployment_final(status: deploystack_core::model::DeploymentStatus) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "deployment_final",
+            format!(
+                "the deployment is already {status}; only QUEUED or BUILDING deployments can be canceled"
+            ),
+        )
+    }
+
     /// 500: logs `detail` and answers with a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -67,6 +78,7 @@ impl From<RepositoryError> for ApiError {
     fn from(err: RepositoryError) -> Self {
         match err {
             RepositoryError::NotFound => ApiError::deployment_not_found(),
+            RepositoryError::Final(status) => ApiError::deployment_final(status),
             RepositoryError::Unavailable(_) => ApiError::unavailable(err),
             other => ApiError::internal(other),
         }

@@ -84,7 +84,7 @@ pub async fn serve(
         ))
     });
     let app = App::new(
-        AppState::new(services, public_url.clone()),
+        AppState::new(services, public_url.clone()).with_shutdown(stop.clone()),
         Arc::new(DeploymentHostResolver::new(base_domain)),
     );
     tracing::info!(%addr, %public_url, workers, "listening on http://{addr}");

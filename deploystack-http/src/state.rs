@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use deploystack_core::Services;
 use deploystack_core::model::DeploymentId;
+use tokio_util::sync::CancellationToken;
 
 /// Shared state of the router: the services and how to spell public URLs.
 ///
@@ -15,6 +16,9 @@ pub struct AppState {
     pub services: Services,
     /// Base of returned URLs, without a trailing slash (`http://127.0.0.1:8000`).
     pub public_url: Arc<str>,
+    /// Fires when the server shuts down. Answers that stream for as long as a build runs
+    /// (`logs?follow=true`) end on it, so a graceful shutdown is not held up by them.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -23,7 +27,14 @@ impl AppState {
         Self {
             services,
             public_url: Arc::from(public_url.into().trim_end_matches('/')),
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// The same state, with long-lived answers ending when `shutdown` fires.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// Where a deployment is served.

@@ -555,3 +555,105 @@ async fn two_hundred_concurrent_deployments_through_two_servers_are_each_ready_o
     assert_eq!(listed, ids);
     cluster.wait_queue_drained(Duration::from_secs(30)).await;
 }
+
+#[tokio::test]
+async fn a_running_build_is_canceled_within_seconds_and_never_published() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let server = cluster.server().await;
+    let _worker = cluster.slow_worker("canceled", &[]).await;
+
+    let files = slow_site(60_000, "never");
+    let id = deployment_id(&server.deploy(zip_site(&files)).await);
+    server
+        .wait_for(&id, Duration::from_secs(30), "BUILDING", |d| {
+            d["status"] == "BUILDING"
+        })
+        .await;
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/deployments/{id}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(response.status(), 200);
+    let canceled: Value = response.json().await.unwrap();
+    assert_eq!(canceled["status"], "CANCELED", "{canceled}");
+
+    // The worker notices within about a second, stops the build and says so in the log.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log_lines(&server, &id)
+        .await
+        .iter()
+        .any(|l| l == "build canceled")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop the canceled build within 5 s: {:?}",
+            log_lines(&server, &id).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.wait_queue_drained(Duration::from_secs(10)).await;
+    let (_, after) = server.get_json(&format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(after["status"], "CANCELED", "{after}");
+    assert_eq!(after["error"], Value::Null, "{after}");
+    assert_eq!(
+        publishes(&server, &id).await,
+        0,
+        "a canceled build was published"
+    );
+    let response = server.get(&format!("/{id}/")).await;
+    assert_eq!(response.status(), 404, "a canceled build is served");
+}
+
+#[tokio::test]
+async fn a_followed_log_shows_lines_while_the_build_runs_and_ends_with_its_status() {
+    let Some(cluster) = Cluster::new().await else {
+        return;
+    };
+    let server = cluster.server().await;
+    let _worker = cluster.slow_worker("followed", &[]).await;
+
+    let files = slow_site(4000, "followed");
+    let id = deployment_id(&server.deploy(zip_site(&files)).await);
+    let mut stream = crate::build_api::RawStream::get(
+        server.address(),
+        &format!("/api/v1/deployments/{id}/logs?follow=true"),
+    )
+    .await;
+    assert!(
+        stream
+            .read_until("slow build: sleeping", Duration::from_secs(30))
+            .await,
+        "the build's line never arrived: {}",
+        stream.text
+    );
+    let (_, during) = server.get_json(&format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(
+        during["status"], "BUILDING",
+        "the line arrived only after the build: {during}"
+    );
+    assert!(
+        stream.read_to_end(Duration::from_secs(30)).await,
+        "the stream did not end with the build: {}",
+        stream.text
+    );
+    assert_eq!(
+        stream.events("end"),
+        [serde_json::json!({"status": "READY"})],
+        "{}",
+        stream.text
+    );
+    let streamed: Vec<String> = stream
+        .events("log")
+        .iter()
+        .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        streamed,
+        log_lines(&server, &id).await,
+        "lines lost or repeated"
+    );
+}

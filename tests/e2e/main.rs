@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod binaries;
+mod build_api;
 mod builds;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]

@@ -23,8 +23,9 @@
 //!    is warmed by what the other nodes have read.
 //!
 //! # Invalidation
-//! The writes that can change a cached answer — `delete_deployment`, and `publish` and
-//! `fail_deployment`, which make a deployment final — go through the decorator. They evict the
+//! The writes that can change a cached answer — `delete_deployment`, and `publish`,
+//! `fail_deployment` and `cancel_deployment`, which make a deployment final — go through the
+//! decorator. They evict the
 //! deployment's entries from this process. With Redis they also replace its shared record,
 //! drop its shared manifest lookups and publish its id on `<redis_prefix>:cache:invalidations`;
 //! every node subscribes (a background task) and evicts the same entries.
@@ -74,7 +75,7 @@ use time::OffsetDateTime;
 
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
@@ -274,7 +275,7 @@ impl CachedRepository {
         let key = Key::Deployment(*id);
         if let Some(Value::Deployment(deployment)) = self.local.get(&key) {
             self.local.count(counted, |c| &c.local_hits);
-            return Ok(deployment);
+            return Ok(Deployment::clone(&deployment));
         }
         self.local.count(counted, |c| &c.local_misses);
         // Taken before anything is read: see `Local::fill`.
@@ -283,8 +284,11 @@ impl CachedRepository {
             match shared.deployment(id).await {
                 Ok(Some(deployment)) => {
                     self.local.count(counted, |c| &c.shared_hits);
-                    self.local
-                        .fill(key, Value::Deployment(deployment.clone()), generation);
+                    self.local.fill(
+                        key,
+                        Value::Deployment(Arc::new(deployment.clone())),
+                        generation,
+                    );
                     return Ok(deployment);
                 }
                 Ok(None) => self.local.count(counted, |c| &c.shared_misses),
@@ -293,9 +297,13 @@ impl CachedRepository {
         }
         let deployment = self.inner.get_deployment(id).await?;
         if is_settled(&deployment) {
-            self.local
-                .fill(key, Value::Deployment(deployment.clone()), generation);
+            self.local.fill(
+                key,
+                Value::Deployment(Arc::new(deployment.clone())),
+                generation,
+            );
             if let Some(shared) = &self.shared
+                && shareable(&deployment)
                 && let Err(err) = shared.fill_deployment(&deployment).await
             {
                 self.shared_failed("store a deployment", &err);
@@ -310,7 +318,7 @@ impl CachedRepository {
     async fn changed(&self, id: &DeploymentId, now: Option<&Deployment>) {
         self.local.forget(*id);
         if let Some(shared) = &self.shared {
-            let settled = now.filter(|deployment| is_settled(deployment));
+            let settled = now.filter(|deployment| is_settled(deployment) && shareable(deployment));
             match shared.changed(id, settled).await {
                 Ok(()) => Counters::bump(&self.local.counters.invalidations_sent),
                 Err(err) => {
@@ -337,6 +345,14 @@ impl CachedRepository {
 /// Whether nothing but a delete can change this record any more, so it may be cached.
 fn is_settled(deployment: &Deployment) -> bool {
     deployment.deleted_at.is_some() || deployment.status.is_final()
+}
+
+/// Whether the record may go to the shared layer. Its environment variables are never
+/// serialized (their values must not leave the process), so a record holding some would come
+/// back from Redis without them; such records stay in-process, and other nodes read them from
+/// the repository.
+fn shareable(deployment: &Deployment) -> bool {
+    deployment.env.is_empty()
 }
 
 /// Whether the manifest of this deployment is immutable, so lookups in it may be cached.
@@ -414,6 +430,12 @@ impl Repository for CachedRepository {
         result
     }
 
+    async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+        let result = self.inner.cancel_deployment(id).await;
+        self.changed(id, result.as_ref().ok()).await;
+        result
+    }
+
     async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
         // Evict even when the write reports an error: a commit whose answer was lost still
         // happened.
@@ -468,6 +490,15 @@ impl Repository for CachedRepository {
 
     async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
         self.inner.logs(id).await
+    }
+
+    async fn logs_after(
+        &self,
+        id: &DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, RepositoryError> {
+        self.inner.logs_after(id, after, limit).await
     }
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
@@ -534,7 +565,9 @@ impl Key {
 /// A cached answer.
 #[derive(Debug, Clone)]
 enum Value {
-    Deployment(Deployment),
+    /// Behind an `Arc`: a record is several times the size of a manifest entry, and every
+    /// entry of the cache is as large as its largest variant.
+    Deployment(Arc<Deployment>),
     /// `None` is a cached "no such file".
     File(Option<FileEntry>),
 }
@@ -552,13 +585,29 @@ fn weigh(key: &Key, value: &Value) -> u32 {
     };
     let value_heap = match value {
         Value::Deployment(deployment) => {
-            deployment.source_key.len()
+            std::mem::size_of::<Deployment>()
+                + deployment.source_key.len()
                 + deployment.project.as_ref().map_or(0, |p| p.as_str().len())
                 + deployment.lease_owner.as_ref().map_or(0, String::len)
                 + deployment
                     .error
                     .as_ref()
                     .map_or(0, |e| e.code.len() + e.message.len())
+                + [
+                    &deployment.settings.framework,
+                    &deployment.settings.root_directory,
+                    &deployment.settings.install_command,
+                    &deployment.settings.build_command,
+                    &deployment.settings.output_directory,
+                ]
+                .iter()
+                .map(|setting| setting.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+                + deployment
+                    .env
+                    .iter()
+                    .map(|var| std::mem::size_of_val(var) + var.name.len() + var.value.len())
+                    .sum::<usize>()
         }
         Value::File(entry) => entry
             .as_ref()
@@ -780,6 +829,8 @@ mod tests {
             ready_at: None,
             deleted_at: None,
             routing: None,
+            settings: Default::default(),
+            env: Vec::new(),
         }
     }
 
@@ -822,9 +873,17 @@ mod tests {
         // The deployment changes while the read is in flight…
         local.forget(record.id);
         // …so the answer it stores afterwards is dropped again.
-        local.fill(key.clone(), Value::Deployment(record.clone()), before);
+        local.fill(
+            key.clone(),
+            Value::Deployment(Arc::new(record.clone())),
+            before,
+        );
         assert!(local.get(&key).is_none());
-        local.fill(key.clone(), Value::Deployment(record), local.generation());
+        local.fill(
+            key.clone(),
+            Value::Deployment(Arc::new(record)),
+            local.generation(),
+        );
         assert!(local.get(&key).is_some());
     }
 
@@ -836,7 +895,11 @@ mod tests {
         });
         let record = deployment(DeploymentStatus::Ready);
         let key = Key::Deployment(record.id);
-        local.fill(key.clone(), Value::Deployment(record), local.generation());
+        local.fill(
+            key.clone(),
+            Value::Deployment(Arc::new(record)),
+            local.generation(),
+        );
         local.distrust();
         assert!(local.get(&key).is_none());
         local.resync();

@@ -40,14 +40,17 @@ pub enum Event {
         /// The deployment.
         deployment_id: DeploymentId,
     },
-    /// A worker claimed the deployment and started building.
+    /// A worker claimed the deployment, chose how to build it and starts the build.
     BuildStarted {
         /// The deployment.
         deployment_id: DeploymentId,
         /// The attempt (fencing token).
         attempt: i64,
-        /// The strategy chosen.
-        strategy: String,
+        /// The build strategy (framework preset) chosen: `static`, `vite`, ….
+        preset: String,
+        /// How long the deployment waited between its upload and this start, in
+        /// milliseconds (queueing, earlier attempts, download and extraction).
+        waited_ms: u64,
     },
     /// The build finished and its files were published.
     BuildCompleted {
@@ -55,8 +58,13 @@ pub enum Event {
         deployment_id: DeploymentId,
         /// The attempt.
         attempt: i64,
-        /// Wall-clock time of the build, in milliseconds.
+        /// The build strategy (framework preset) that built it.
+        preset: String,
+        /// Wall-clock time of the whole attempt, from claim to publish, in milliseconds.
         duration_ms: u64,
+        /// Of which the strategy's build itself (install and build commands), in
+        /// milliseconds.
+        build_ms: u64,
         /// Files published.
         files: u64,
         /// Bytes published.
@@ -70,12 +78,21 @@ pub enum Event {
         deployment_id: DeploymentId,
         /// The attempt.
         attempt: i64,
-        /// Wall-clock time until the failure, in milliseconds.
+        /// The build strategy (framework preset) chosen, if the attempt got that far.
+        preset: Option<String>,
+        /// Wall-clock time of the attempt until the failure, in milliseconds.
         duration_ms: u64,
         /// Stable error code.
         code: String,
         /// Error message.
         message: String,
+    },
+    /// The deployment was canceled while queued or building; nothing of it is published.
+    DeploymentCanceled {
+        /// The deployment.
+        deployment_id: DeploymentId,
+        /// Its status when it was canceled (`QUEUED` or `BUILDING`).
+        previous_status: DeploymentStatus,
     },
     /// The deployment is live.
     DeploymentReady {
@@ -99,6 +116,7 @@ impl Event {
             | Event::BuildStarted { deployment_id, .. }
             | Event::BuildCompleted { deployment_id, .. }
             | Event::BuildFailed { deployment_id, .. }
+            | Event::DeploymentCanceled { deployment_id, .. }
             | Event::DeploymentReady { deployment_id }
             | Event::DeploymentDeleted { deployment_id, .. } => *deployment_id,
         }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{DeploymentId, ProjectName};
+use super::{BuildSettings, DeploymentId, EnvVar, ProjectName};
 
 /// Where a deployment is meant to go. Production deployments of a project will move its
 /// production alias when they become ready; previews never do.
@@ -56,7 +56,7 @@ pub enum DeploymentStatus {
     Ready,
     /// The build failed; `error` says why.
     Error,
-    /// Stopped before it became ready (deleted while queued or building).
+    /// Stopped before it became ready: canceled, or deleted while queued or building.
     Canceled,
 }
 
@@ -118,6 +118,10 @@ pub struct NewDeployment {
     pub target: Target,
     /// Storage key of the uploaded source archive.
     pub source_key: String,
+    /// Overrides of framework detection, stored with the deployment for its build.
+    pub settings: BuildSettings,
+    /// The build's environment variables (values included: the worker needs them).
+    pub env: Vec<EnvVar>,
 }
 
 /// A deployment as stored. Deserializable too, so a cache can keep it outside the process.
@@ -165,6 +169,19 @@ pub struct Deployment {
     /// record is cloned for every request and a configuration can hold thousands of rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing: Option<std::sync::Arc<crate::routing::RoutingConfig>>,
+    /// Overrides of framework detection the upload asked for (empty: detect everything).
+    #[serde(default, skip_serializing_if = "BuildSettings::is_empty")]
+    pub settings: BuildSettings,
+    /// The build's environment variables, values included.
+    ///
+    /// Never serialized: this record is what the shared read cache (Redis) stores and what
+    /// embedders may turn into JSON, and variable values — sensitive ones above all — must
+    /// not leave the process that read them from the repository. A record decoded from
+    /// elsewhere therefore has no variables; the read cache keeps records that have some out
+    /// of its shared layer, and the worker reads them from its claim, straight from the
+    /// repository.
+    #[serde(skip)]
+    pub env: Vec<EnvVar>,
 }
 
 /// One page request of a listing, newest first.
@@ -227,6 +244,17 @@ impl FromStr for LogStream {
             other => return Err(format!("unknown log stream {other:?}")),
         })
     }
+}
+
+/// A stored log line with its position in the log, so a reader can ask for what came after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredLogLine {
+    /// Increases with every line appended to any deployment's log: the order lines were
+    /// stored in. Pass the last one seen to `Repository::logs_after` for the next lines.
+    pub seq: i64,
+    /// The line.
+    #[serde(flatten)]
+    pub line: LogLine,
 }
 
 /// One line of a build's log.

@@ -11,7 +11,7 @@ mod ids;
 pub use build::{BuildSettings, EnvVar};
 pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
-    PageRequest, Target,
+    PageRequest, StoredLogLine, Target,
 };
 pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};

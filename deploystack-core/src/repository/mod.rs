@@ -7,6 +7,11 @@
 //!   when the token is still the current one, so a stale or zombie worker changes nothing.
 //! - `publish` writes the whole file manifest and flips the status to `READY` in one
 //!   transaction: a deployment is never visible half-published.
+//! - `cancel_deployment` ends a `QUEUED` or `BUILDING` deployment in `CANCELED` and clears
+//!   its lease in one compare-and-set, so the canceled attempt is fenced out like a stale one:
+//!   its worker can publish or fail nothing afterwards.
+//! - Log lines get a sequence number when stored, increasing in append order across every
+//!   deployment, so `logs_after` lets a follower read only what is new.
 //! - Timestamps are the repository's own clock, so every node agrees on lease expiry.
 //!
 //! Adapters: [`SqliteRepository`] (default, always compiled: one process, one file) and
@@ -24,8 +29,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
-    LogLine, NewDeployment, Page, PageRequest,
+    BlobRef, BuildSettings, ContentHash, Deployment, DeploymentError, DeploymentId,
+    DeploymentStatus, EncodedVariant, EnvVar, FileEntry, LogLine, NewDeployment, Page, PageRequest,
+    StoredLogLine,
 };
 
 #[cfg(feature = "postgres")]
@@ -47,6 +53,10 @@ pub enum RepositoryError {
     /// or the deployment was deleted. The caller must stop and publish nothing.
     #[error("the lease on this deployment was lost")]
     LeaseLost,
+    /// The deployment already has a final status (shown here; deleted ones count as final):
+    /// a cancel has nothing left to stop.
+    #[error("the deployment is already {0}")]
+    Final(DeploymentStatus),
     /// A blob is being garbage-collected right now; retry the build a little later.
     #[error("blob {0} is being garbage-collected")]
     BlobBusy(ContentHash),
@@ -140,12 +150,30 @@ pub trait Repository: Send + Sync + 'static {
     /// so it stops being served at once. Idempotent; returns the deployment as it now is.
     async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError>;
 
+    /// Cancel a deployment that is `QUEUED` or `BUILDING` and not deleted: status `CANCELED`,
+    /// lease cleared, the running attempt's build row finished as canceled. The attempt stays
+    /// as it is but no longer passes the fence (`renew_lease`, `publish`, … answer
+    /// `LeaseLost`), and nothing claims a canceled deployment. Returns the deployment as it
+    /// now is. `NotFound` if unknown; [`RepositoryError::Final`] with the status it has if it
+    /// is final already, or deleted.
+    async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError>;
+
     /// Append lines to the build log of `id`.
     async fn append_log(&self, id: &DeploymentId, lines: &[LogLine])
     -> Result<(), RepositoryError>;
 
     /// The whole build log of `id`, every attempt, in order.
     async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError>;
+
+    /// Up to `limit` lines of the log of `id` stored after the line numbered `after` (0: from
+    /// the start), in order, with their sequence numbers. A follower passes the last `seq` it
+    /// received to get only new lines; an unknown deployment simply has none.
+    async fn logs_after(
+        &self,
+        id: &DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, RepositoryError>;
 
     /// The manifest entry for `path` of a deployment, if there is one.
     async fn find_file(
@@ -222,3 +250,32 @@ fn routing_from_json(
     })
     .transpose()
 }
+
+/// The `build_settings` column's text.
+fn settings_to_json(settings: &BuildSettings) -> Result<String, RepositoryError> {
+    serde_json::to_string(settings).map_err(|e| {
+        RepositoryError::Unavailable(format!("could not encode the build settings: {e}"))
+    })
+}
+
+/// The build settings back from the `build_settings` column.
+fn settings_from_json(text: &str) -> Result<BuildSettings, RepositoryError> {
+    serde_json::from_str(text)
+        .map_err(|e| RepositoryError::Corrupt(format!("column build_settings: {e}")))
+}
+
+/// The `build_env` column's text: every variable, values included.
+fn env_to_json(env: &[EnvVar]) -> Result<String, RepositoryError> {
+    serde_json::to_string(env).map_err(|e| {
+        RepositoryError::Unavailable(format!("could not encode the environment variables: {e}"))
+    })
+}
+
+/// The variables back from the `build_env` column.
+fn env_from_json(text: &str) -> Result<Vec<EnvVar>, RepositoryError> {
+    serde_json::from_str(text)
+        .map_err(|e| RepositoryError::Corrupt(format!("column build_env: {e}")))
+}
+
+/// Most lines `logs_after` returns at once, whatever the caller asks.
+pub const MAX_LOG_BATCH: u32 = 10_000;

@@ -73,7 +73,8 @@ use time::OffsetDateTime;
 use super::{Claim, PublishedBuild, Repository, RepositoryError};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, Target,
+    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, StoredLogLine,
+    Target,
 };
 
 /// Connections per process (see the module docs).
@@ -110,6 +111,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/postgres/0003_encodings.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "build settings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0004_build_settings.sql").into_sql_str(),
+            false,
+        ),
     ])
 });
 
@@ -118,7 +126,7 @@ macro_rules! deployment_columns {
     () => {
         "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
          error_code, error_message, file_count, total_bytes, created_at, updated_at, ready_at, \
-         deleted_at, routing"
+         deleted_at, routing, build_settings, build_env"
     };
 }
 
@@ -129,10 +137,11 @@ macro_rules! fenced {
     };
 }
 
-/// `$1` id, `$2` project, `$3` target, `$4` source key.
+/// `$1` id, `$2` project, `$3` target, `$4` source key, `$5` settings, `$6` variables.
 const INSERT_DEPLOYMENT: &str = concat!(
-    "INSERT INTO deployments (id, project, target, status, source_key, created_at, updated_at) \
-     VALUES ($1, $2, $3, 'QUEUED', $4, now(), now()) RETURNING ",
+    "INSERT INTO deployments (id, project, target, status, source_key, created_at, updated_at, \
+     build_settings, build_env) VALUES ($1, $2, $3, 'QUEUED', $4, now(), now(), $5, $6) \
+     RETURNING ",
     deployment_columns!()
 );
 
@@ -222,6 +231,22 @@ const DELETE: &str = concat!(
      WHERE id = $1 RETURNING ",
     deployment_columns!()
 );
+
+/// `$1` id: the state a cancel changes, locked until the transaction ends.
+const LOCK_FOR_CANCEL: &str =
+    "SELECT status, attempt FROM deployments WHERE id = $1 FOR NO KEY UPDATE";
+
+/// `$1` id: the compare-and-set of a cancel.
+const CANCEL: &str = concat!(
+    "UPDATE deployments SET status = 'CANCELED', updated_at = now(), lease_owner = NULL, \
+     lease_expires_at = NULL \
+     WHERE id = $1 AND deleted_at IS NULL AND status IN ('QUEUED', 'BUILDING') RETURNING ",
+    deployment_columns!()
+);
+
+/// `$1` id, `$2` after, `$3` limit.
+const LOGS_AFTER: &str = "SELECT id, attempt, at, stream, message FROM build_logs \
+     WHERE deployment_id = $1 AND id > $2 ORDER BY id LIMIT $3";
 
 /// `$1` id, then one array per column: `$2` paths, `$3` hashes, `$4` sizes, `$5` types.
 const INSERT_FILES: &str = "INSERT INTO files (deployment_id, path, sha256, size, content_type) \
@@ -360,6 +385,8 @@ impl Repository for PostgresRepository {
             .bind(new.project.as_ref().map(|p| p.as_str().to_owned()))
             .bind(new.target.as_str())
             .bind(new.source_key.as_str())
+            .bind(super::settings_to_json(&new.settings)?)
+            .bind(super::env_to_json(&new.env)?)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
@@ -610,6 +637,33 @@ impl Repository for PostgresRepository {
         deployment_from_row(&row)
     }
 
+    async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+        let id = id.to_string();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Locked first, like a delete, so no claim slips in between the read and the write.
+        let before = sqlx::query(LOCK_FOR_CANCEL)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .ok_or(RepositoryError::NotFound)?;
+        let Some(row) = sqlx::query(CANCEL)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
+            // Final already, or deleted (which made a live one CANCELED).
+            return Err(RepositoryError::Final(parse(&before, "status")?));
+        };
+        if get::<String>(&before, "status")? == DeploymentStatus::Building.as_str() {
+            let attempt = get::<i64>(&before, "attempt")?;
+            finish_build(&mut tx, &id, attempt, "canceled", None).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        deployment_from_row(&row)
+    }
+
     async fn append_log(
         &self,
         id: &DeploymentId,
@@ -648,13 +702,27 @@ impl Repository for PostgresRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        rows.iter().map(log_line_from_row).collect()
+    }
+
+    async fn logs_after(
+        &self,
+        id: &DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, RepositoryError> {
+        let rows = sqlx::query(LOGS_AFTER)
+            .bind(id.to_string())
+            .bind(after)
+            .bind(i64::from(limit.clamp(1, super::MAX_LOG_BATCH)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter()
             .map(|row| {
-                Ok(LogLine {
-                    attempt: get(row, "attempt")?,
-                    at: get(row, "at")?,
-                    stream: parse::<LogStream>(row, "stream")?,
-                    message: get(row, "message")?,
+                Ok(StoredLogLine {
+                    seq: get(row, "id")?,
+                    line: log_line_from_row(row)?,
                 })
             })
             .collect()
@@ -1021,6 +1089,15 @@ where
         .map_err(|e| RepositoryError::Corrupt(format!("column {column}: {e}")))
 }
 
+fn log_line_from_row(row: &PgRow) -> Result<LogLine, RepositoryError> {
+    Ok(LogLine {
+        attempt: get(row, "attempt")?,
+        at: get(row, "at")?,
+        stream: parse::<LogStream>(row, "stream")?,
+        message: get(row, "message")?,
+    })
+}
+
 fn deployment_from_row(row: &PgRow) -> Result<Deployment, RepositoryError> {
     let project = get::<Option<String>>(row, "project")?
         .map(|p| p.parse())
@@ -1050,6 +1127,8 @@ fn deployment_from_row(row: &PgRow) -> Result<Deployment, RepositoryError> {
         ready_at: get(row, "ready_at")?,
         deleted_at: get(row, "deleted_at")?,
         routing: super::routing_from_json(get(row, "routing")?)?,
+        settings: super::settings_from_json(&get::<String>(row, "build_settings")?)?,
+        env: super::env_from_json(&get::<String>(row, "build_env")?)?,
     })
 }
 

@@ -54,7 +54,8 @@ use time::OffsetDateTime;
 use super::{Claim, PublishedBuild, Repository, RepositoryError};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, Target,
+    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, StoredLogLine,
+    Target,
 };
 
 /// How long a writer waits for the write lock before reporting `Unavailable`.
@@ -90,6 +91,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/sqlite/0003_encodings.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "build settings".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0004_build_settings.sql").into_sql_str(),
+            false,
+        ),
     ])
 });
 
@@ -98,7 +106,7 @@ macro_rules! deployment_columns {
     () => {
         "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
          error_code, error_message, file_count, total_bytes, created_at, updated_at, ready_at, \
-         deleted_at, routing"
+         deleted_at, routing, build_settings, build_env"
     };
 }
 
@@ -110,8 +118,8 @@ macro_rules! fenced {
 }
 
 const INSERT_DEPLOYMENT: &str = concat!(
-    "INSERT INTO deployments (id, project, target, status, source_key, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, 'QUEUED', ?4, ?5, ?5) RETURNING ",
+    "INSERT INTO deployments (id, project, target, status, source_key, created_at, updated_at, \
+     build_settings, build_env) VALUES (?1, ?2, ?3, 'QUEUED', ?4, ?5, ?5, ?6, ?7) RETURNING ",
     deployment_columns!()
 );
 
@@ -193,6 +201,18 @@ const DELETE: &str = concat!(
      WHERE id = ?1 RETURNING ",
     deployment_columns!()
 );
+
+/// `?1` id, `?2` now: the compare-and-set of a cancel.
+const CANCEL: &str = concat!(
+    "UPDATE deployments SET status = 'CANCELED', updated_at = ?2, lease_owner = NULL, \
+     lease_expires_at = NULL \
+     WHERE id = ?1 AND deleted_at IS NULL AND status IN ('QUEUED', 'BUILDING') RETURNING ",
+    deployment_columns!()
+);
+
+/// `?1` id, `?2` after, `?3` limit.
+const LOGS_AFTER: &str = "SELECT id, attempt, at, stream, message FROM build_logs \
+     WHERE deployment_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
 
 /// `?1` id, `?2` JSON array of `ManifestRow`.
 const INSERT_FILES: &str = "INSERT INTO files (deployment_id, path, sha256, size, content_type) \
@@ -328,6 +348,8 @@ impl Repository for SqliteRepository {
             .bind(new.target.as_str())
             .bind(new.source_key.as_str())
             .bind(now_ms())
+            .bind(super::settings_to_json(&new.settings)?)
+            .bind(super::env_to_json(&new.env)?)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
@@ -608,6 +630,35 @@ impl Repository for SqliteRepository {
         deployment_from_row(&row)
     }
 
+    async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+        let now = now_ms();
+        let id = id.to_string();
+        let mut tx = self.begin().await?;
+        let before =
+            sqlx::query("SELECT status, attempt, deleted_at FROM deployments WHERE id = ?1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .ok_or(RepositoryError::NotFound)?;
+        let Some(row) = sqlx::query(CANCEL)
+            .bind(&id)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+        else {
+            // Final already, or deleted (which made a live one CANCELED).
+            return Err(RepositoryError::Final(parse(&before, "status")?));
+        };
+        if get::<String>(&before, "status")? == DeploymentStatus::Building.as_str() {
+            let attempt = get::<i64>(&before, "attempt")?;
+            finish_build(&mut tx, &id, attempt, now, "canceled", None).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        deployment_from_row(&row)
+    }
+
     async fn append_log(
         &self,
         id: &DeploymentId,
@@ -646,13 +697,27 @@ impl Repository for SqliteRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        rows.iter().map(log_line_from_row).collect()
+    }
+
+    async fn logs_after(
+        &self,
+        id: &DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, RepositoryError> {
+        let rows = sqlx::query(LOGS_AFTER)
+            .bind(id.to_string())
+            .bind(after)
+            .bind(i64::from(limit.clamp(1, super::MAX_LOG_BATCH)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter()
             .map(|row| {
-                Ok(LogLine {
-                    attempt: get(row, "attempt")?,
-                    at: from_ms(get(row, "at")?)?,
-                    stream: parse::<LogStream>(row, "stream")?,
-                    message: get(row, "message")?,
+                Ok(StoredLogLine {
+                    seq: get(row, "id")?,
+                    line: log_line_from_row(row)?,
                 })
             })
             .collect()
@@ -1036,6 +1101,15 @@ fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>
     get::<Option<i64>>(row, column)?.map(from_ms).transpose()
 }
 
+fn log_line_from_row(row: &SqliteRow) -> Result<LogLine, RepositoryError> {
+    Ok(LogLine {
+        attempt: get(row, "attempt")?,
+        at: from_ms(get(row, "at")?)?,
+        stream: parse::<LogStream>(row, "stream")?,
+        message: get(row, "message")?,
+    })
+}
+
 fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, RepositoryError> {
     let project = get::<Option<String>>(row, "project")?
         .map(|p| p.parse())
@@ -1065,6 +1139,8 @@ fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, RepositoryError> {
         ready_at: optional_time(row, "ready_at")?,
         deleted_at: optional_time(row, "deleted_at")?,
         routing: super::routing_from_json(get(row, "routing")?)?,
+        settings: super::settings_from_json(&get::<String>(row, "build_settings")?)?,
+        env: super::env_from_json(&get::<String>(row, "build_env")?)?,
     })
 }
 

@@ -1,4 +1,4 @@
-//! Deleting deployments and collecting the blobs nothing references any more.
+//! Canceling and deleting deployments, and collecting the blobs nothing references any more.
 //!
 //! A delete stops serving at once (the row is marked deleted and its manifest dropped in one
 //! step). Blobs are shared between deployments, so they are removed by a collector, which
@@ -23,6 +23,27 @@ pub enum CollectError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// Cancel a `QUEUED` or `BUILDING` deployment: it ends `CANCELED` at once, a worker building
+/// it notices within about a second (see `pipeline`) and kills the build, and its source is
+/// removed, since nothing will build it again. Returns the deployment as it now is;
+/// [`RepositoryError::Final`] if it is final (or deleted) already.
+pub async fn cancel(services: &Services, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+    let before = services.repository.get_deployment(id).await?;
+    let canceled = services.repository.cancel_deployment(id).await?;
+    if let Err(err) = services.storage.delete(&canceled.source_key).await {
+        tracing::warn!(%id, error = %err, "could not remove the source of a canceled deployment");
+    }
+    emit_best_effort(
+        services.events.as_ref(),
+        Event::DeploymentCanceled {
+            deployment_id: *id,
+            previous_status: before.status,
+        },
+    )
+    .await;
+    Ok(canceled)
 }
 
 /// Delete a deployment: it stops being served at once, a queued or running build is canceled

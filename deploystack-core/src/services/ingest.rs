@@ -3,11 +3,19 @@
 //! Order matters, so that nothing accepted is ever lost: validate (reject before storing
 //! anything), store the source, commit the row, then enqueue. If the enqueue fails the row is
 //! still `QUEUED` and the reconciler enqueues it later.
+//!
+//! # Build settings and environment variables
+//! An upload may override detection ([`BuildSettings`]) and give its build environment
+//! variables ([`EnvVar`]). Both are checked here, before anything is stored, by
+//! [`validate_settings`] and [`validate_env`]: the rules are the platform's, whichever
+//! surface (HTTP form, CLI, embedding code) the values came through.
 
 use std::path::Path;
 
 use crate::events::{Event, emit_best_effort};
-use crate::model::{Deployment, DeploymentId, NewDeployment, ProjectName, Target};
+use crate::model::{
+    BuildSettings, Deployment, DeploymentId, EnvVar, NewDeployment, ProjectName, Target,
+};
 use crate::queue::Job;
 use crate::repository::RepositoryError;
 use crate::services::Services;
@@ -21,7 +29,24 @@ pub struct UploadOptions {
     pub project: Option<ProjectName>,
     /// Production or preview.
     pub target: Target,
+    /// Overrides of framework detection (checked by [`validate_settings`]).
+    pub settings: BuildSettings,
+    /// The build's environment variables (checked by [`validate_env`]).
+    pub env: Vec<EnvVar>,
 }
+
+/// Longest build setting, in bytes.
+pub const MAX_SETTING_BYTES: usize = 1024;
+/// Longest environment variable name, in bytes.
+pub const MAX_ENV_NAME_BYTES: usize = 256;
+/// Longest environment variable value, in bytes.
+pub const MAX_ENV_VALUE_BYTES: usize = 64 * 1024;
+/// Most environment variables one deployment may have.
+pub const MAX_ENV_VARS: usize = 100;
+/// Names the platform sets for every build itself; `DEPLOYSTACK_*` is reserved too.
+pub const RESERVED_ENV_NAMES: &[&str] = &["PATH", "HOME"];
+/// The prefix of names reserved for the platform.
+pub const RESERVED_ENV_PREFIX: &str = "DEPLOYSTACK_";
 
 /// Why an upload was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +61,13 @@ pub enum IngestError {
     /// The deployment could not be recorded.
     #[error("cannot record the deployment: {0}")]
     Repository(#[from] RepositoryError),
+    /// A build setting is not acceptable; the message says which and why.
+    #[error("{0}")]
+    InvalidBuildSettings(String),
+    /// An environment variable is not acceptable; the message says which and why (never
+    /// its value).
+    #[error("{0}")]
+    InvalidEnv(String),
     /// Validation could not run.
     #[error("archive validation did not finish: {0}")]
     Internal(String),
@@ -53,6 +85,8 @@ pub async fn accept_upload(
     archive_path: &Path,
     options: UploadOptions,
 ) -> Result<Deployment, IngestError> {
+    validate_settings(&options.settings)?;
+    validate_env(&options.env)?;
     let limits = services.config.archive_limits();
     let path = archive_path.to_owned();
     // Reading the central directory is blocking file I/O; keep it off the async workers.
@@ -68,6 +102,8 @@ pub async fn accept_upload(
         project: options.project,
         target: options.target,
         source_key: key.clone(),
+        settings: options.settings,
+        env: options.env,
     };
     let deployment = match services.repository.create_deployment(&new).await {
         Ok(deployment) => deployment,
@@ -89,4 +125,232 @@ pub async fn accept_upload(
     )
     .await;
     Ok(deployment)
+}
+
+/// Check build settings: each at most [`MAX_SETTING_BYTES`], on one line, without NUL; the
+/// root and output directories relative paths that stay inside the upload (no leading `/`, no
+/// `..` segment, no backslash). `InvalidBuildSettings` names the first offending setting.
+pub fn validate_settings(settings: &BuildSettings) -> Result<(), IngestError> {
+    let fields = [
+        ("framework", &settings.framework, false),
+        ("root_directory", &settings.root_directory, true),
+        ("install_command", &settings.install_command, false),
+        ("build_command", &settings.build_command, false),
+        ("output_directory", &settings.output_directory, true),
+    ];
+    for (name, value, is_path) in fields {
+        let Some(value) = value else { continue };
+        let invalid = |why: &str| IngestError::InvalidBuildSettings(format!("{name} {why}"));
+        if value.len() > MAX_SETTING_BYTES {
+            return Err(invalid(&format!(
+                "is longer than {MAX_SETTING_BYTES} bytes"
+            )));
+        }
+        if value.contains(['\0', '\n', '\r']) {
+            return Err(invalid("must be one line without NUL characters"));
+        }
+        if value.trim().is_empty() {
+            return Err(invalid("is empty; leave it out to use the detected value"));
+        }
+        if is_path {
+            if value.starts_with('/') || value.contains('\\') {
+                return Err(invalid(
+                    "must be a relative path inside the upload, with forward slashes (like apps/web)",
+                ));
+            }
+            if value.split('/').any(|segment| segment == "..") {
+                return Err(invalid("must stay inside the upload: `..` is not allowed"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Check environment variables: at most [`MAX_ENV_VARS`], each name `[A-Za-z_][A-Za-z0-9_]*`
+/// of at most [`MAX_ENV_NAME_BYTES`], given once, not one the platform sets itself (`PATH`,
+/// `HOME`, `DEPLOYSTACK_*`); each value at most [`MAX_ENV_VALUE_BYTES`] without NUL (a process
+/// environment cannot hold one). `InvalidEnv` names the variable, never its value.
+pub fn validate_env(env: &[EnvVar]) -> Result<(), IngestError> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(IngestError::InvalidEnv(format!(
+            "{} environment variables given; at most {MAX_ENV_VARS} are allowed",
+            env.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for var in env {
+        let name = var.name.as_str();
+        let invalid = |why: String| IngestError::InvalidEnv(why);
+        if !is_env_name(name) {
+            let shown: String = name.chars().take(64).collect();
+            return Err(invalid(format!(
+                "{shown:?} is not a valid variable name: use letters, digits and _, not starting with a digit"
+            )));
+        }
+        if name.len() > MAX_ENV_NAME_BYTES {
+            return Err(invalid(format!(
+                "variable names are at most {MAX_ENV_NAME_BYTES} bytes long"
+            )));
+        }
+        if RESERVED_ENV_NAMES.contains(&name) || name.starts_with(RESERVED_ENV_PREFIX) {
+            return Err(invalid(format!(
+                "{name} is set by the platform for every build and cannot be overridden \
+                 (reserved: PATH, HOME and names starting with {RESERVED_ENV_PREFIX})"
+            )));
+        }
+        if var.value.len() > MAX_ENV_VALUE_BYTES {
+            return Err(invalid(format!(
+                "the value of {name} is longer than {MAX_ENV_VALUE_BYTES} bytes"
+            )));
+        }
+        if var.value.contains('\0') {
+            return Err(invalid(format!(
+                "the value of {name} contains a NUL character"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(invalid(format!("{name} is given more than once")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` matches `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(name: &str, value: &str) -> EnvVar {
+        EnvVar {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            sensitive: false,
+        }
+    }
+
+    fn settings_error(settings: BuildSettings) -> String {
+        match validate_settings(&settings) {
+            Err(IngestError::InvalidBuildSettings(message)) => message,
+            other => panic!("{settings:?} accepted: {other:?}"),
+        }
+    }
+
+    fn env_error(env: &[EnvVar]) -> String {
+        match validate_env(env) {
+            Err(IngestError::InvalidEnv(message)) => message,
+            other => panic!("{env:?} accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reasonable_settings_pass() {
+        let settings = BuildSettings {
+            framework: Some("vite".into()),
+            root_directory: Some("apps/web".into()),
+            install_command: Some("pnpm install --frozen-lockfile".into()),
+            build_command: Some("npm run build && echo done".into()),
+            output_directory: Some("./dist/client".into()),
+        };
+        validate_settings(&settings).unwrap();
+        validate_settings(&BuildSettings::default()).unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_name() {
+        let long = "x".repeat(MAX_SETTING_BYTES + 1);
+        let cases = [
+            (
+                BuildSettings {
+                    build_command: Some(long),
+                    ..Default::default()
+                },
+                "build_command",
+            ),
+            (
+                BuildSettings {
+                    install_command: Some("npm ci\nrm -rf /".into()),
+                    ..Default::default()
+                },
+                "install_command",
+            ),
+            (
+                BuildSettings {
+                    framework: Some("vite\0".into()),
+                    ..Default::default()
+                },
+                "framework",
+            ),
+            (
+                BuildSettings {
+                    root_directory: Some("/etc".into()),
+                    ..Default::default()
+                },
+                "root_directory",
+            ),
+            (
+                BuildSettings {
+                    root_directory: Some("apps/../../etc".into()),
+                    ..Default::default()
+                },
+                "root_directory",
+            ),
+            (
+                BuildSettings {
+                    output_directory: Some("..".into()),
+                    ..Default::default()
+                },
+                "output_directory",
+            ),
+            (
+                BuildSettings {
+                    output_directory: Some("dist\\..\\..".into()),
+                    ..Default::default()
+                },
+                "output_directory",
+            ),
+        ];
+        for (settings, name) in cases {
+            let message = settings_error(settings);
+            assert!(message.starts_with(name), "{message}");
+        }
+    }
+
+    #[test]
+    fn reasonable_variables_pass() {
+        let mut env = vec![
+            var("API_URL", "https://example.com"),
+            var("_private", ""),
+            var("MULTI_LINE", "line 1\nline 2"),
+        ];
+        env.extend((0..97).map(|i| var(&format!("V{i}"), "x")));
+        validate_env(&env).unwrap();
+    }
+
+    #[test]
+    fn bad_variables_are_refused_without_their_value() {
+        for name in ["1ABC", "A-B", "", "Ä", "A B"] {
+            env_error(&[var(name, "v")]);
+        }
+        for name in ["PATH", "HOME", "DEPLOYSTACK_TOKEN", "DEPLOYSTACK_"] {
+            let message = env_error(&[var(name, "v")]);
+            assert!(message.contains("platform"), "{message}");
+        }
+        env_error(&[var(&"N".repeat(MAX_ENV_NAME_BYTES + 1), "v")]);
+        let message = env_error(&[var("BIG", &"s".repeat(MAX_ENV_VALUE_BYTES + 1))]);
+        assert!(!message.contains("sss"), "{message}");
+        env_error(&[var("NUL", "a\0b")]);
+        env_error(&[var("TWICE", "1"), var("TWICE", "2")]);
+        let many: Vec<EnvVar> = (0..=MAX_ENV_VARS)
+            .map(|i| var(&format!("V{i}"), "x"))
+            .collect();
+        env_error(&many);
+    }
 }

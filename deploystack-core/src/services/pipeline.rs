@@ -11,20 +11,33 @@
 //! database trouble) give the claim back and retry with exponential backoff and jitter, and
 //! end in `ERROR` only on the last allowed delivery. A stop request (shutdown) gives the claim
 //! back at once so another worker, or this one after a restart, builds it.
+//!
+//! # Live logs and cancel
+//! While a build runs, its heartbeat task wakes every [`LIVE_INTERVAL`] (or more often with a
+//! short lease): it stores the log lines written since the last wake, so followers of the log
+//! see them within about a second, and reads the deployment's status. A `CANCELED` status (a
+//! user's cancel or a delete) fires the build's cancellation token at once — the sandbox then
+//! kills the build's process group — and the attempt ends recording nothing more than the
+//! `build canceled` log line: the cancel already wrote the final status. Reading the status
+//! every second costs one indexed read per running build; the lease itself is renewed (a
+//! write) only every third of the lease.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::build::{BuildContext, BuildError, BuildLog, SourceTree, sensitive_values};
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
+    EncodedVariant, FileEntry,
 };
 use crate::queue::Delivery;
 use crate::repository::{PublishedBuild, RepositoryError};
@@ -33,6 +46,9 @@ use crate::services::Services;
 use crate::services::archive::{self, ArchiveError};
 use crate::services::compression::{self, LocalVariant};
 use crate::storage::{StorageError, download_to_file};
+
+/// How often a running build's log is stored and its status checked for a cancel.
+pub const LIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many blobs are uploaded at once.
 const UPLOAD_CONCURRENCY: usize = 8;
@@ -58,6 +74,9 @@ pub enum Outcome {
     Retrying,
     /// Another worker holds the deployment now; this one published nothing.
     LeaseLost,
+    /// The deployment was canceled (or deleted) while this attempt ran; it published nothing
+    /// and recorded nothing but its log.
+    Canceled,
 }
 
 /// Why a build attempt stopped before publishing.
@@ -69,6 +88,8 @@ enum Failure {
     Stopped,
     /// The claim went to someone else.
     LeaseLost,
+    /// The deployment was canceled or deleted.
+    Canceled,
     /// Our problem: retry.
     Internal(String),
 }
@@ -149,6 +170,8 @@ struct Precompressed {
 #[derive(Debug)]
 struct Built {
     strategy: String,
+    /// How long the strategy's build took, in milliseconds.
+    build_ms: u64,
     files: Vec<FileEntry>,
     routing: Option<RoutingConfig>,
     new_blobs: u64,
@@ -160,6 +183,18 @@ pub struct Pipeline {
     services: Services,
     /// Recorded as the lease owner, so operators can see who builds what.
     worker_id: String,
+    /// Held while log lines are drained and stored: the heartbeat and the pipeline both store
+    /// lines, and two appends running at once could commit in the wrong order.
+    flushing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Why the heartbeat stopped a build, read by `process` once the build returns.
+#[derive(Debug, Default)]
+struct Stopped {
+    /// Another attempt holds the deployment.
+    lease_lost: AtomicBool,
+    /// The deployment was canceled or deleted.
+    canceled: AtomicBool,
 }
 
 impl Pipeline {
@@ -168,6 +203,7 @@ impl Pipeline {
         Self {
             services,
             worker_id: worker_id.into(),
+            flushing: Arc::default(),
         }
     }
 
@@ -197,17 +233,21 @@ impl Pipeline {
         let attempt = claim.attempt;
         let log = BuildLog::new(attempt);
         let cancel = stop.child_token();
-        let lease_lost = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(Stopped::default());
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat(
             self.services.clone(),
             delivery.clone(),
             attempt,
-            log.clone(),
+            LiveLog {
+                log: log.clone(),
+                flushing: Arc::clone(&self.flushing),
+            },
             cancel.clone(),
-            Arc::clone(&lease_lost),
+            Arc::clone(&stopped),
             heartbeat_stop.clone(),
         ));
+        let preset = OnceLock::new();
 
         let started = Instant::now();
         log.system(format!(
@@ -222,7 +262,14 @@ impl Pipeline {
             Err(err) => Err(Failure::Internal(err.to_string())),
             Ok(scratch) => match tokio::time::timeout(
                 timeout,
-                self.build(&claim.deployment, attempt, &log, &cancel, scratch.path()),
+                self.build(
+                    &claim.deployment,
+                    attempt,
+                    &log,
+                    &cancel,
+                    scratch.path(),
+                    &preset,
+                ),
             )
             .await
             {
@@ -240,16 +287,31 @@ impl Pipeline {
         if let Ok(scratch) = scratch {
             let _ = tokio::task::spawn_blocking(move || drop(scratch)).await;
         }
-        let result = match result {
-            Err(Failure::Stopped) if lease_lost.load(Ordering::SeqCst) => Err(Failure::LeaseLost),
-            other => other,
+        // A build that failed may have failed because of a cancel the heartbeat has not
+        // seen yet (a killed command, a source removed by the cancel): ask once.
+        if result.is_err()
+            && !stopped.canceled.load(Ordering::SeqCst)
+            && self.canceled_meanwhile(&id).await
+        {
+            stopped.canceled.store(true, Ordering::SeqCst);
+        }
+        let result = if stopped.canceled.load(Ordering::SeqCst) {
+            Err(Failure::Canceled)
+        } else {
+            match result {
+                Err(Failure::Stopped) if stopped.lease_lost.load(Ordering::SeqCst) => {
+                    Err(Failure::LeaseLost)
+                }
+                other => other,
+            }
         };
 
         // Publish (or fail) while the heartbeat still holds the lease, then stop it.
+        let preset = preset.get().cloned();
         let outcome = match result {
             Ok(built) => self.publish(delivery, attempt, built, &log, started).await,
             Err(failure) => {
-                self.handle_failure(delivery, attempt, failure, &log, started)
+                self.handle_failure(delivery, attempt, failure, &log, started, preset)
                     .await
             }
         };
@@ -266,6 +328,7 @@ impl Pipeline {
         log: &BuildLog,
         cancel: &CancellationToken,
         scratch: &Path,
+        preset: &OnceLock<String>,
     ) -> Result<Built, Failure> {
         let services = &self.services;
         let archive_path = scratch.join("source.zip");
@@ -313,8 +376,8 @@ impl Pipeline {
             work_dir,
             log: log.clone(),
             cancel: cancel.clone(),
-            settings: Default::default(),
-            env: Vec::new(),
+            settings: deployment.settings.clone(),
+            env: deployment.env.clone(),
             project: deployment.project.clone(),
         };
         ctx.log.mask(sensitive_values(&ctx.env));
@@ -328,22 +391,23 @@ impl Pipeline {
             "preset: {} ({})",
             detection.strategy, detection.reason
         ));
+        let _ = preset.set(strategy.name().to_owned());
+        let waited = OffsetDateTime::now_utc() - deployment.created_at;
         emit_best_effort(
             services.events.as_ref(),
             Event::BuildStarted {
                 deployment_id: deployment.id,
                 attempt,
-                strategy: strategy.name().to_owned(),
+                preset: strategy.name().to_owned(),
+                waited_ms: u64::try_from(waited.whole_milliseconds()).unwrap_or(0),
             },
         )
         .await;
         let phase = Instant::now();
         let output = strategy.build(&ctx).await?;
         stop_if(cancel)?;
-        log.system(format!(
-            "build finished in {} ms",
-            phase.elapsed().as_millis()
-        ));
+        let build_ms = phase.elapsed().as_millis() as u64;
+        log.system(format!("build finished in {build_ms} ms"));
 
         let output_dir = confine_output(&output.dir, &[&source_dir, &ctx.work_dir])?;
         let phase = Instant::now();
@@ -411,6 +475,7 @@ impl Pipeline {
         ));
         Ok(Built {
             strategy: strategy.name().to_owned(),
+            build_ms,
             files: files.into_iter().map(|f| f.entry).collect(),
             routing,
             new_blobs,
@@ -580,6 +645,7 @@ impl Pipeline {
         let files = built.files.len() as u64;
         let bytes: u64 = built.files.iter().map(|f| f.size).sum();
         let new_blobs = built.new_blobs;
+        let build_ms = built.build_ms;
         let build = PublishedBuild {
             strategy: built.strategy,
             files: built.files,
@@ -605,7 +671,9 @@ impl Pipeline {
                     Event::BuildCompleted {
                         deployment_id: id,
                         attempt,
+                        preset: build.strategy.clone(),
                         duration_ms: started.elapsed().as_millis() as u64,
+                        build_ms,
                         files,
                         bytes,
                         new_blobs,
@@ -616,7 +684,8 @@ impl Pipeline {
                 Outcome::Ready
             }
             Err(err) => {
-                self.handle_failure(delivery, attempt, err.into(), log, started)
+                let preset = Some(build.strategy);
+                self.handle_failure(delivery, attempt, err.into(), log, started, preset)
                     .await
             }
         }
@@ -629,14 +698,19 @@ impl Pipeline {
         failure: Failure,
         log: &BuildLog,
         started: Instant,
+        preset: Option<String>,
     ) -> Outcome {
         let id = delivery.job.deployment_id;
         let repository = &self.services.repository;
         match failure {
             Failure::User { code, message } => {
                 log.system(format!("error: {message}"));
-                self.fail(delivery, attempt, code, message, log, started)
+                self.fail(delivery, attempt, code, message, log, started, preset)
                     .await
+            }
+            Failure::Canceled => self.canceled(delivery, log).await,
+            Failure::LeaseLost if self.canceled_meanwhile(&id).await => {
+                self.canceled(delivery, log).await
             }
             Failure::LeaseLost => {
                 tracing::warn!(%id, attempt, "lease lost; another worker owns this deployment now");
@@ -682,6 +756,7 @@ impl Pipeline {
                             ),
                             log,
                             started,
+                            preset,
                         )
                         .await;
                 }
@@ -698,6 +773,7 @@ impl Pipeline {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // One attempt's facts; a struct would only rename them.
     async fn fail(
         &self,
         delivery: &Delivery,
@@ -706,6 +782,7 @@ impl Pipeline {
         message: String,
         log: &BuildLog,
         started: Instant,
+        preset: Option<String>,
     ) -> Outcome {
         let id = delivery.job.deployment_id;
         self.flush_log(&id, log).await;
@@ -727,6 +804,7 @@ impl Pipeline {
                     Event::BuildFailed {
                         deployment_id: id,
                         attempt,
+                        preset,
                         duration_ms: started.elapsed().as_millis() as u64,
                         code,
                         message,
@@ -734,6 +812,9 @@ impl Pipeline {
                 )
                 .await;
                 Outcome::Failed
+            }
+            Err(RepositoryError::LeaseLost) if self.canceled_meanwhile(&id).await => {
+                self.canceled(delivery, log).await
             }
             Err(RepositoryError::LeaseLost) => {
                 self.ack(delivery).await;
@@ -747,6 +828,27 @@ impl Pipeline {
         }
     }
 
+    /// The end of an attempt whose deployment was canceled (or deleted): the cancel wrote the
+    /// final status, so only the log gets a last line. No requeue, no `ERROR`.
+    async fn canceled(&self, delivery: &Delivery, log: &BuildLog) -> Outcome {
+        let id = delivery.job.deployment_id;
+        tracing::info!(%id, "build canceled");
+        log.system("build canceled");
+        self.flush_log(&id, log).await;
+        self.ack(delivery).await;
+        Outcome::Canceled
+    }
+
+    /// Whether the deployment is `CANCELED` now (canceled or deleted). A failed read says no:
+    /// the attempt then ends the way it would have without the question.
+    async fn canceled_meanwhile(&self, id: &DeploymentId) -> bool {
+        self.services
+            .repository
+            .get_deployment(id)
+            .await
+            .is_ok_and(|deployment| deployment.status == DeploymentStatus::Canceled)
+    }
+
     async fn remove_source(&self, deployment: &Deployment) {
         if let Err(err) = self.services.storage.delete(&deployment.source_key).await {
             tracing::warn!(id = %deployment.id, error = %err, "could not remove the build source");
@@ -754,7 +856,11 @@ impl Pipeline {
     }
 
     async fn flush_log(&self, id: &DeploymentId, log: &BuildLog) {
-        flush_log(&self.services, id, log).await;
+        let live = LiveLog {
+            log: log.clone(),
+            flushing: Arc::clone(&self.flushing),
+        };
+        flush_log(&self.services, id, &live).await;
     }
 
     async fn ack(&self, delivery: &Delivery) {
@@ -770,8 +876,16 @@ impl Pipeline {
     }
 }
 
-async fn flush_log(services: &Services, id: &DeploymentId, log: &BuildLog) {
-    let lines = log.drain();
+/// A build's log and the lock its flushes take turns on.
+struct LiveLog {
+    log: BuildLog,
+    flushing: Arc<tokio::sync::Mutex<()>>,
+}
+
+async fn flush_log(services: &Services, id: &DeploymentId, live: &LiveLog) {
+    // Drained under the lock too, so lines are stored in the order they were drained.
+    let _turn = live.flushing.lock().await;
+    let lines = live.log.drain();
     if lines.is_empty() {
         return;
     }
@@ -780,30 +894,67 @@ async fn flush_log(services: &Services, id: &DeploymentId, log: &BuildLog) {
     }
 }
 
-/// Keeps the claim alive while the build runs, and stores log lines as they come. If the
-/// repository says the lease is gone, the build is canceled: someone else owns it now.
+/// While the build runs: stores log lines as they come and watches for a cancel every
+/// [`LIVE_INTERVAL`], and keeps the claim alive every third of the lease. A canceled
+/// deployment, or a lease that is gone (someone else owns it now), fires the build's
+/// cancellation and says why in `stopped`.
 async fn heartbeat(
     services: Services,
     delivery: Delivery,
     attempt: i64,
-    log: BuildLog,
+    log: LiveLog,
     cancel: CancellationToken,
-    lease_lost: Arc<AtomicBool>,
+    stopped: Arc<Stopped>,
     stop: CancellationToken,
 ) {
     let id = delivery.job.deployment_id;
     let lease = services.config.lease();
-    let every = (lease / 3).max(Duration::from_millis(100));
+    let renew_every = (lease / 3).max(Duration::from_millis(100));
+    let tick = renew_every.min(LIVE_INTERVAL);
+    let mut renewed = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(tick) => {}
         }
         flush_log(&services, &id, &log).await;
+        let lost = match services.repository.get_deployment(&id).await {
+            Ok(deployment) if deployment.status == DeploymentStatus::Canceled => {
+                stopped.canceled.store(true, Ordering::SeqCst);
+                true
+            }
+            Ok(deployment) => deployment.attempt != attempt,
+            Err(RepositoryError::NotFound) => true,
+            Err(err) => {
+                tracing::debug!(%id, error = %err, "could not check for a cancel; will retry");
+                false
+            }
+        };
+        if lost {
+            if !stopped.canceled.load(Ordering::SeqCst) {
+                stopped.lease_lost.store(true, Ordering::SeqCst);
+            }
+            cancel.cancel();
+            return;
+        }
+        if renewed.elapsed() + tick / 2 < renew_every {
+            continue;
+        }
+        renewed = Instant::now();
         match services.repository.renew_lease(&id, attempt, lease).await {
             Ok(()) => {}
             Err(RepositoryError::LeaseLost | RepositoryError::NotFound) => {
-                lease_lost.store(true, Ordering::SeqCst);
+                // A cancel between the status read and the renewal also ends up here.
+                let canceled = services
+                    .repository
+                    .get_deployment(&id)
+                    .await
+                    .is_ok_and(|d| d.status == DeploymentStatus::Canceled);
+                if canceled {
+                    stopped.canceled.store(true, Ordering::SeqCst);
+                } else {
+                    stopped.lease_lost.store(true, Ordering::SeqCst);
+                }
                 cancel.cancel();
                 return;
             }

@@ -14,12 +14,15 @@ pub fn every_event() -> Vec<Event> {
         Event::BuildStarted {
             deployment_id: id,
             attempt: 1,
-            strategy: "static".into(),
+            preset: "static".into(),
+            waited_ms: 40,
         },
         Event::BuildCompleted {
             deployment_id: id,
             attempt: 1,
+            preset: "static".into(),
             duration_ms: 12,
+            build_ms: 4,
             files: 3,
             bytes: 300,
             new_blobs: 2,
@@ -27,9 +30,14 @@ pub fn every_event() -> Vec<Event> {
         Event::BuildFailed {
             deployment_id: id,
             attempt: 2,
+            preset: Some("vite".into()),
             duration_ms: 5,
             code: "build_failed".into(),
             message: "exit status 1".into(),
+        },
+        Event::DeploymentCanceled {
+            deployment_id: id,
+            previous_status: DeploymentStatus::Building,
         },
         Event::DeploymentReady { deployment_id: id },
         Event::DeploymentDeleted {

@@ -17,8 +17,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, Encoding, FileEntry, LogLine, LogStream, NewDeployment, PageRequest, Target,
+    BlobRef, BuildSettings, ContentHash, Deployment, DeploymentError, DeploymentId,
+    DeploymentStatus, EncodedVariant, Encoding, EnvVar, FileEntry, LogLine, LogStream,
+    NewDeployment, PageRequest, Target,
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
@@ -31,6 +32,7 @@ const SHORT_LEASE: Duration = Duration::from_millis(1);
 pub async fn run_all(repo: &dyn Repository) {
     ping_succeeds(repo).await;
     create_and_get(repo).await;
+    build_settings_and_env_round_trip(repo).await;
     list_is_newest_first_and_paginates(repo).await;
     claim_is_a_compare_and_set(repo).await;
     expired_lease_can_be_claimed_again(repo).await;
@@ -41,7 +43,9 @@ pub async fn run_all(repo: &dyn Repository) {
     fail_records_the_error(repo).await;
     release_makes_the_deployment_claimable_again(repo).await;
     delete_hides_cancels_and_fences(repo).await;
+    cancel_stops_queued_and_building_and_refuses_final(repo).await;
     logs_keep_append_order_across_attempts(repo).await;
+    logs_after_returns_only_newer_lines(repo).await;
     blob_collection_protocol(repo).await;
     encodings_round_trip_and_keep_their_blobs(repo).await;
     stalled_deployments_are_found(repo).await;
@@ -101,6 +105,276 @@ pub async fn routing_round_trips(repo: &dyn Repository) {
         None,
         "no routing stays None"
     );
+}
+
+/// The build settings and environment variables given at creation come back, equal and in
+/// order (values of sensitive ones included: the worker needs them), from `create_deployment`,
+/// `get_deployment`, a claim and listings; a deployment given none has none.
+pub async fn build_settings_and_env_round_trip(repo: &dyn Repository) {
+    let settings = BuildSettings {
+        framework: Some("vite".into()),
+        root_directory: Some("apps/web".into()),
+        install_command: Some("npm ci --ignore-scripts".into()),
+        build_command: Some("npm run build -- --mode \"staging\" && echo ✓".into()),
+        output_directory: Some("dist/client".into()),
+    };
+    let env = vec![
+        EnvVar {
+            name: "API_URL".into(),
+            value: "https://api.example.com/?a=1&b=\"2\"".into(),
+            sensitive: false,
+        },
+        EnvVar {
+            name: "TOKEN".into(),
+            value: "s3cr3t\nsecond line ✓".into(),
+            sensitive: true,
+        },
+        EnvVar {
+            name: "EMPTY".into(),
+            value: String::new(),
+            sensitive: false,
+        },
+    ];
+    let new = NewDeployment {
+        settings: settings.clone(),
+        env: env.clone(),
+        ..new_deployment()
+    };
+    let created = repo
+        .create_deployment(&new)
+        .await
+        .expect("create_deployment with settings failed");
+    assert_eq!(
+        created.settings, settings,
+        "settings not returned by create"
+    );
+    assert_eq!(created.env, env, "variables not returned by create");
+    let got = get(repo, &new.id).await;
+    assert_eq!(got.settings, settings, "settings did not round-trip");
+    assert_eq!(got.env, env, "variables did not round-trip");
+    let claimed = claim(repo, &new.id, "worker", LONG_LEASE).await;
+    assert_eq!(
+        claimed.deployment.settings, settings,
+        "the claim lost the settings"
+    );
+    assert_eq!(claimed.deployment.env, env, "the claim lost the variables");
+    let listed = repo
+        .list_deployments(&PageRequest {
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .expect("list_deployments failed");
+    if let Some(listed) = listed.items.iter().find(|d| d.id == new.id) {
+        assert_eq!(listed.settings, settings, "the listing lost the settings");
+    }
+
+    let plain = create(repo).await;
+    assert!(plain.settings.is_empty(), "a plain deployment has settings");
+    assert!(plain.env.is_empty(), "a plain deployment has variables");
+    let plain = get(repo, &plain.id).await;
+    assert!(
+        plain.settings.is_empty() && plain.env.is_empty(),
+        "a plain deployment reads back with settings or variables"
+    );
+}
+
+/// A cancel ends a `QUEUED` or `BUILDING` deployment in `CANCELED`, fences out the canceled
+/// attempt (publish, fail, renew and release answer `LeaseLost` and change nothing), is never
+/// claimed or reconciled again, and is refused with `Final` for final and deleted ones.
+pub async fn cancel_stops_queued_and_building_and_refuses_final(repo: &dyn Repository) {
+    let queued = create(repo).await.id;
+    let canceled = repo
+        .cancel_deployment(&queued)
+        .await
+        .expect("cancel of a QUEUED deployment failed");
+    assert_eq!(
+        canceled.status,
+        DeploymentStatus::Canceled,
+        "QUEUED not canceled"
+    );
+    assert_eq!(canceled.deleted_at, None, "a cancel deleted the deployment");
+    assert_eq!(
+        get(repo, &queued).await,
+        canceled,
+        "get differs after cancel"
+    );
+    let claim_after = repo
+        .claim_deployment(&queued, "worker", LONG_LEASE)
+        .await
+        .expect("claim failed");
+    assert!(claim_after.is_none(), "a canceled deployment was claimed");
+
+    let building = create(repo).await.id;
+    let attempt = claim(repo, &building, "worker", LONG_LEASE).await.attempt;
+    let canceled = repo
+        .cancel_deployment(&building)
+        .await
+        .expect("cancel of a BUILDING deployment failed");
+    assert_eq!(
+        canceled.status,
+        DeploymentStatus::Canceled,
+        "BUILDING not canceled"
+    );
+    assert_eq!(canceled.lease_owner, None, "lease owner kept after cancel");
+    assert_eq!(canceled.lease_expires_at, None, "lease kept after cancel");
+    let files = [file("index.html", &format!("canceled {building}"))];
+    touch(repo, &files).await;
+    let published = repo
+        .publish(&building, attempt, &published_build(&files))
+        .await;
+    assert!(
+        is_lease_lost(&published),
+        "publish after cancel: {published:?}"
+    );
+    assert!(
+        list_files(repo, &building).await.is_empty(),
+        "publish after cancel wrote files"
+    );
+    let failed = repo
+        .fail_deployment(&building, attempt, &build_error())
+        .await;
+    assert!(is_lease_lost(&failed), "fail after cancel: {failed:?}");
+    let renewed = repo.renew_lease(&building, attempt, LONG_LEASE).await;
+    assert!(is_lease_lost(&renewed), "renew after cancel: {renewed:?}");
+    let released = repo.release_claim(&building, attempt).await;
+    assert!(
+        is_lease_lost(&released),
+        "release after cancel: {released:?}"
+    );
+    let after = get(repo, &building).await;
+    assert_eq!(
+        after.status,
+        DeploymentStatus::Canceled,
+        "the fenced calls changed it"
+    );
+    assert_eq!(after.error, None, "a fenced fail recorded its error");
+
+    let again = repo.cancel_deployment(&building).await;
+    assert!(
+        matches!(
+            again,
+            Err(RepositoryError::Final(DeploymentStatus::Canceled))
+        ),
+        "a second cancel: {again:?}"
+    );
+    let ready = create(repo).await.id;
+    let attempt = claim(repo, &ready, "worker", LONG_LEASE).await.attempt;
+    publish(repo, &ready, attempt, &[]).await;
+    let refused = repo.cancel_deployment(&ready).await;
+    assert!(
+        matches!(
+            refused,
+            Err(RepositoryError::Final(DeploymentStatus::Ready))
+        ),
+        "cancel of a READY deployment: {refused:?}"
+    );
+    assert_eq!(
+        get(repo, &ready).await.status,
+        DeploymentStatus::Ready,
+        "READY changed"
+    );
+    let errored = create(repo).await.id;
+    let attempt = claim(repo, &errored, "worker", LONG_LEASE).await.attempt;
+    repo.fail_deployment(&errored, attempt, &build_error())
+        .await
+        .expect("fail_deployment failed");
+    let refused = repo.cancel_deployment(&errored).await;
+    assert!(
+        matches!(
+            refused,
+            Err(RepositoryError::Final(DeploymentStatus::Error))
+        ),
+        "cancel of an ERROR deployment: {refused:?}"
+    );
+    let deleted = create(repo).await.id;
+    repo.delete_deployment(&deleted)
+        .await
+        .expect("delete_deployment failed");
+    let refused = repo.cancel_deployment(&deleted).await;
+    assert!(
+        matches!(refused, Err(RepositoryError::Final(_))),
+        "cancel of a deleted deployment: {refused:?}"
+    );
+    let missing = repo.cancel_deployment(&DeploymentId::random()).await;
+    assert!(
+        is_not_found(&missing),
+        "cancel of an unknown id: {missing:?}"
+    );
+
+    // Canceled ones are never handed to the reconciler, however old.
+    pause().await;
+    let stalled = repo
+        .stalled_deployments(OffsetDateTime::now_utc(), 100_000)
+        .await
+        .expect("stalled_deployments failed");
+    assert!(
+        !stalled.contains(&queued) && !stalled.contains(&building),
+        "a canceled deployment is stalled"
+    );
+}
+
+/// `logs_after` returns the lines stored after a sequence number, in order and with
+/// increasing numbers, only of its own deployment, at most `limit` at a time.
+pub async fn logs_after_returns_only_newer_lines(repo: &dyn Repository) {
+    let id = create(repo).await.id;
+    let other = create(repo).await.id;
+    let at = now_ms();
+    let line = |message: &str| LogLine {
+        attempt: 1,
+        at,
+        stream: LogStream::Stdout,
+        message: message.to_owned(),
+    };
+    assert!(
+        repo.logs_after(&id, 0, 100)
+            .await
+            .expect("logs_after failed")
+            .is_empty(),
+        "a new deployment has lines"
+    );
+    repo.append_log(&id, &[line("one"), line("two")])
+        .await
+        .expect("append_log failed");
+    repo.append_log(&other, &[line("elsewhere")])
+        .await
+        .expect("append_log failed");
+    let first = repo
+        .logs_after(&id, 0, 100)
+        .await
+        .expect("logs_after failed");
+    let messages: Vec<&str> = first.iter().map(|l| l.line.message.as_str()).collect();
+    assert_eq!(messages, ["one", "two"], "logs_after from the start");
+    assert!(
+        first[0].seq > 0 && first[0].seq < first[1].seq,
+        "sequence numbers do not increase"
+    );
+    assert_eq!(first[0].line, line("one"), "the line did not round-trip");
+
+    let last = first[1].seq;
+    assert!(
+        repo.logs_after(&id, last, 100)
+            .await
+            .expect("logs_after failed")
+            .is_empty(),
+        "lines after the last one"
+    );
+    repo.append_log(&id, &[line("three"), line("four"), line("five")])
+        .await
+        .expect("append_log failed");
+    let next = repo
+        .logs_after(&id, last, 2)
+        .await
+        .expect("logs_after failed");
+    let messages: Vec<&str> = next.iter().map(|l| l.line.message.as_str()).collect();
+    assert_eq!(messages, ["three", "four"], "logs_after with a limit");
+    assert!(next[0].seq > last, "a new line numbered before an old one");
+    let rest = repo
+        .logs_after(&id, next[1].seq, 100)
+        .await
+        .expect("logs_after failed");
+    let messages: Vec<&str> = rest.iter().map(|l| l.line.message.as_str()).collect();
+    assert_eq!(messages, ["five"], "the rest after a limited read");
 }
 
 /// `ping` answers.
@@ -908,6 +1182,8 @@ pub fn new_deployment() -> NewDeployment {
         project: "conformance".parse().ok(),
         target: Target::Preview,
         source_key: format!("sources/{id}.zip"),
+        settings: BuildSettings::default(),
+        env: Vec::new(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! One delivery through the pipeline, on every path it can take: published, refused as the
-//! user's problem, retried as ours, handed back on shutdown, fenced out after a delete.
+//! user's problem, retried as ours, handed back on shutdown, fenced out after a delete or a
+//! cancel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,11 +106,13 @@ async fn a_nested_site_is_published_with_its_manifest_blobs_log_and_events() {
             Event::BuildStarted {
                 deployment_id: started,
                 attempt: 1,
-                strategy,
+                preset: strategy,
+                ..
             },
             Event::BuildCompleted {
                 deployment_id: completed,
                 attempt: 1,
+                preset: completed_preset,
                 files,
                 bytes,
                 new_blobs,
@@ -121,6 +124,7 @@ async fn a_nested_site_is_published_with_its_manifest_blobs_log_and_events() {
         ] => {
             assert_eq!([*started, *completed, *live], [id; 3]);
             assert_eq!(strategy, "static");
+            assert_eq!(completed_preset, "static");
             assert_eq!(*files, site.len() as u64);
             assert_eq!(*bytes, total as u64);
             assert_eq!(*new_blobs, site.len() as u64 - 1);
@@ -405,7 +409,7 @@ async fn a_deployment_deleted_while_building_is_fenced_out_by_the_heartbeat() {
     deployments::delete(&services, &id).await.unwrap();
     let outcome = tokio::time::timeout(DEADLINE, running).await;
 
-    assert_eq!(outcome.unwrap().unwrap(), Outcome::LeaseLost);
+    assert_eq!(outcome.unwrap().unwrap(), Outcome::Canceled);
     let deleted = deployment(&services, &id).await;
     assert_eq!(deleted.status, DeploymentStatus::Canceled);
     assert!(deleted.deleted_at.is_some());
@@ -436,7 +440,7 @@ async fn a_build_that_finishes_after_its_deployment_was_deleted_publishes_nothin
     strategy.release();
     let outcome = tokio::time::timeout(DEADLINE, running).await;
 
-    assert_eq!(outcome.unwrap().unwrap(), Outcome::LeaseLost);
+    assert_eq!(outcome.unwrap().unwrap(), Outcome::Canceled);
     let deleted = deployment(&services, &id).await;
     assert_eq!(deleted.status, DeploymentStatus::Canceled);
     assert_eq!(deleted.ready_at, None);
@@ -541,4 +545,211 @@ async fn a_missing_source_ends_in_source_missing() {
     let failed = deployment(&services, &uploaded.id).await;
     assert_eq!(failed.status, DeploymentStatus::Error);
     assert_eq!(failed.error.expect("an error").code, "source_missing");
+}
+
+#[tokio::test]
+async fn a_build_canceled_while_running_stops_within_about_a_second_and_records_nothing_more() {
+    // The default 30 s lease: only the status check every second can notice the cancel.
+    let strategy = Scripted::new(Script::UntilCanceled);
+    let services = services_with(Config::default(), strategy.clone()).await;
+    let id = upload(&services, &[("index.html", b"home")]).await.id;
+    let delivery = reserve(&services).await;
+    let mut events = services.broadcast.subscribe();
+    let running = tokio::spawn({
+        let services = services.clone();
+        async move { process(&services, &delivery).await }
+    });
+
+    strategy.started().await;
+    let canceled_at = std::time::Instant::now();
+    let canceled = deployments::cancel(&services, &id).await.unwrap();
+    assert_eq!(canceled.status, DeploymentStatus::Canceled);
+    let outcome = tokio::time::timeout(DEADLINE, running).await;
+
+    assert_eq!(outcome.unwrap().unwrap(), Outcome::Canceled);
+    assert!(
+        canceled_at.elapsed() < Duration::from_secs(5),
+        "the cancel took {:?} to stop the build",
+        canceled_at.elapsed()
+    );
+    let after = deployment(&services, &id).await;
+    assert_eq!(after.status, DeploymentStatus::Canceled);
+    assert_eq!(after.error, None, "a canceled build recorded an error");
+    assert_eq!(after.deleted_at, None);
+    assert_eq!(services.repository.list_files(&id).await.unwrap(), []);
+    assert!(log_contains(&services, &id, "build canceled").await);
+    assert_eq!(
+        depth(&services).await,
+        (0, 0, 0),
+        "a canceled build was requeued"
+    );
+    let received = received(&mut events);
+    assert!(
+        received.iter().any(|event| matches!(
+            event,
+            Event::DeploymentCanceled {
+                previous_status: DeploymentStatus::Building,
+                ..
+            }
+        )),
+        "no DeploymentCanceled event: {received:?}"
+    );
+    assert!(
+        !received.iter().any(|event| matches!(
+            event,
+            Event::BuildFailed { .. } | Event::DeploymentReady { .. }
+        )),
+        "a canceled build was announced failed or ready: {received:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_canceled_while_queued_is_never_built() {
+    let services = services(Config::default()).await;
+    let id = upload(&services, &[("index.html", b"home")]).await.id;
+    deployments::cancel(&services, &id).await.unwrap();
+
+    assert_eq!(build_next(&services).await, Outcome::Skipped);
+    let canceled = deployment(&services, &id).await;
+    assert_eq!(canceled.status, DeploymentStatus::Canceled);
+    assert_eq!(canceled.attempt, 0);
+    assert!(
+        deploystack_core::services::reconciler::reconcile(
+            &services,
+            time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+            100
+        )
+        .await
+        .unwrap()
+            == 0,
+        "the reconciler enqueued a canceled deployment"
+    );
+    let again = deployments::cancel(&services, &id).await;
+    assert!(matches!(
+        again,
+        Err(deploystack_core::repository::RepositoryError::Final(
+            DeploymentStatus::Canceled
+        ))
+    ));
+}
+
+#[tokio::test]
+async fn log_lines_are_stored_while_the_build_runs() {
+    let strategy = Scripted::new(Script::UntilCanceled);
+    let services = services_with(Config::default(), strategy.clone()).await;
+    let id = upload(&services, &[("index.html", b"home")]).await.id;
+    let delivery = reserve(&services).await;
+    let running = tokio::spawn({
+        let services = services.clone();
+        async move { process(&services, &delivery).await }
+    });
+
+    strategy.started().await;
+    // The strategy waits for its cancel; the lines written before it must show up meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !log_contains(&services, &id, "build strategy: scripted").await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line was stored while the build ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    deployments::cancel(&services, &id).await.unwrap();
+    let outcome = tokio::time::timeout(DEADLINE, running).await;
+    assert_eq!(outcome.unwrap().unwrap(), Outcome::Canceled);
+}
+
+#[tokio::test]
+async fn the_build_gets_the_deployments_settings_and_variables() {
+    use deploystack_core::model::{BuildSettings, EnvVar};
+    use deploystack_core::services::ingest::{UploadOptions, accept_upload};
+    use std::io::Write;
+
+    let strategy = Arc::new(Recording::default());
+    let services = services_with(Config::default(), strategy.clone()).await;
+    let settings = BuildSettings {
+        build_command: Some("make site".into()),
+        output_directory: Some("public".into()),
+        ..Default::default()
+    };
+    let env = vec![EnvVar {
+        name: "TOKEN".into(),
+        value: "s3cr3t".into(),
+        sensitive: true,
+    }];
+    let mut archive = tempfile::NamedTempFile::new().unwrap();
+    archive
+        .write_all(&crate::support::zip_bytes(&[("index.html", b"home")]))
+        .unwrap();
+    let uploaded = accept_upload(
+        &services,
+        archive.path(),
+        UploadOptions {
+            settings: settings.clone(),
+            env: env.clone(),
+            ..UploadOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(uploaded.settings, settings);
+
+    let mut events = services.broadcast.subscribe();
+    assert_eq!(build_next(&services).await, Outcome::Ready);
+    let seen = strategy.seen.lock().unwrap().clone();
+    assert_eq!(seen, Some((settings, env)));
+    let received = received(&mut events);
+    assert!(
+        received.iter().any(|event| matches!(
+            event,
+            Event::BuildStarted { preset, .. } if preset == "recording"
+        )),
+        "{received:?}"
+    );
+    assert!(
+        received.iter().any(|event| matches!(
+            event,
+            Event::BuildCompleted { preset, .. } if preset == "recording"
+        )),
+        "{received:?}"
+    );
+}
+
+/// Publishes the source as it is and remembers the settings and variables it was given.
+#[derive(Debug, Default)]
+struct Recording {
+    seen: std::sync::Mutex<
+        Option<(
+            deploystack_core::model::BuildSettings,
+            Vec<deploystack_core::model::EnvVar>,
+        )>,
+    >,
+}
+
+#[async_trait::async_trait]
+impl deploystack_core::build::BuildStrategy for Recording {
+    fn name(&self) -> &str {
+        "recording"
+    }
+
+    async fn detect(
+        &self,
+        _source: &deploystack_core::build::SourceTree,
+    ) -> Result<Option<deploystack_core::build::Detection>, deploystack_core::build::BuildError>
+    {
+        Ok(Some(deploystack_core::build::Detection {
+            strategy: "recording".into(),
+            reason: "the test records what the build is given".into(),
+        }))
+    }
+
+    async fn build(
+        &self,
+        ctx: &deploystack_core::build::BuildContext,
+    ) -> Result<deploystack_core::build::BuildOutput, deploystack_core::build::BuildError> {
+        *self.seen.lock().unwrap() = Some((ctx.settings.clone(), ctx.env.clone()));
+        Ok(deploystack_core::build::BuildOutput {
+            dir: ctx.source.root().to_path_buf(),
+        })
+    }
 }

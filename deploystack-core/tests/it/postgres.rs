@@ -102,7 +102,11 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 .fetch_all(&mut conn)
                 .await
                 .unwrap();
-        assert_eq!(applied, [(1, true), (2, true), (3, true)], "round {round}");
+        assert_eq!(
+            applied,
+            [(1, true), (2, true), (3, true), (4, true)],
+            "round {round}"
+        );
         let _ = sqlx::Connection::close(conn).await;
 
         let d = repos[0].create_deployment(&new_deployment()).await.unwrap();

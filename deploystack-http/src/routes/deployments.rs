@@ -1,15 +1,46 @@
-//! The deployments API: `GET /api/v1/deployments[/{id}[/logs]]` and `DELETE …/{id}`.
+//! The deployments API: `GET /api/v1/deployments[/{id}[/logs]]`, `POST …/{id}/cancel` and
+//! `DELETE …/{id}`.
+//!
+//! # Following a build log
+//! `GET …/{id}/logs?follow=true` answers `text/event-stream`: every stored line, then new
+//! ones as the worker stores them (it does so every second while building), each as
+//! `event: log` with the line as JSON and its sequence number as `id:`; then `event: end`
+//! with the final status, and the stream closes. It polls the repository every
+//! [`FOLLOW_POLL`] rather than listening to in-process events: the builder may run on
+//! another node, and a poll of "lines after N" is one indexed read. A client that reconnects
+//! with `Last-Event-ID` continues after that line.
+//!
+//! A worker still writes a line or two after the status turns final (the publish summary, or
+//! `build canceled` once it noticed a cancel), so the stream ends only when a final status is
+//! [`FINAL_SETTLE`] old and no new line came; an old deployment's stream ends at once.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use deploystack_core::model::{
-    Deployment, DeploymentError, DeploymentId, DeploymentStatus, LogLine, PageRequest, ProjectName,
-    Target,
+    BuildSettings, Deployment, DeploymentError, DeploymentId, DeploymentStatus, LogLine,
+    PageRequest, ProjectName, StoredLogLine, Target,
 };
+use deploystack_core::repository::RepositoryError;
 use deploystack_core::services::deployments;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+
+/// How often a followed log asks the repository for new lines.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
+/// How long after its status turned final a followed log still waits for last lines.
+pub const FINAL_SETTLE: Duration = Duration::from_secs(3);
+/// How often a followed log sends a comment when nothing else happens, so proxies and
+/// clients keep an idle connection open.
+pub const FOLLOW_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Most lines read from the repository per poll.
+const FOLLOW_BATCH: u32 = 1000;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -61,8 +92,25 @@ pub struct DeploymentView {
     /// When it became `READY`.
     #[serde(with = "time::serde::rfc3339::option")]
     pub ready_at: Option<OffsetDateTime>,
+    /// The overrides of detection it was uploaded with (`{}`: detect everything).
+    pub build_settings: BuildSettings,
+    /// Its build's environment variables: names, and values of those not sensitive.
+    pub env: Vec<EnvVarView>,
     /// Links.
     pub links: Links,
+}
+
+/// An environment variable as the API shows it. Sensitive values are write-only, as on
+/// Vercel: given at upload, used by the build, never shown again.
+#[derive(Debug, Serialize)]
+pub struct EnvVarView {
+    /// Its name.
+    pub name: String,
+    /// Whether its value is write-only.
+    pub sensitive: bool,
+    /// Its value; absent for sensitive variables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 impl DeploymentView {
@@ -90,6 +138,16 @@ impl DeploymentView {
             created_at: deployment.created_at,
             updated_at: deployment.updated_at,
             ready_at: deployment.ready_at,
+            build_settings: deployment.settings,
+            env: deployment
+                .env
+                .into_iter()
+                .map(|var| EnvVarView {
+                    value: (!var.sensitive).then_some(var.value),
+                    name: var.name,
+                    sensitive: var.sensitive,
+                })
+                .collect(),
         }
     }
 }
@@ -191,18 +249,162 @@ pub struct LogsView {
     pub lines: Vec<LogLine>,
 }
 
-/// `GET /api/v1/deployments/{id}/logs`.
+/// Query of the logs endpoint.
+#[derive(Debug, Deserialize)]
+pub struct LogsQuery {
+    /// `true` (or `1`) to stream the log as server-sent events until the build ends.
+    pub follow: Option<String>,
+}
+
+/// `GET /api/v1/deployments/{id}/logs[?follow=true]`: the whole log as JSON, or followed
+/// as server-sent events (see the module docs).
 pub async fn logs(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<LogsView>, ApiError> {
+    headers: HeaderMap,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|err| ApiError::bad_request("invalid_query", err.body_text()))?;
+    let follow = match query.follow.as_deref() {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("follow must be true or false, not {other:?}"),
+            ));
+        }
+    };
     let deployment = live(&state, &raw).await?;
+    if follow {
+        // A reconnecting client continues after the last line it got.
+        let after = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        return Ok(follow_logs(state, deployment.id, after).into_response());
+    }
     let lines = state.services.repository.logs(&deployment.id).await?;
     Ok(Json(LogsView {
         deployment_id: deployment.id,
         status: deployment.status,
         lines,
-    }))
+    })
+    .into_response())
+}
+
+/// Where a followed log is.
+struct Follow {
+    state: AppState,
+    id: DeploymentId,
+    /// Sequence number of the last line read.
+    after: i64,
+    /// Lines read but not sent yet.
+    pending: VecDeque<StoredLogLine>,
+    /// The `end` event went out.
+    ended: bool,
+}
+
+/// The event stream of a followed log: stored lines, new lines, then `end`.
+fn follow_logs(
+    state: AppState,
+    id: DeploymentId,
+    after: i64,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let follow = Follow {
+        state,
+        id,
+        after,
+        pending: VecDeque::new(),
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next_event().await?;
+        Some((Ok(event), follow))
+    });
+    Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(FOLLOW_KEEP_ALIVE)
+            .text("keep-alive"),
+    )
+}
+
+impl Follow {
+    /// The next event to send; `None` ends the stream (after `end`, on shutdown, or when the
+    /// repository fails: the client reconnects with `Last-Event-ID`).
+    async fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(stored) = self.pending.pop_front() {
+                return Some(log_event(&stored));
+            }
+            if self.ended {
+                return None;
+            }
+            let repository = &self.state.services.repository;
+            // The status first: lines read after it include every line stored before it.
+            let deployment = match repository.get_deployment(&self.id).await {
+                Ok(deployment) => deployment,
+                Err(err) => return self.give_up(&err),
+            };
+            match repository
+                .logs_after(&self.id, self.after, FOLLOW_BATCH)
+                .await
+            {
+                Ok(lines) if !lines.is_empty() => {
+                    self.after = lines.last().map_or(self.after, |line| line.seq);
+                    self.pending.extend(lines);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(err) => return self.give_up(&err),
+            }
+            let settled = OffsetDateTime::now_utc() - deployment.updated_at >= FINAL_SETTLE;
+            if deployment.status.is_final() && settled {
+                self.ended = true;
+                return Some(end_event(deployment.status));
+            }
+            tokio::select! {
+                () = self.state.shutdown.cancelled() => return None,
+                () = tokio::time::sleep(FOLLOW_POLL) => {}
+            }
+        }
+    }
+
+    fn give_up(&self, err: &RepositoryError) -> Option<SseEvent> {
+        tracing::warn!(id = %self.id, error = %err, "could not follow a build log");
+        None
+    }
+}
+
+fn log_event(stored: &StoredLogLine) -> SseEvent {
+    let event = SseEvent::default().event("log").id(stored.seq.to_string());
+    match event.json_data(&stored.line) {
+        Ok(event) => event,
+        // A log line always serializes; this keeps the stream honest if one ever did not.
+        Err(_) => SseEvent::default().event("log").comment("unencodable line"),
+    }
+}
+
+fn end_event(status: DeploymentStatus) -> SseEvent {
+    SseEvent::default()
+        .event("end")
+        .data(serde_json::json!({ "status": status }).to_string())
+}
+
+/// `POST /api/v1/deployments/{id}/cancel`: stop a queued or running build. 200 with the
+/// deployment, now `CANCELED`; 409 `deployment_final` if it is final already.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<DeploymentView>, ApiError> {
+    let deployment = live(&state, &raw).await?;
+    if deployment.status.is_final() {
+        return Err(ApiError::deployment_final(deployment.status));
+    }
+    let canceled = deployments::cancel(&state.services, &deployment.id).await?;
+    Ok(Json(DeploymentView::new(&state, canceled)))
 }
 
 /// `DELETE /api/v1/deployments/{id}`: stops serving at once; blobs nothing else references

@@ -1,7 +1,8 @@
 //! The router: one module per area of the HTTP surface.
 //!
 //! - [`upload`]: `POST /deploy` and `POST /api/v1/deployments` — streaming zip uploads.
-//! - [`deployments`]: the deployments API (get, list, logs, delete).
+//! - [`deployments`]: the deployments API (get, list, cancel, delete; logs, as JSON or
+//!   followed live as server-sent events).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`site`]: everything else — serving deployed sites at `/<deployment-id>/…`.
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             get(deployments::get).delete(deployments::delete),
         )
         .route("/api/v1/deployments/{id}/logs", get(deployments::logs))
+        .route("/api/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -1,6 +1,13 @@
 //! Uploads: `POST /deploy` (the seed API) and `POST /api/v1/deployments`, both taking a
 //! multipart form whose field `file` holds a zip archive.
 //!
+//! Options come as form fields or query parameters (a form field wins over a parameter of
+//! the same name): `project`, `target`, the build settings `framework`, `root_directory`,
+//! `install_command`, `build_command`, `output_directory`, and environment variables as
+//! repeatable `env=NAME=value` and `sensitive_env=NAME=value` (write-only: never shown
+//! again). Variables from both places are combined; the rules are
+//! `services::ingest::validate_settings` and `validate_env`.
+//!
 //! The body is streamed into a temporary file with a byte limit: past it the answer is 413 and
 //! the temporary file is removed (it is deleted when dropped, on every path). Nothing is held
 //! in memory whole. Validation of the archive itself happens in `services::ingest`.
@@ -9,11 +16,13 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use deploystack_core::model::{ProjectName, Target};
-use deploystack_core::services::ingest::{self, IngestError, UploadOptions};
-use serde::Deserialize;
+use deploystack_core::model::{BuildSettings, EnvVar, ProjectName, Target};
+use deploystack_core::services::ingest::{
+    self, IngestError, MAX_ENV_NAME_BYTES, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_SETTING_BYTES,
+    UploadOptions,
+};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
@@ -23,10 +32,23 @@ use crate::state::AppState;
 /// Longest an upload may take from first to last byte (slow clients hold a connection and a
 /// temporary file).
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
-/// Most form fields an upload may have.
-const MAX_FIELDS: usize = 8;
+/// Most form fields an upload may have besides environment variables (`file`, `project`,
+/// `target`, five build settings, and a few ignored ones)…
+const MAX_OTHER_FIELDS: usize = 16;
+/// … and in all: the variables are counted (and limited) on their own.
+const MAX_FIELDS: usize = MAX_OTHER_FIELDS + MAX_ENV_VARS;
 /// Largest text field (`project`, `target`).
-const MAX_TEXT_FIELD: u64 = 1024;
+const MAX_TEXT_FIELD: usize = 1024;
+/// Largest `env`/`sensitive_env` field: a name, `=`, a value.
+const MAX_ENV_FIELD: usize = MAX_ENV_NAME_BYTES + 1 + MAX_ENV_VALUE_BYTES;
+/// The build setting fields, by their form and query name.
+const SETTING_FIELDS: [&str; 5] = [
+    "framework",
+    "root_directory",
+    "install_command",
+    "build_command",
+    "output_directory",
+];
 /// After refusing an oversized upload, read and drop up to this much more of it (for at most
 /// [`DRAIN_TIME`]) before answering. A server that answers and closes while the client is still
 /// sending makes the client's TCP stack see a reset, and many clients then report "connection
@@ -35,13 +57,126 @@ const DRAIN_BYTES: u64 = 8 * 1024 * 1024;
 /// See [`DRAIN_BYTES`].
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// Options that may also come as query parameters.
-#[derive(Debug, Default, Deserialize)]
-pub struct UploadQuery {
+/// The options of an upload as received, from the form or the query string, before they are
+/// parsed and checked.
+#[derive(Debug, Default)]
+pub struct UploadFields {
     /// Project name.
     pub project: Option<String>,
     /// `preview` (default) or `production`.
     pub target: Option<String>,
+    /// Overrides of detection.
+    pub settings: BuildSettings,
+    /// Variables, in the order given.
+    pub env: Vec<EnvVar>,
+}
+
+impl UploadFields {
+    /// Take one text field or query parameter; `Ok(false)` if `name` is none of ours.
+    fn set(&mut self, name: &str, value: String) -> Result<bool, ApiError> {
+        let settings = &mut self.settings;
+        let slot = match name {
+            "project" => &mut self.project,
+            "target" => &mut self.target,
+            "framework" => &mut settings.framework,
+            "root_directory" => &mut settings.root_directory,
+            "install_command" => &mut settings.install_command,
+            "build_command" => &mut settings.build_command,
+            "output_directory" => &mut settings.output_directory,
+            "env" | "sensitive_env" => {
+                if self.env.len() >= MAX_ENV_VARS {
+                    return Err(ApiError::bad_request(
+                        "invalid_env",
+                        format!("at most {MAX_ENV_VARS} environment variables are allowed"),
+                    ));
+                }
+                self.env.push(parse_env(&value, name == "sensitive_env")?);
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        *slot = Some(value);
+        Ok(true)
+    }
+
+    /// The options of `query`, a raw query string.
+    fn from_query(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut fields = Self::default();
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if let Some(limit) = field_limit(&name) {
+                if value.len() > limit.bytes {
+                    return Err(limit.too_long(&name));
+                }
+                fields.set(&name, value.into_owned())?;
+            }
+        }
+        Ok(fields)
+    }
+
+    /// These options (from the form) over `query`'s: a form field wins over a parameter of
+    /// the same name; variables of both are kept.
+    fn over(self, query: UploadFields) -> UploadFields {
+        let (form, query_settings) = (self.settings, query.settings);
+        let mut env = query.env;
+        env.extend(self.env);
+        UploadFields {
+            project: self.project.or(query.project),
+            target: self.target.or(query.target),
+            settings: BuildSettings {
+                framework: form.framework.or(query_settings.framework),
+                root_directory: form.root_directory.or(query_settings.root_directory),
+                install_command: form.install_command.or(query_settings.install_command),
+                build_command: form.build_command.or(query_settings.build_command),
+                output_directory: form.output_directory.or(query_settings.output_directory),
+            },
+            env,
+        }
+    }
+}
+
+/// `NAME=value` as a variable (the value may itself hold `=`).
+fn parse_env(text: &str, sensitive: bool) -> Result<EnvVar, ApiError> {
+    let Some((name, value)) = text.split_once('=') else {
+        return Err(ApiError::bad_request(
+            "invalid_env",
+            "give environment variables as NAME=value (env=API_URL=https://…)",
+        ));
+    };
+    Ok(EnvVar {
+        name: name.to_owned(),
+        value: value.to_owned(),
+        sensitive,
+    })
+}
+
+/// How long a text option may be, and the error code for one that is longer.
+struct FieldLimit {
+    bytes: usize,
+    code: &'static str,
+}
+
+impl FieldLimit {
+    fn too_long(&self, name: &str) -> ApiError {
+        ApiError::bad_request(
+            self.code,
+            format!("{name} is longer than {} bytes", self.bytes),
+        )
+    }
+
+    fn not_utf8(&self, name: &str) -> ApiError {
+        ApiError::bad_request(self.code, format!("{name} is not UTF-8 text"))
+    }
+}
+
+/// The limit of text option `name`; `None` for names that are no option of ours.
+fn field_limit(name: &str) -> Option<FieldLimit> {
+    let (bytes, code) = match name {
+        "project" | "target" => (MAX_TEXT_FIELD, "invalid_upload"),
+        "env" | "sensitive_env" => (MAX_ENV_FIELD, "invalid_env"),
+        _ if SETTING_FIELDS.contains(&name) => (MAX_SETTING_BYTES, "invalid_build_settings"),
+        _ => return None,
+    };
+    Some(FieldLimit { bytes, code })
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -56,11 +191,10 @@ fn too_large(limit: u64) -> ApiError {
 pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
-    let Query(query) =
-        query.map_err(|err| ApiError::bad_request("invalid_query", err.body_text()))?;
+    let query = UploadFields::from_query(query.as_deref())?;
     let limit = state.services.config.max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -92,7 +226,7 @@ pub async fn upload(
         .size_limit(multer::SizeLimit::new().whole_stream(limit.saturating_add(DRAIN_BYTES)));
     let mut multipart =
         multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
-    let mut form = UploadQuery::default();
+    let mut form = UploadFields::default();
     let receive = async {
         let mut received_file = false;
         let mut fields = 0;
@@ -134,31 +268,21 @@ pub async fn upload(
                     }
                     file.flush().await.map_err(ApiError::internal)?;
                 }
-                Some(name @ ("project" | "target")) => {
+                Some(name) if field_limit(name).is_some() => {
                     let name = name.to_owned();
+                    let field_limit = field_limit(&name)
+                        .ok_or_else(|| ApiError::internal("an option field lost its limit"))?;
                     let mut text = Vec::new();
                     while let Some(chunk) =
                         field.chunk().await.map_err(|e| multipart_error(e, limit))?
                     {
                         text.extend_from_slice(&chunk);
-                        if text.len() as u64 > MAX_TEXT_FIELD {
-                            return Err(ApiError::bad_request(
-                                "invalid_upload",
-                                format!("field {name:?} is too long"),
-                            ));
+                        if text.len() > field_limit.bytes {
+                            return Err(field_limit.too_long(&name));
                         }
                     }
-                    let text = String::from_utf8(text).map_err(|_| {
-                        ApiError::bad_request(
-                            "invalid_upload",
-                            format!("field {name:?} is not UTF-8"),
-                        )
-                    })?;
-                    if name == "project" {
-                        form.project = Some(text);
-                    } else {
-                        form.target = Some(text);
-                    }
+                    let text = String::from_utf8(text).map_err(|_| field_limit.not_utf8(&name))?;
+                    form.set(&name, text)?;
                 }
                 // Other fields are ignored, but still read, so the stream moves on.
                 _ => {
@@ -190,13 +314,17 @@ pub async fn upload(
         }
     }
 
-    let options = upload_options(query, form)?;
+    let options = upload_options(form.over(query))?;
     let deployment = ingest::accept_upload(&state.services, temp.path(), options)
         .await
         .map_err(|err| match err {
             IngestError::Archive(err) if err.is_user_error() => {
                 ApiError::bad_request(err.code(), err.to_string())
             }
+            IngestError::InvalidBuildSettings(message) => {
+                ApiError::bad_request("invalid_build_settings", message)
+            }
+            IngestError::InvalidEnv(message) => ApiError::bad_request("invalid_env", message),
             IngestError::Storage(err) => ApiError::unavailable(err),
             IngestError::Repository(err) => err.into(),
             other => ApiError::internal(other),
@@ -224,23 +352,36 @@ async fn drain(body: Body) {
     .await;
 }
 
-fn upload_options(query: UploadQuery, form: UploadQuery) -> Result<UploadOptions, ApiError> {
-    let project = form
+fn upload_options(fields: UploadFields) -> Result<UploadOptions, ApiError> {
+    let project = fields
         .project
-        .or(query.project)
         .filter(|p| !p.is_empty())
         .map(|p| p.parse::<ProjectName>())
         .transpose()
         .map_err(|err| ApiError::bad_request("invalid_project", err.to_string()))?;
-    let target = form
+    let target = fields
         .target
-        .or(query.target)
         .filter(|t| !t.is_empty())
         .map(|t| t.parse::<Target>())
         .transpose()
         .map_err(|err| ApiError::bad_request("invalid_target", err))?
         .unwrap_or_default();
-    Ok(UploadOptions { project, target })
+    // An empty setting means "detect", as leaving it out does (forms send empty fields).
+    let settings = fields.settings;
+    let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let settings = BuildSettings {
+        framework: given(settings.framework),
+        root_directory: given(settings.root_directory),
+        install_command: given(settings.install_command),
+        build_command: given(settings.build_command),
+        output_directory: given(settings.output_directory),
+    };
+    Ok(UploadOptions {
+        project,
+        target,
+        settings,
+        env: fields.env,
+    })
 }
 
 fn multipart_error(err: multer::Error, limit: u64) -> ApiError {

@@ -111,6 +111,8 @@ async fn at_start_the_pool_builds_queued_deployments_the_queue_never_held() {
             project: None,
             target: Target::Preview,
             source_key: key,
+            settings: Default::default(),
+            env: Vec::new(),
         })
         .await
         .unwrap();
