@@ -86,6 +86,10 @@ pub struct PublishedBuild {
     pub files: Vec<FileEntry>,
     /// The compiled routing configuration, stored with the deployment (`None`: none).
     pub routing: Option<crate::routing::RoutingConfig>,
+    /// Log lines stored in the same transaction as the status change (the line saying what
+    /// was published), so the log of a deployment is complete the moment it reads `READY`,
+    /// and a publish that is fenced out leaves no such line behind.
+    pub log: Vec<LogLine>,
 }
 
 /// The source of truth. See the module docs for the contract.

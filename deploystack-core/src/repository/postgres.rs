@@ -580,6 +580,7 @@ impl Repository for PostgresRepository {
                 .map_err(db)?;
         }
         finish_build(&mut tx, &id, attempt, "ready", Some(&build.strategy)).await?;
+        insert_log_lines(&mut *tx, &deployment.id, &build.log).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
     }
@@ -672,25 +673,7 @@ impl Repository for PostgresRepository {
         if lines.is_empty() {
             return Ok(());
         }
-        let attempts: Vec<i64> = lines.iter().map(|line| line.attempt).collect();
-        let times: Vec<OffsetDateTime> = lines.iter().map(|line| line.at).collect();
-        let streams: Vec<&str> = lines.iter().map(|line| line.stream.as_str()).collect();
-        let messages: Vec<Cow<'_, str>> = lines
-            .iter()
-            .map(|line| without_nul(&line.message))
-            .collect();
-        let messages: Vec<&str> = messages.iter().map(AsRef::as_ref).collect();
-        // One statement, so the batch is atomic without a transaction.
-        sqlx::query(APPEND_LOG)
-            .bind(id.to_string())
-            .bind(&attempts)
-            .bind(&times)
-            .bind(&streams)
-            .bind(&messages)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+        insert_log_lines(&self.pool, id, lines).await
     }
 
     async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
@@ -966,6 +949,36 @@ async fn fenced_out<'e>(executor: impl PgExecutor<'e>, id: &str) -> RepositoryEr
         Ok(None) => RepositoryError::NotFound,
         Err(e) => db(e),
     }
+}
+
+/// Store `lines` in order with one statement, so a batch is atomic without a transaction
+/// (and takes part in one when `executor` is a transaction).
+async fn insert_log_lines<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    id: &DeploymentId,
+    lines: &[LogLine],
+) -> Result<(), RepositoryError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let attempts: Vec<i64> = lines.iter().map(|line| line.attempt).collect();
+    let times: Vec<OffsetDateTime> = lines.iter().map(|line| line.at).collect();
+    let streams: Vec<&str> = lines.iter().map(|line| line.stream.as_str()).collect();
+    let messages: Vec<Cow<'_, str>> = lines
+        .iter()
+        .map(|line| without_nul(&line.message))
+        .collect();
+    let messages: Vec<&str> = messages.iter().map(AsRef::as_ref).collect();
+    sqlx::query(APPEND_LOG)
+        .bind(id.to_string())
+        .bind(&attempts)
+        .bind(&times)
+        .bind(&streams)
+        .bind(&messages)
+        .execute(executor)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 /// Close the build row of `attempt` with its outcome.

@@ -569,6 +569,7 @@ impl Repository for SqliteRepository {
             .await
             .map_err(db)?;
         finish_build(&mut tx, &id, attempt, now, "ready", Some(&build.strategy)).await?;
+        insert_log_lines(&mut tx, &id, &build.log).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
     }
@@ -669,22 +670,7 @@ impl Repository for SqliteRepository {
         }
         let id = id.to_string();
         let mut tx = self.begin().await?;
-        // One prepared statement (sqlx caches it per connection) run per line, in order: the
-        // AUTOINCREMENT ids then follow the order of `lines`.
-        for line in lines {
-            sqlx::query(
-                "INSERT INTO build_logs (deployment_id, attempt, at, stream, message) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .bind(&id)
-            .bind(line.attempt)
-            .bind(to_ms(line.at))
-            .bind(line.stream.as_str())
-            .bind(line.message.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
+        insert_log_lines(&mut tx, &id, lines).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -938,6 +924,30 @@ async fn fenced_out(conn: &mut SqliteConnection, id: &str) -> RepositoryError {
         Ok(None) => RepositoryError::NotFound,
         Err(e) => db(e),
     }
+}
+
+/// Store `lines` in order inside `tx`: one prepared statement (sqlx caches it per connection)
+/// run per line, so the AUTOINCREMENT ids follow the order of `lines`.
+async fn insert_log_lines(
+    conn: &mut SqliteConnection,
+    id: &str,
+    lines: &[LogLine],
+) -> Result<(), RepositoryError> {
+    for line in lines {
+        sqlx::query(
+            "INSERT INTO build_logs (deployment_id, attempt, at, stream, message) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(id)
+        .bind(line.attempt)
+        .bind(to_ms(line.at))
+        .bind(line.stream.as_str())
+        .bind(line.message.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Close the build row of `attempt` with its outcome.
@@ -1275,6 +1285,7 @@ mod tests {
                 &d.id,
                 claim.attempt,
                 &PublishedBuild {
+                    log: Vec::new(),
                     routing: None,
                     strategy: "static".into(),
                     files: files.clone(),

@@ -37,7 +37,7 @@ use crate::build::{BuildContext, BuildError, BuildLog, SourceTree, sensitive_val
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry,
+    EncodedVariant, FileEntry, LogLine, LogStream,
 };
 use crate::queue::Delivery;
 use crate::repository::{PublishedBuild, RepositoryError};
@@ -646,20 +646,27 @@ impl Pipeline {
         let bytes: u64 = built.files.iter().map(|f| f.size).sum();
         let new_blobs = built.new_blobs;
         let build_ms = built.build_ms;
+        // Every line so far is stored first; the line saying what was published is stored
+        // by the publish itself, in its transaction, so a READY deployment's log is complete
+        // and a fenced-out publish leaves no such line.
+        self.flush_log(&id, log).await;
+        let published = LogLine {
+            attempt,
+            at: OffsetDateTime::now_utc(),
+            stream: LogStream::System,
+            message: format!(
+                "published {files} files ({bytes} bytes, {new_blobs} new blobs), {} ms after the claim",
+                started.elapsed().as_millis()
+            ),
+        };
         let build = PublishedBuild {
             strategy: built.strategy,
             files: built.files,
             routing: built.routing,
+            log: vec![published],
         };
-        self.flush_log(&id, log).await;
-        let phase = Instant::now();
         match self.services.repository.publish(&id, attempt, &build).await {
             Ok(deployment) => {
-                log.system(format!(
-                    "published {files} files ({bytes} bytes, {new_blobs} new blobs); manifest written in {} ms, {} ms in all",
-                    phase.elapsed().as_millis(),
-                    started.elapsed().as_millis()
-                ));
                 // The log of a published deployment is stored before the ack, so a crash
                 // between the two loses no line of it.
                 self.flush_log(&id, log).await;

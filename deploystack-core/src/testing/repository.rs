@@ -39,6 +39,7 @@ pub async fn run_all(repo: &dyn Repository) {
     final_deleted_and_unknown_deployments_are_not_claimed(repo).await;
     stale_attempts_are_fenced_out(repo).await;
     publish_writes_the_manifest_atomically(repo).await;
+    publish_stores_its_log_lines_with_the_status(repo).await;
     routing_round_trips(repo).await;
     fail_records_the_error(repo).await;
     release_makes_the_deployment_claimable_again(repo).await;
@@ -678,6 +679,49 @@ pub async fn final_deleted_and_unknown_deployments_are_not_claimed(repo: &dyn Re
     }
     assert_eq!(get(repo, &ready).await.status, DeploymentStatus::Ready);
     assert_eq!(get(repo, &failed).await.status, DeploymentStatus::Error);
+}
+
+/// The log lines given to `publish` are stored with the status change: they are there as
+/// soon as the deployment reads `READY`, after the lines appended before, and a publish that
+/// is fenced out stores none of them.
+pub async fn publish_stores_its_log_lines_with_the_status(repo: &dyn Repository) {
+    let line = |attempt, message: &str| LogLine {
+        attempt,
+        at: OffsetDateTime::now_utc(),
+        stream: LogStream::System,
+        message: message.to_owned(),
+    };
+    let id = create(repo).await.id;
+    let stale = claim(repo, &id, "zombie", SHORT_LEASE).await.attempt;
+    pause().await;
+    let current = claim(repo, &id, "worker", LONG_LEASE).await.attempt;
+    let files = [file("index.html", &format!("logged {id}"))];
+    touch(repo, &files).await;
+    repo.append_log(&id, &[line(current, "building")])
+        .await
+        .expect("append_log");
+
+    let fenced = PublishedBuild {
+        log: vec![line(stale, "published by the zombie")],
+        ..published_build(&files)
+    };
+    let result = repo.publish(&id, stale, &fenced).await;
+    assert!(is_lease_lost(&result), "a stale publish: {result:?}");
+
+    let build = PublishedBuild {
+        log: vec![line(current, "published 1 file")],
+        ..published_build(&files)
+    };
+    let published = repo.publish(&id, current, &build).await.expect("publish");
+    assert_eq!(published.status, DeploymentStatus::Ready);
+    let messages: Vec<String> = repo
+        .logs(&id)
+        .await
+        .expect("logs")
+        .into_iter()
+        .map(|l| l.message)
+        .collect();
+    assert_eq!(messages, ["building", "published 1 file"]);
 }
 
 /// After a takeover, every call with the old attempt is `LeaseLost` and changes nothing;
@@ -1357,6 +1401,7 @@ fn blob(file: &FileEntry) -> BlobRef {
 
 fn published_build(files: &[FileEntry]) -> PublishedBuild {
     PublishedBuild {
+        log: Vec::new(),
         strategy: "static".into(),
         files: files.to_vec(),
         routing: None,

@@ -44,6 +44,7 @@ async fn publish(repo: &dyn Repository, id: &DeploymentId, attempt: i64, files: 
         .collect();
     repo.touch_blobs(&blobs).await.unwrap();
     let build = PublishedBuild {
+        log: Vec::new(),
         strategy: "static".to_owned(),
         files: files.to_vec(),
         routing: None,

@@ -50,6 +50,7 @@ async fn claim_when_expired(repo: &dyn Repository, id: &DeploymentId, worker: &s
 
 fn build(content: &str) -> PublishedBuild {
     PublishedBuild {
+        log: Vec::new(),
         strategy: "static".into(),
         files: vec![file("index.html", content)],
         routing: None,
@@ -303,6 +304,7 @@ async fn a_collection_racing_a_publish_never_claims_a_blob_it_references() {
             .expect("a queued deployment is claimable")
             .attempt;
         let manifest = PublishedBuild {
+            log: Vec::new(),
             strategy: "static".into(),
             files: vec![shared.clone()],
             routing: None,
