@@ -16,8 +16,9 @@
 //! a worker in another process flips those rows, and this process would never hear of it.
 //!
 //! # Layers
-//! 1. **In-process** (moka): holds about `cache_max_bytes` (each entry weighs its approximate
-//!    size in memory); an entry expires `cache_ttl_secs` after it was written.
+//! 1. **In-process** (moka): holds about three quarters of `cache_max_bytes` (each entry
+//!    weighs its approximate size in memory; the last quarter is the resolution cache's, see
+//!    below); an entry expires `cache_ttl_secs` after it was written.
 //! 2. **Shared** (Redis, when `cache_url` is `redis://…`; cargo feature `redis`): asked on a
 //!    local miss, filled after a repository read, same time to live. A node that starts cold
 //!    is warmed by what the other nodes have read.
@@ -48,6 +49,13 @@
 //! port (`blobs.rs`): content-addressed blobs never change, so they are kept until the
 //! `blob_cache_max_bytes` budget needs room, with no time to live and no invalidation.
 //!
+//! # Resolutions
+//! On top of the lookups, [`ResolutionCache`] (`resolutions.rs`) keeps what a path of a
+//! `READY` deployment finally resolves to — the file, the nearest `404.html`, a redirect —
+//! so a warm request asks one lookup after the deployment record instead of one per routing
+//! step (a 404 walks about six). It needs no invalidation: serving reads the deployment
+//! record through this decorator first, on every request.
+//!
 //! # Why cache only what cannot change?
 //! Then the cache needs no protocol with the workers: a deployment becomes cacheable the
 //! moment it is final, and only a delete can make a cached answer wrong. Every delete
@@ -62,6 +70,7 @@
 mod blobs;
 #[cfg(feature = "redis")]
 mod redis;
+mod resolutions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,6 +93,10 @@ pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, Cac
 use self::no_shared_layer::SharedLayer;
 #[cfg(feature = "redis")]
 use self::redis::RedisLayer as SharedLayer;
+pub use self::resolutions::{
+    RESOLUTION_SHARE_DIVISOR, ResolutionCache, ResolutionCacheConfig, ResolutionCacheStats,
+    ResolutionKey,
+};
 
 /// What can go wrong setting up or talking to the shared cache layer. Reads never fail
 /// because of it: a shared-layer error is counted and logged, and the read goes to the
@@ -103,8 +116,8 @@ pub enum CacheError {
 /// Size and lifetime of the in-process layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// Memory budget in bytes (`cache_max_bytes`); entries are weighed by their approximate
-    /// size, so the budget is approximate too.
+    /// Memory budget in bytes (`cache_max_bytes` less the resolution cache's share); entries
+    /// are weighed by their approximate size, so the budget is approximate too.
     pub max_bytes: u64,
     /// How long an entry may be served after it was written (`cache_ttl_secs`), in every
     /// layer. Without a shared layer it bounds how long another node's delete goes unseen.
@@ -113,10 +126,12 @@ pub struct CacheConfig {
 
 impl CacheConfig {
     /// The cache the settings ask for, or `None` when `cache_max_bytes` or `cache_ttl_secs`
-    /// is 0 (caching off).
+    /// is 0 (caching off). `cache_max_bytes` is shared with the resolution cache
+    /// ([`ResolutionCacheConfig`]), so this layer gets what that one does not.
     pub fn from_config(config: &crate::Config) -> Option<Self> {
         (config.cache_max_bytes > 0 && config.cache_ttl_secs > 0).then(|| Self {
-            max_bytes: config.cache_max_bytes,
+            max_bytes: config.cache_max_bytes
+                - config.cache_max_bytes / resolutions::RESOLUTION_SHARE_DIVISOR,
             ttl: config.cache_ttl(),
         })
     }
@@ -148,7 +163,7 @@ pub struct CacheStats {
     pub local_entries: u64,
     /// Approximate bytes the in-process layer holds now.
     pub local_bytes: u64,
-    /// The in-process layer's budget (`cache_max_bytes`).
+    /// The in-process layer's budget (`cache_max_bytes` less the resolution cache's share).
     pub local_max_bytes: u64,
     /// Whether a shared layer is configured.
     pub shared_enabled: bool,

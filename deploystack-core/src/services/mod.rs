@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::build::{BuildConfig, BuildStrategy, StrategyRegistry};
 use crate::cache::{
     BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
-    CachedStorage,
+    CachedStorage, ResolutionCache,
 };
 use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
@@ -51,6 +51,10 @@ pub struct Services {
     pub events: Arc<dyn EventSink>,
     /// In-process subscribers of the same events (live updates).
     pub broadcast: BroadcastEventSink,
+    /// What paths of `READY` deployments resolved to (`serving::resolve_cached`), shared by
+    /// every request of this process; sized from the read cache's settings and off with it.
+    /// Kept even when the caller supplied the repository: it never needs invalidating.
+    pub resolutions: ResolutionCache,
     /// Counters of the read cache in front of `repository`, when [`Services::from_config`] or
     /// [`Services::in_memory`] put one there (`/metrics` reports them); `None` when caching
     /// is off or the caller supplied the repository.
@@ -356,6 +360,7 @@ impl Services {
             &config,
         )));
         Self {
+            resolutions: ResolutionCache::from_config(&config),
             config: Arc::new(config),
             repository,
             storage,

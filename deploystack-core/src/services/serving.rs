@@ -9,10 +9,15 @@
 //!
 //! Which file answers a clean path is then decided by the deployment's routing configuration
 //! (`crate::routing`): redirects, rewrites, headers, SPA fallback and the nearest `404.html`.
+//! [`resolve_cached`] keeps each answer in a [`ResolutionCache`], so a warm path costs one
+//! lookup after the deployment record, whatever routing would have asked.
+
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::model::{DeploymentId, DeploymentStatus, FileEntry};
+use crate::cache::ResolutionCache;
+use crate::model::{Deployment, DeploymentId, DeploymentStatus, FileEntry};
 use crate::repository::{Repository, RepositoryError};
 use crate::routing::{self, Route};
 
@@ -167,12 +172,41 @@ pub async fn resolve(
 
 /// Resolve the normalized `path` (see [`normalize_path`]) of deployment `id` under its routing
 /// configuration (`crate::routing::route`). Every file lookup is a `find_file`, which the read
-/// cache answers from memory for a warm site.
+/// cache answers from memory for a warm site; [`resolve_cached`] also skips those.
 pub async fn resolve_routed(
     repository: &dyn Repository,
     id: &DeploymentId,
     path: &str,
 ) -> Result<Resolution, SiteError> {
+    let deployment = servable(repository, id).await?;
+    route_ready(repository, &deployment, path).await
+}
+
+/// [`resolve_routed`], with the answer kept in `resolutions`: a path asked before costs the
+/// deployment record and one lookup. The record is read first, on every request, so a
+/// deleted (or unknown, or not `READY`) deployment answers as such whatever `resolutions`
+/// holds; only answers for a live `READY` deployment, which never change, are stored. Errors
+/// are never stored.
+pub async fn resolve_cached(
+    repository: &dyn Repository,
+    resolutions: &ResolutionCache,
+    id: &DeploymentId,
+    path: &str,
+) -> Result<Arc<Resolution>, SiteError> {
+    let deployment = servable(repository, id).await?;
+    let key = resolutions.key(id, path);
+    if let Some(hit) = key.as_ref().and_then(|key| resolutions.get(key)) {
+        return Ok(hit);
+    }
+    let resolution = Arc::new(route_ready(repository, &deployment, path).await?);
+    if let Some(key) = key {
+        resolutions.insert(key, Arc::clone(&resolution));
+    }
+    Ok(resolution)
+}
+
+/// The record of deployment `id`, if it is live and `READY`.
+async fn servable(repository: &dyn Repository, id: &DeploymentId) -> Result<Deployment, SiteError> {
     let deployment = match repository.get_deployment(id).await {
         Ok(deployment) => deployment,
         Err(RepositoryError::NotFound) => return Err(SiteError::UnknownDeployment),
@@ -184,9 +218,19 @@ pub async fn resolve_routed(
     if deployment.status != DeploymentStatus::Ready {
         return Err(SiteError::NotReady(deployment.status));
     }
+    Ok(deployment)
+}
+
+/// Route `path` of `deployment`, which [`servable`] let through.
+async fn route_ready(
+    repository: &dyn Repository,
+    deployment: &Deployment,
+    path: &str,
+) -> Result<Resolution, SiteError> {
     // A READY deployment always has `ready_at`; `updated_at` is the same moment (its last
     // status change) should an older row lack it.
     let last_modified = deployment.ready_at.unwrap_or(deployment.updated_at);
+    let id = &deployment.id;
     let lookup = |candidate: String| async move {
         repository
             .find_file(id, &candidate)

@@ -388,3 +388,144 @@ mod shared {
         }
     }
 }
+
+/// A mock that answers `record` for the deployment and "no such file" for every lookup but
+/// `files`, counting the lookups it was asked.
+#[cfg(feature = "mock")]
+fn counting_mock(
+    record: deploystack_core::model::Deployment,
+    files: Vec<FileEntry>,
+) -> (
+    deploystack_core::repository::MockRepository,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut mock = deploystack_core::repository::MockRepository::new();
+    mock.expect_get_deployment()
+        .returning(move |_| Ok(record.clone()));
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&lookups);
+    mock.expect_find_file().returning(move |_, path| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok(files.iter().find(|f| f.path == path).cloned())
+    });
+    (mock, lookups)
+}
+
+#[cfg(feature = "mock")]
+#[tokio::test]
+async fn a_warm_resolution_asks_the_repository_for_the_record_only() {
+    use std::sync::atomic::Ordering;
+
+    use deploystack_core::cache::{ResolutionCache, ResolutionCacheConfig};
+    use deploystack_core::services::serving::{Resolved, resolve_cached, resolve_routed};
+
+    let inner = sqlite().await;
+    let (id, index) = ready(inner.as_ref()).await;
+    let record = inner.get_deployment(&id).await.unwrap();
+    let (mock, lookups) = counting_mock(record, vec![index.clone()]);
+    let resolutions = ResolutionCache::new(ResolutionCacheConfig {
+        max_bytes: 1 << 20,
+        ttl: Duration::from_secs(60),
+    });
+
+    for path in ["", "no/such/file.html", "index.html"] {
+        let first = resolve_cached(&mock, &resolutions, &id, path)
+            .await
+            .unwrap();
+        let asked = lookups.load(Ordering::SeqCst);
+        assert!(asked > 0, "{path:?}: the first resolution routes");
+        for _ in 0..3 {
+            let again = resolve_cached(&mock, &resolutions, &id, path)
+                .await
+                .unwrap();
+            assert_eq!(again, first, "{path:?}");
+        }
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            asked,
+            "{path:?}: a warm resolution asked the manifest again"
+        );
+        assert_eq!(
+            *first,
+            resolve_routed(&mock, &id, path).await.unwrap(),
+            "{path:?}: the cached answer is the routed one"
+        );
+        lookups.store(0, Ordering::SeqCst);
+    }
+    let not_found = resolve_cached(&mock, &resolutions, &id, "no/such/file.html")
+        .await
+        .unwrap();
+    assert_eq!(not_found.resolved, Resolved::NotFound(None));
+    assert_eq!(resolutions.stats().entries, 3);
+}
+
+#[cfg(feature = "mock")]
+#[tokio::test]
+async fn a_disabled_resolution_cache_routes_every_time() {
+    use std::sync::atomic::Ordering;
+
+    use deploystack_core::cache::ResolutionCache;
+    use deploystack_core::services::serving::{Resolved, resolve_cached, resolve_routed};
+
+    let inner = sqlite().await;
+    let (id, index) = ready(inner.as_ref()).await;
+    let record = inner.get_deployment(&id).await.unwrap();
+    let (mock, lookups) = counting_mock(record, vec![index.clone()]);
+    let resolutions = ResolutionCache::disabled();
+
+    let first = resolve_cached(&mock, &resolutions, &id, "missing")
+        .await
+        .unwrap();
+    let asked = lookups.load(Ordering::SeqCst);
+    let second = resolve_cached(&mock, &resolutions, &id, "missing")
+        .await
+        .unwrap();
+    assert_eq!(lookups.load(Ordering::SeqCst), 2 * asked);
+    assert_eq!(first, second);
+    assert_eq!(first.resolved, Resolved::NotFound(None));
+    assert!(matches!(
+        &resolve_cached(&mock, &resolutions, &id, "").await.unwrap().resolved,
+        Resolved::File { file, .. } if *file == index
+    ));
+    assert_eq!(
+        *resolve_cached(&mock, &resolutions, &id, "").await.unwrap(),
+        resolve_routed(&mock, &id, "").await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_deployment_answers_deleted_despite_cached_resolutions() {
+    use deploystack_core::cache::{ResolutionCache, ResolutionCacheConfig, ResolutionKey};
+    use deploystack_core::services::serving::resolve_cached;
+
+    let resolutions = ResolutionCache::new(ResolutionCacheConfig {
+        max_bytes: 1 << 20,
+        ttl: Duration::from_secs(60),
+    });
+    // Through the read cache, as served, and straight against the database, where no read
+    // cache evicts anything: the record, read first, is what tells.
+    let cached = CachedRepository::new(sqlite().await, config(1 << 20));
+    let uncached = sqlite().await;
+    let repositories: [&dyn Repository; 2] = [&cached, uncached.as_ref()];
+    for repo in repositories {
+        let (id, _) = ready(repo).await;
+        for path in ["", "missing.html", "a/b/"] {
+            for _ in 0..2 {
+                resolve_cached(repo, &resolutions, &id, path).await.unwrap();
+            }
+        }
+        assert!(resolutions.get(&ResolutionKey::new(&id, "")).is_some());
+        repo.delete_deployment(&id).await.unwrap();
+        for path in ["", "missing.html", "a/b/"] {
+            assert!(
+                matches!(
+                    resolve_cached(repo, &resolutions, &id, path).await,
+                    Err(SiteError::Deleted)
+                ),
+                "{path:?}"
+            );
+        }
+    }
+}

@@ -10,8 +10,9 @@
 //! `OPTIONS`. Content negotiation has one place, `negotiate`, which picks the bytes that
 //! everything after it (preconditions, ranges, lengths) applies to.
 //!
-//! Which file answers is decided in core (`serving::resolve_routed`, which applies the
-//! deployment's `vercel.json` / `_redirects` / `_headers`); this module only turns the answer
+//! Which file answers is decided in core (`serving::resolve_cached`, which applies the
+//! deployment's `vercel.json` / `_redirects` / `_headers` and keeps the answer for the next
+//! request of the same path); this module only turns the answer
 //! into HTTP: a redirect's site-relative `Location` gets the `/<deployment-id>` prefix under
 //! path-based serving, and the configuration's headers are set last, over the defaults.
 
@@ -26,7 +27,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use deploystack_core::model::{DeploymentId, DeploymentStatus, FileEntry};
-use deploystack_core::services::serving::{self, PathError, Resolution, Resolved, SiteError};
+use deploystack_core::services::serving::{self, PathError, Resolved, SiteError};
 use deploystack_core::storage::{ObjectStream, StorageError};
 use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
@@ -147,21 +148,23 @@ async fn site_response(
             );
         }
     };
-    let (resolved, configured) =
-        match serving::resolve_routed(state.services.repository.as_ref(), id, &normalized).await {
-            Ok(Resolution { resolved, headers }) => (Ok(resolved), headers),
-            Err(err) => (Err(err), Vec::new()),
-        };
-    let mut response = match resolved {
+    // Shared with the resolution cache, so the answer is read by reference from here on.
+    let resolution = serving::resolve_cached(
+        state.services.repository.as_ref(),
+        &state.services.resolutions,
+        id,
+        &normalized,
+    )
+    .await;
+    let mut response = match resolution.as_deref().map(|r| &r.resolved) {
         Ok(Resolved::Redirect { status, location }) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
             // A site path is relative to the site's root, which is `/<id>` when path-based.
-            let location = if path_based && location.starts_with('/') {
-                format!("/{id}{location}")
+            if path_based && location.starts_with('/') {
+                redirect_with(status, &format!("/{id}{location}"), uri.query())
             } else {
-                location
-            };
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
-            redirect_with(status, &location, uri.query())
+                redirect_with(status, location, uri.query())
+            }
         }
         Ok(Resolved::File {
             file,
@@ -170,7 +173,7 @@ async fn site_response(
             file_response(
                 state,
                 file,
-                Some(last_modified),
+                Some(*last_modified),
                 StatusCode::OK,
                 headers,
                 head,
@@ -206,7 +209,7 @@ async fn site_response(
             StatusCode::GONE,
             "410 Gone\n\nThis deployment was deleted.\n",
         ),
-        Err(SiteError::NotReady(status)) => page(StatusCode::NOT_FOUND, not_ready_message(status)),
+        Err(SiteError::NotReady(status)) => page(StatusCode::NOT_FOUND, not_ready_message(*status)),
         Err(err) => {
             tracing::error!(%id, error = %err, "cannot resolve a site path");
             page(
@@ -217,10 +220,11 @@ async fn site_response(
     };
     // The site's own headers win over the defaults; they passed the header rule at deploy
     // time, so a value that still does not fit a header is skipped rather than answered.
+    let configured = resolution.as_deref().map_or(&[][..], |r| &r.headers);
     for (name, value) in configured {
         if let (Ok(name), Ok(value)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
+            HeaderValue::from_str(value),
         ) {
             response.headers_mut().insert(name, value);
         }
@@ -337,13 +341,13 @@ const RANGE_PIECE: u64 = 1024 * 1024;
 /// (which is sent as is: conditions and ranges only apply to the file that was asked for).
 async fn file_response(
     state: &AppState,
-    file: FileEntry,
+    file: &FileEntry,
     last_modified: Option<OffsetDateTime>,
     status: StatusCode,
     request: &HeaderMap,
     head: bool,
 ) -> Response {
-    let representation = negotiate(&file, request);
+    let representation = negotiate(file, request);
     let validators = Validators {
         etag: &representation.etag,
         last_modified: last_modified.and_then(conditional::http_time),
@@ -415,7 +419,7 @@ async fn file_response(
                     }
                     response
                 }
-                Err(err) => return storage_failure(&file, &err),
+                Err(err) => return storage_failure(file, &err),
             }
         }
         ByteRange::Whole if head => {
@@ -439,7 +443,7 @@ async fn file_response(
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
                     response
                 }
-                Err(err) => return storage_failure(&file, &err),
+                Err(err) => return storage_failure(file, &err),
             }
         }
     };
