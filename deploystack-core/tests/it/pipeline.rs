@@ -647,7 +647,7 @@ async fn log_lines_are_stored_while_the_build_runs() {
     strategy.started().await;
     // The strategy waits for its cancel; the lines written before it must show up meanwhile.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !log_contains(&services, &id, "build strategy: scripted").await {
+    while !log_contains(&services, &id, "preset: scripted").await {
         assert!(
             std::time::Instant::now() < deadline,
             "no log line was stored while the build ran"
