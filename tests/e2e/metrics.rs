@@ -41,10 +41,11 @@ async fn metrics_show_cache_hits_per_layer_and_the_queue_depth() {
     }
 
     let after = scrape(&server).await;
-    // Two reads per request (the deployment, its index.html): at least the last two
-    // requests' four reads are hits.
+    // A warm request reads the repository once (the deployment record; what the path
+    // resolves to comes from the resolution cache): at least the last two requests' reads
+    // are hits.
     let new_hits = sample(&after, "deploystack_cache_hits_total{layer=\"local\"}") - hits;
-    assert!(new_hits >= 4.0, "{new_hits} new hits\n{after}");
+    assert!(new_hits >= 2.0, "{new_hits} new hits\n{after}");
     assert!(sample(&after, "deploystack_cache_misses_total{layer=\"local\"}") >= 1.0);
     assert_eq!(
         sample(&after, "deploystack_cache_hits_total{layer=\"shared\"}"),
