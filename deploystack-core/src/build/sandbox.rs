@@ -159,6 +159,8 @@ pub struct Sandbox {
     mode: SandboxMode,
     /// Whether bubblewrap works here, probed once: the path of `bwrap`, or why not.
     probe: OnceCell<Result<PathBuf, String>>,
+    /// Whether the probe's result was written to the platform's log.
+    announced: std::sync::Once,
 }
 
 impl Sandbox {
@@ -167,6 +169,7 @@ impl Sandbox {
         Self {
             mode,
             probe: OnceCell::new(),
+            announced: std::sync::Once::new(),
         }
     }
 
@@ -175,7 +178,8 @@ impl Sandbox {
         if self.mode == SandboxMode::Off {
             return Err("build_sandbox is off".to_owned());
         }
-        self.probe
+        let probe = self
+            .probe
             .get_or_init(|| async {
                 let bwrap = find_program("bwrap")
                     .ok_or_else(|| "bubblewrap (bwrap) is not installed".to_owned())?;
@@ -200,7 +204,13 @@ impl Sandbox {
                 }
             })
             .await
-            .clone()
+            .clone();
+        // Operators learn it from the platform's own log too, once, not only from build logs.
+        self.announced.call_once(|| match &probe {
+            Ok(bwrap) => tracing::info!(bwrap = %bwrap.display(), "builds run in a bubblewrap sandbox"),
+            Err(why) => tracing::warn!(reason = %why, "builds run UNSANDBOXED (set build_sandbox = \"require\" to refuse them)"),
+        });
+        probe
     }
 
     /// Whether commands will run sandboxed: the log line to write (`sandbox: bubblewrap` or
