@@ -233,6 +233,19 @@ pub struct BuildContext {
     pub project: Option<ProjectName>,
 }
 
+/// Whether `path` names something inside the folder it is relative to: not absolute, and
+/// made only of plain names and `.` (no `..`). Settings and `vercel.json` values that name
+/// folders of the upload pass this before they are joined onto a real path.
+pub fn is_plain_relative(path: &str) -> bool {
+    !path.starts_with('/')
+        && Path::new(path).components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
+}
+
 impl SourceTree {
     /// The project folder `root_directory` (a deployment setting) inside this tree: relative,
     /// without `..`, and an existing folder reached without following links.
@@ -244,13 +257,7 @@ impl SourceTree {
             return Ok(self.clone());
         };
         let path = Path::new(relative);
-        let plain = path.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::Normal(_) | std::path::Component::CurDir
-            )
-        });
-        if root_directory.is_some_and(|r| r.starts_with('/')) || !plain {
+        if root_directory.is_some_and(|r| !is_plain_relative(r)) {
             return Err(BuildError::Failed {
                 code: "invalid_root_directory",
                 message: format!(

@@ -6,7 +6,7 @@
 //! build without it, check the output folder, save the cache); only the data of the preset
 //! differs. See `docs/builds.md` for the rules in prose.
 
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use super::presets::{self, PackageJson, Preset, STATIC};
 use super::sandbox::{Sandbox, Step, Workspace, find_program};
 use super::{
     BuildConfig, BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree,
-    sensitive_values,
+    is_plain_relative, sensitive_values,
 };
 use crate::model::BuildSettings;
 
@@ -170,18 +170,15 @@ impl BuildPlan {
             .map(|o| o.trim().trim_end_matches('/').to_owned())
             .map(|o| if o.is_empty() { ".".to_owned() } else { o })
             .or_else(|| (preset.name != STATIC.name).then(|| preset.output_directory.to_owned()));
-        if let Some(out) = &output_directory {
-            let plain = Path::new(out)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-            if !plain {
-                return Err(BuildError::Failed {
-                    code: "invalid_output_directory",
-                    message: format!(
-                        "the output directory {out:?} must be a relative path inside the project, without `..`"
-                    ),
-                });
-            }
+        if let Some(out) = &output_directory
+            && !is_plain_relative(out)
+        {
+            return Err(BuildError::Failed {
+                code: "invalid_output_directory",
+                message: format!(
+                    "the output directory {out:?} must be a relative path inside the project, without `..`"
+                ),
+            });
         }
         Ok(Self {
             preset,

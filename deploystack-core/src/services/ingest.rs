@@ -158,7 +158,7 @@ pub fn validate_settings(settings: &BuildSettings) -> Result<(), IngestError> {
                     "must be a relative path inside the upload, with forward slashes (like apps/web)",
                 ));
             }
-            if value.split('/').any(|segment| segment == "..") {
+            if !crate::build::is_plain_relative(value) {
                 return Err(invalid("must stay inside the upload: `..` is not allowed"));
             }
         }
