@@ -69,6 +69,11 @@ impl App {
         }
     }
 
+    /// What the handlers share.
+    pub fn state(&self) -> &AppState {
+        &self.inner.state
+    }
+
     /// Answer one request.
     pub async fn handle(&self, request: Request<Body>) -> Response {
         let inner = &self.inner;

@@ -13,32 +13,60 @@
 //!   closes the connection.
 //!
 //! - **Threads** (`serve_threads`, one per core by default): one single-threaded event loop
-//!   per thread on the shared listening socket; see [`run`].
+//!   per thread on the shared listening socket, with connections balanced between them; see
+//!   [`run`] and [`Balancer`].
 //!
 //! Graceful shutdown matches `axum::serve`: stop accepting, let each connection finish its
 //! in-flight request (idle ones close at once), then return.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use deploystack_core::config::Config;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch::App;
 
-/// What every accept loop shares: the app, hyper's connection settings and the connection
-/// cap.
+/// How many connections each serve thread has open: what the [`Balancer`] evens out, and
+/// what `/metrics` shows (`deploystack_http_connections`). Cheap to clone; clones share the
+/// counts.
+#[derive(Clone, Debug)]
+pub struct Connections(Arc<[AtomicUsize]>);
+
+impl Connections {
+    /// Counts for `threads` serve threads (at least one), all zero.
+    pub fn new(threads: usize) -> Self {
+        Self((0..threads.max(1)).map(|_| AtomicUsize::new(0)).collect())
+    }
+
+    /// Open connections per serve thread, in thread order.
+    pub fn per_thread(&self) -> Vec<usize> {
+        self.0
+            .iter()
+            .map(|open| open.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    fn count(&self, thread: usize) -> usize {
+        self.0[thread].load(Ordering::Relaxed)
+    }
+}
+
+/// What every serve thread shares: the app, hyper's connection settings, the connection cap
+/// and the balancer.
 #[derive(Clone)]
 struct Shared {
     app: App,
     builder: Arc<http1::Builder>,
     permits: Arc<Semaphore>,
+    balancer: Arc<Balancer>,
     stop: CancellationToken,
 }
 
@@ -46,10 +74,11 @@ struct Shared {
 /// finish their requests.
 ///
 /// With more than one serve thread (`serve_threads`), each thread runs a single-threaded
-/// runtime with its own accept loop on a duplicate of the listening socket; the kernel hands
-/// each new connection to one of them, and that thread alone serves it. This is nginx's
-/// model of one event loop per core: a connection's requests never wait for another thread
-/// to pick up its task, which keeps tail latency flat under load.
+/// runtime with its own accept loop on a duplicate of the listening socket, and serves its
+/// connections itself. This is nginx's model of one event loop per core: a connection's
+/// requests never wait for another thread to pick up its task, which keeps tail latency flat
+/// under load. Which thread the kernel wakes for a new connection is luck, though, so the
+/// [`Balancer`] evens the threads' shares out.
 pub async fn run(
     listener: TcpListener,
     app: App,
@@ -62,20 +91,27 @@ pub async fn run(
         .header_read_timeout(config.header_read_timeout())
         .max_header_size(config.max_header_bytes.max(1))
         .keep_alive(true);
+    // The app's state holds the counts, so `/metrics` reads the same ones.
+    let open = app.state().connections.clone();
+    let threads = open.0.len();
+    let (balancer, inboxes) = Balancer::new(open);
     let shared = Shared {
         app,
         builder: Arc::new(builder),
         permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
+        balancer: Arc::new(balancer),
         stop,
     };
-    let threads = config.serve_threads();
-    if threads <= 1 {
-        accept_loop(listener, shared).await;
+    if threads == 1 {
+        // No one to balance with: the one inbox never receives anything.
+        if let Some(inbox) = inboxes.into_iter().next() {
+            serve_thread(0, listener, inbox, shared).await;
+        }
         return Ok(());
     }
     let listener = listener.into_std()?;
     let mut finished = Vec::with_capacity(threads);
-    for index in 0..threads {
+    for (index, inbox) in inboxes.into_iter().enumerate() {
         let listener = listener.try_clone()?;
         let shared = shared.clone();
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
@@ -83,11 +119,11 @@ pub async fn run(
             .enable_all()
             .build()?;
         std::thread::Builder::new()
-            .name(format!("deploystack-http-{index}"))
+            .name(format!("ds-serve-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
-                        Ok(listener) => accept_loop(listener, shared).await,
+                        Ok(listener) => serve_thread(index, listener, inbox, shared).await,
                         Err(err) => tracing::error!(error = %err, "cannot use the listener"),
                     }
                 });
@@ -103,67 +139,178 @@ pub async fn run(
     Ok(())
 }
 
-/// Accept connections until `stop`, serve each on this thread's runtime, then wait until
-/// every connection it accepted has finished.
-async fn accept_loop(listener: TcpListener, shared: Shared) {
-    let Shared {
-        app,
-        builder,
-        permits,
-        stop,
-    } = shared;
-    let connections = TaskTracker::new();
-    loop {
-        // The permit is taken before `accept`, so past the cap connections wait in the
-        // kernel's queue rather than costing a task each.
-        let permit = tokio::select! {
-            () = stop.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // Only a closed semaphore fails, and nothing closes it.
-                Err(_) => break,
-            },
-        };
-        let tcp = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => tcp,
-                Err(err) => {
-                    accept_failed(&err).await;
-                    continue;
-                }
-            },
-        };
-        // Small responses must not wait for Nagle's algorithm.
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(app.handle(request.map(Body::new)).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(tcp), service);
-        let stop = stop.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(err) = result {
-                // Timeouts, oversized heads and clients that hang up: routine on the internet.
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-        });
+/// Evens out the serve threads' connections.
+///
+/// Every thread waits on the same listening socket, and the kernel wakes whichever it
+/// likes: when a load generator opens 64 connections at once, one thread often accepts two
+/// thirds of them (measured: 7 against 38). Under load each connection then waits for all the
+/// others on its thread, so the busier thread's requests take twice as long and set the p99.
+/// So the thread that accepts a connection keeps it only if no other thread serves at least
+/// two connections fewer; otherwise it hands the connection to the least busy thread through
+/// that thread's inbox (like Envoy's "exact balance"). The slack of one keeps hand-offs, which
+/// cost a wake-up of the other thread, to the connections that actually even the load out.
+struct Balancer {
+    /// Open connections per thread, counted from the moment one is assigned.
+    open: Connections,
+    /// Where to send a connection for each thread.
+    inboxes: Box<[mpsc::UnboundedSender<Handoff>]>,
+}
+
+/// A connection on its way to the thread that will serve it.
+struct Handoff {
+    tcp: std::net::TcpStream,
+    ticket: Ticket,
+}
+
+/// What an open connection holds until it closes: its permit under the connection cap and
+/// its place in its thread's count.
+struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    balancer: Arc<Balancer>,
+    thread: usize,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.balancer.open.0[self.thread].fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+impl Balancer {
+    /// A balancer over one thread per count in `open`, and each thread's inbox.
+    fn new(open: Connections) -> (Self, Vec<mpsc::UnboundedReceiver<Handoff>>) {
+        let (senders, receivers) = (0..open.0.len()).map(|_| mpsc::unbounded_channel()).unzip();
+        let balancer = Self {
+            open,
+            inboxes: Vec::into_boxed_slice(senders),
+        };
+        (balancer, receivers)
+    }
+
+    /// Which thread serves the connection that thread `accepting` just accepted: itself,
+    /// unless another thread has at least two connections fewer. The connection is counted
+    /// for the chosen thread at once, so the next choice sees it.
+    fn assign(self: &Arc<Self>, accepting: usize, permit: OwnedSemaphorePermit) -> Ticket {
+        let open = &self.open;
+        let least = (0..open.0.len()).min_by_key(|&thread| open.count(thread));
+        let thread = match least {
+            Some(least) if open.count(least) + 1 < open.count(accepting) => least,
+            _ => accepting,
+        };
+        open.0[thread].fetch_add(1, Ordering::Relaxed);
+        Ticket {
+            _permit: permit,
+            balancer: Arc::clone(self),
+            thread,
+        }
+    }
+
+    /// Send `tcp` to the thread its ticket names. Fails (dropping the connection) only when
+    /// that thread has stopped receiving, which happens at shutdown.
+    fn hand_off(&self, tcp: TcpStream, ticket: Ticket) {
+        let thread = ticket.thread;
+        match tcp.into_std() {
+            Ok(tcp) => {
+                if self.inboxes[thread].send(Handoff { tcp, ticket }).is_err() {
+                    tracing::debug!("a serve thread has stopped; dropping a handed-off connection");
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot hand a connection off"),
+        }
+    }
+}
+
+/// One serve thread: accept connections and receive the ones other threads hand over until
+/// `stop`, serve each here, then wait until every connection of this thread has finished.
+async fn serve_thread(
+    index: usize,
+    listener: TcpListener,
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    shared: Shared,
+) {
+    let connections = TaskTracker::new();
+    let accepting = async {
+        loop {
+            // The permit is taken before `accept`, so past the cap connections wait in the
+            // kernel's queue rather than costing a task each.
+            let permit = tokio::select! {
+                () = shared.stop.cancelled() => break,
+                permit = shared.permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    // Only a closed semaphore fails, and nothing closes it.
+                    Err(_) => break,
+                },
+            };
+            let tcp = tokio::select! {
+                () = shared.stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _peer)) => tcp,
+                    Err(err) => {
+                        accept_failed(&err).await;
+                        continue;
+                    }
+                },
+            };
+            // Small responses must not wait for Nagle's algorithm.
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+            let ticket = shared.balancer.assign(index, permit);
+            if ticket.thread == index {
+                serve(&shared, &connections, tcp, ticket);
+            } else {
+                shared.balancer.hand_off(tcp, ticket);
+            }
+        }
+    };
+    // Hand-offs are received apart from accepting: a handed-off connection brings its own
+    // permit, so it must not wait for this thread to get one.
+    let receiving = async {
+        loop {
+            let handoff = tokio::select! {
+                () = shared.stop.cancelled() => break,
+                handoff = inbox.recv() => match handoff {
+                    Some(handoff) => handoff,
+                    None => break,
+                },
+            };
+            match TcpStream::from_std(handoff.tcp) {
+                Ok(tcp) => serve(&shared, &connections, tcp, handoff.ticket),
+                Err(err) => tracing::debug!(error = %err, "cannot take a handed-off connection"),
+            }
+        }
+    };
+    tokio::join!(accepting, receiving);
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// Serve one connection on this thread until it closes, or until `stop` lets its in-flight
+/// request finish.
+fn serve(shared: &Shared, connections: &TaskTracker, tcp: TcpStream, ticket: Ticket) {
+    let app = shared.app.clone();
+    let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(app.handle(request.map(Body::new)).await) }
+    });
+    let connection = shared.builder.serve_connection(TokioIo::new(tcp), service);
+    let stop = shared.stop.clone();
+    connections.spawn(async move {
+        let _ticket = ticket;
+        let mut connection = std::pin::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stop.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(err) = result {
+            // Timeouts, oversized heads and clients that hang up: routine on the internet.
+            tracing::debug!(error = %err, "connection ended with an error");
+        }
+    });
 }
 
 /// Per-connection errors (the client gave up during the handshake) are not worth a pause;

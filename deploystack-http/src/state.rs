@@ -6,6 +6,8 @@ use deploystack_core::Services;
 use deploystack_core::model::DeploymentId;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::Connections;
+
 /// Shared state of the router: the services and how to spell public URLs.
 ///
 /// Cloned for every request (axum's `State`), so every field is an `Arc` underneath: a clone
@@ -19,15 +21,20 @@ pub struct AppState {
     /// Fires when the server shuts down. Answers that stream for as long as a build runs
     /// (`logs?follow=true`) end on it, so a graceful shutdown is not held up by them.
     pub shutdown: CancellationToken,
+    /// Open connections per serve thread (`serve_threads` of the configuration), kept by
+    /// `crate::server` and shown on `/metrics`.
+    pub connections: Connections,
 }
 
 impl AppState {
     /// State over `services`, answering with URLs under `public_url`.
     pub fn new(services: Services, public_url: impl Into<String>) -> Self {
+        let connections = Connections::new(services.config.serve_threads());
         Self {
             services,
             public_url: Arc::from(public_url.into().trim_end_matches('/')),
             shutdown: CancellationToken::new(),
+            connections,
         }
     }
 

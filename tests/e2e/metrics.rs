@@ -86,3 +86,60 @@ async fn metrics_say_when_the_cache_is_off() {
     assert!(!text.contains("deploystack_cache_hits_total"), "{text}");
     assert_eq!(sample(&text, "deploystack_queue_up"), 1.0);
 }
+
+/// Open connections per serve thread, from a scrape.
+async fn connections_per_thread(server: &Server) -> Vec<f64> {
+    let text = scrape(server).await;
+    (0..2)
+        .map(|thread| {
+            sample(
+                &text,
+                &format!("deploystack_http_connections{{thread=\"{thread}\"}}"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn connections_are_spread_evenly_over_the_serve_threads() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = Server::start_with(&[("DEPLOYSTACK_SERVE_THREADS", "2")]).await;
+    // A burst of connections, as a load generator or a browser opening many at once makes:
+    // whichever thread the kernel wakes first would accept most of them.
+    let address = server.address().to_owned();
+    let connects = (0..40).map(|_| tokio::net::TcpStream::connect(address.as_str()));
+    let mut streams: Vec<_> = futures_util::future::join_all(connects)
+        .await
+        .into_iter()
+        .map(|stream| stream.expect("connect"))
+        .collect();
+    // One keep-alive request each, answered, so every connection is being served.
+    for stream in &mut streams {
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+    }
+
+    let open = connections_per_thread(&server).await;
+    let total: f64 = open.iter().sum();
+    assert!(total >= 40.0, "{open:?}");
+    assert!((open[0] - open[1]).abs() <= 2.0, "uneven: {open:?}");
+
+    // Closed connections leave the counts.
+    drop(streams);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let open = connections_per_thread(&server).await;
+        if open.iter().sum::<f64>() <= 2.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections still counted: {open:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

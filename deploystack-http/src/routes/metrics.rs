@@ -2,8 +2,8 @@
 //!
 //! Exposed: the read cache's hits and misses per layer (in-process `local`, Redis `shared`),
 //! its errors, invalidations, size and hit ratio; the hot-blob cache's hits, misses and size;
-//! and the queue's depth — jobs waiting, in
-//! flight and dead-lettered. Values are read when scraped: the cache keeps its own atomic
+//! the queue's depth — jobs waiting, in flight and dead-lettered; and the open HTTP
+//! connections of each serve thread. Values are read when scraped: the cache keeps its own atomic
 //! counters and the queue answers `depth()`, so nothing is recorded twice.
 //!
 //! ## Why no metrics library?
@@ -42,16 +42,23 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        render(cache.as_ref(), blobs.as_ref(), &queue),
+        render(
+            cache.as_ref(),
+            blobs.as_ref(),
+            &queue,
+            &state.connections.per_thread(),
+        ),
     )
         .into_response()
 }
 
-/// The exposition text for these snapshots.
+/// The exposition text for these snapshots; `connections` holds the open connections of
+/// each serve thread.
 pub fn render(
     cache: Option<&CacheStats>,
     blobs: Option<&BlobCacheStats>,
     queue: &Result<QueueDepth, QueueError>,
+    connections: &[usize],
 ) -> String {
     let mut out = Exposition::default();
     out.family(
@@ -77,6 +84,18 @@ pub fn render(
         render_blob_cache(&mut out, stats);
     }
     render_queue(&mut out, queue);
+    out.family(
+        "deploystack_http_connections",
+        "gauge",
+        "Open HTTP connections per serve thread; the server keeps them within two of each other.",
+    );
+    for (thread, open) in connections.iter().enumerate() {
+        out.sample(
+            "deploystack_http_connections",
+            &[("thread", &thread.to_string())],
+            open,
+        );
+    }
     out.0
 }
 
@@ -265,7 +284,7 @@ mod tests {
             in_flight: 1,
             dead: 2,
         };
-        let text = render(None, None, &Ok(depth));
+        let text = render(None, None, &Ok(depth), &[3]);
         assert!(has_line(&text, "deploystack_cache_enabled 0"), "{text}");
         assert!(!text.contains("deploystack_cache_hits_total"), "{text}");
         assert!(has_line(&text, "deploystack_queue_up 1"), "{text}");
@@ -273,6 +292,7 @@ mod tests {
             "deploystack_queue_depth{state=\"waiting\"} 3",
             "deploystack_queue_depth{state=\"in_flight\"} 1",
             "deploystack_queue_depth{state=\"dead\"} 2",
+            "deploystack_http_connections{thread=\"0\"} 3",
         ] {
             assert!(has_line(&text, line), "{line} missing from {text}");
         }
@@ -282,7 +302,12 @@ mod tests {
     fn every_sample_belongs_to_a_declared_family() {
         let stats = CacheStats::default();
         let down = Err(QueueError::Unavailable("down".to_owned()));
-        let text = render(Some(&stats), Some(&BlobCacheStats::default()), &down);
+        let text = render(
+            Some(&stats),
+            Some(&BlobCacheStats::default()),
+            &down,
+            &[1, 2],
+        );
         assert!(has_line(&text, "deploystack_cache_enabled 1"), "{text}");
         assert!(
             has_line(&text, "deploystack_cache_hits_total{layer=\"local\"} 0"),
@@ -290,6 +315,10 @@ mod tests {
         );
         assert!(has_line(&text, "deploystack_queue_up 0"), "{text}");
         assert!(!text.contains("deploystack_queue_depth"), "{text}");
+        assert!(
+            has_line(&text, "deploystack_http_connections{thread=\"1\"} 2"),
+            "{text}"
+        );
         for line in text.lines().filter(|line| !line.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
             assert!(
