@@ -106,24 +106,26 @@ impl App {
         match target {
             HostTarget::Deployment(id) => {
                 let (parts, _body) = request.into_parts();
-                self.within(site::serve_host(
+                // Boxed here and below: the serving future is a few kilobytes, and this one
+                // would otherwise be copied each time the request's future moves.
+                self.within(Box::pin(site::serve_host(
                     &inner.state,
                     &id,
                     &parts.method,
                     &parts.uri,
                     &parts.headers,
-                ))
+                )))
                 .await
             }
             // The serving hot path skips the router, whose fallback this is anyway.
             HostTarget::Platform if routes::is_site_path(request.uri().path()) => {
                 let (parts, _body) = request.into_parts();
-                self.within(site::serve(
+                self.within(Box::pin(site::serve(
                     State(inner.state.clone()),
                     parts.method,
                     parts.uri,
                     parts.headers,
-                ))
+                )))
                 .await
             }
             HostTarget::Platform => {

@@ -38,6 +38,7 @@ use futures_util::StreamExt;
 use moka::sync::Cache;
 use serde::Serialize;
 
+use super::{Hasher, keyed_hasher};
 use crate::storage::{ObjectInfo, ObjectStream, Storage, StorageError};
 
 /// Keys under this prefix are content-addressed and therefore immutable.
@@ -82,7 +83,7 @@ pub struct BlobCacheStats {
 
 /// The cache and its counters, shared by the decorator and its stats handles.
 struct Hot {
-    blobs: Cache<String, Bytes>,
+    blobs: Cache<String, Bytes, Hasher>,
     hits: AtomicU64,
     misses: AtomicU64,
     config: BlobCacheConfig,
@@ -159,7 +160,7 @@ impl CachedStorage {
             .weigher(|key: &String, bytes: &Bytes| {
                 u32::try_from(key.len() + bytes.len()).unwrap_or(u32::MAX)
             })
-            .build();
+            .build_with_hasher(keyed_hasher());
         Self {
             inner,
             hot: Arc::new(Hot {

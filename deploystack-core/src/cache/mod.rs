@@ -89,6 +89,17 @@ use crate::model::{
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
 pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, CachedStorage};
+/// The hasher of every in-process table (read cache, resolutions, hot blobs): foldhash,
+/// keyed per table. See [`resolutions`] for why not the standard SipHash.
+type Hasher = foldhash::quality::SeedableRandomState;
+
+/// A [`Hasher`] with a fresh key: 64 bits from the operating system's random number
+/// generator on top of foldhash's process-wide seed, so no fixed set of keys collides in
+/// every table.
+fn keyed_hasher() -> Hasher {
+    Hasher::with_seed(rand::random(), foldhash::SharedSeed::global_random())
+}
+
 #[cfg(not(feature = "redis"))]
 use self::no_shared_layer::SharedLayer;
 #[cfg(feature = "redis")]
@@ -658,7 +669,7 @@ impl Counters {
 
 /// The in-process layer: the moka cache plus what keeps it coherent.
 struct Local {
-    entries: Cache<Key, Value>,
+    entries: Cache<Key, Value, Hasher>,
     /// Bumped by every eviction. A reader notes it before reading and drops what it stored
     /// if it moved meanwhile: the answer may predate the change that caused the eviction.
     generation: AtomicU64,
@@ -677,7 +688,7 @@ impl Local {
             .time_to_live(config.ttl)
             // Evicting one deployment's manifest lookups needs a predicate over keys.
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(keyed_hasher());
         Self {
             entries,
             generation: AtomicU64::new(0),

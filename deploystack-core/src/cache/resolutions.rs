@@ -29,6 +29,7 @@
 //! repository as before.
 //!
 //! # Why foldhash rather than the standard SipHash?
+//! (The same holds for the read cache and the hot-blob cache, which share the hasher.)
 //! The key is a request path, so it is chosen by whoever sends requests; the hasher must stay
 //! keyed. foldhash is keyed — each cache gets 64 bits from the operating system's random
 //! number generator on top of foldhash's own process-wide seed, so no fixed set of inputs
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use super::{Hasher, keyed_hasher};
 use crate::model::{DeploymentId, EncodedVariant, FileEntry};
 use crate::services::serving::{Resolution, Resolved};
 
@@ -86,9 +88,6 @@ impl ResolutionKey {
     }
 }
 
-/// The hasher of the table: keyed with random seeds (see the module docs).
-type Hasher = foldhash::quality::SeedableRandomState;
-
 /// A bounded, shared map from `(READY deployment, path)` to its [`Resolution`]. Cheap to
 /// clone: clones share the entries. See the module docs for why it is never invalidated.
 #[derive(Clone)]
@@ -126,10 +125,7 @@ impl ResolutionCache {
             .max_capacity(config.max_bytes)
             .weigher(weigh)
             .time_to_live(config.ttl)
-            .build_with_hasher(Hasher::with_seed(
-                rand::random(),
-                foldhash::SharedSeed::global_random(),
-            ));
+            .build_with_hasher(keyed_hasher());
         Self {
             entries: Some(entries),
             max_bytes: config.max_bytes,

@@ -34,15 +34,29 @@ impl FromStr for DeploymentId {
     /// Accepts exactly 32 lowercase hex characters: one spelling per id, so an id can be
     /// compared as a string everywhere (URLs, host names, database keys).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 32 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(InvalidId(
-                "a deployment id is 32 lowercase hexadecimal characters",
-            ));
+        // Decoded by hand: every site request parses an id, and this is a few times cheaper
+        // than a generic hex decoder.
+        let invalid = || InvalidId("a deployment id is 32 lowercase hexadecimal characters");
+        let digits = s.as_bytes();
+        if digits.len() != 32 {
+            return Err(invalid());
         }
         let mut bytes = [0u8; 16];
-        hex::decode_to_slice(s, &mut bytes)
-            .map_err(|_| InvalidId("a deployment id is 32 lowercase hexadecimal characters"))?;
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            let high = lowercase_hex_digit(pair[0]).ok_or_else(invalid)?;
+            let low = lowercase_hex_digit(pair[1]).ok_or_else(invalid)?;
+            *byte = (high << 4) | low;
+        }
         Ok(Self(bytes))
+    }
+}
+
+/// The value of one lowercase hexadecimal digit.
+fn lowercase_hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
     }
 }
 
@@ -139,7 +153,15 @@ mod tests {
 
     #[test]
     fn deployment_id_rejects_other_spellings() {
-        for bad in ["", "abc", &"A".repeat(32), &"g".repeat(32), &"0".repeat(33)] {
+        for bad in [
+            "",
+            "abc",
+            &"A".repeat(32),
+            &"g".repeat(32),
+            &"0".repeat(33),
+            &"é".repeat(16),
+            &format!("{}-", "0".repeat(31)),
+        ] {
             assert!(bad.parse::<DeploymentId>().is_err(), "{bad:?} was accepted");
         }
     }
