@@ -8,7 +8,7 @@
 # ours/nginx per case, and the server's peak resident memory (VmHWM) over the whole run.
 #
 #   benches/serving_vs_nginx.sh                 # DURATION=10 ROUNDS=1 by default
-#   ROUNDS=3 DURATION=5 benches/serving_vs_nginx.sh
+#   ROUNDS=5 DURATION=10 benches/serving_vs_nginx.sh   # and the median ratio per case
 #   NO_BUILD=1 SERVER_BIN=/tmp/ds benches/serving_vs_nginx.sh   # an existing binary
 #
 # nginx runs `worker_processes 2` (the "nginx 2w" baseline of the reference measurements),
@@ -188,17 +188,44 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b ? a / b : 0 }'; }
 printf '%-11s %5s | %9s %7s %7s %7s | %9s %7s %7s %7s | %5s %5s %5s\n' \
   case round "ours rps" "p50 ms" "p99 ms" "cpu µs" "nginx rps" "p50 ms" "p99 ms" "cpu µs" \
   "rps" "p99" "cpu"
+RATIOS=$WORK/ratios
 for round in $(seq "$ROUNDS"); do
   for case in "${CASES[@]}"; do
     IFS='|' read -r name path header <<<"$case"
-    read -r o_rps o_p50 o_p99 o_cpu < <(measure "http://$OURS/$ID$path" "$header" "$SERVER_PID")
-    read -r n_rps n_p50 n_p99 n_cpu < <(measure "http://127.0.0.1:$NGINX_PORT$path" "$header" "${NGINX_PIDS[@]}")
+    # Who goes first alternates by round, so a machine that slows down or speeds up during
+    # the run does not favour either server.
+    if ((round % 2)); then
+      read -r o_rps o_p50 o_p99 o_cpu < <(measure "http://$OURS/$ID$path" "$header" "$SERVER_PID")
+      read -r n_rps n_p50 n_p99 n_cpu < <(measure "http://127.0.0.1:$NGINX_PORT$path" "$header" "${NGINX_PIDS[@]}")
+    else
+      read -r n_rps n_p50 n_p99 n_cpu < <(measure "http://127.0.0.1:$NGINX_PORT$path" "$header" "${NGINX_PIDS[@]}")
+      read -r o_rps o_p50 o_p99 o_cpu < <(measure "http://$OURS/$ID$path" "$header" "$SERVER_PID")
+    fi
+    r_rps=$(ratio "$o_rps" "$n_rps")
+    r_p99=$(ratio "$o_p99" "$n_p99")
+    r_cpu=$(ratio "$o_cpu" "$n_cpu")
+    echo "$name $r_rps $r_p99 $r_cpu" >>"$RATIOS"
     printf '%-11s %5s | %9s %7s %7s %7s | %9s %7s %7s %7s | %5s %5s %5s\n' \
       "$name" "$round" "$o_rps" "$o_p50" "$o_p99" "$o_cpu" "$n_rps" "$n_p50" "$n_p99" "$n_cpu" \
-      "$(ratio "$o_rps" "$n_rps")" "$(ratio "$o_p99" "$n_p99")" "$(ratio "$o_cpu" "$n_cpu")"
+      "$r_rps" "$r_p99" "$r_cpu"
   done
 done
 echo "(ratios are ours/nginx: rps higher is better; p99 and cpu µs per request lower is better)"
+if ((ROUNDS > 1)); then
+  # One round's p99 ratio moves by ±25 % on this kind of machine; the median over rounds
+  # is the figure to compare with the targets.
+  echo
+  echo "median ratio over $ROUNDS rounds (rps / p99 / cpu):"
+  for case in "${CASES[@]}"; do
+    name=${case%%|*}
+    printf '  %-11s' "$name"
+    for column in 2 3 4; do
+      awk -v n="$name" -v c="$column" '$1 == n { print $c }' "$RATIOS" | sort -n |
+        awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf " %5.2f", m }'
+    done
+    echo
+  done
+fi
 echo
 echo "server memory: peak $(awk '/^VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")," \
   "now $(awk '/^VmRSS/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status") (VmHWM / VmRSS)"

@@ -6,11 +6,6 @@ use clap::Parser;
 use deploystack_core::Services;
 use deploystack_core::config::cli::{ConfigArgs, init_tracing, shutdown_signal};
 
-// Serving allocates many small, short-lived objects per request; mimalloc makes them several
-// times cheaper than glibc's malloc. The library leaves the choice to the binary.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// DeployStack server: upload sites, build them, serve them.
 #[derive(Debug, Parser)]
 #[command(version)]
