@@ -6,20 +6,50 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use deploystack_core::Config;
 use deploystack_core::build::StrategyRegistry;
 use deploystack_core::events::Event;
-use deploystack_core::model::{ContentHash, DeploymentStatus, FileEntry};
+use deploystack_core::model::{ContentHash, DeploymentId, DeploymentStatus, FileEntry};
 use deploystack_core::queue::Job;
 use deploystack_core::services::deployments;
 use deploystack_core::services::pipeline::{Outcome, Pipeline};
 use deploystack_core::services::serving::{Resolved, SiteError, resolve};
+use deploystack_core::{Config, Services};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::{
     DEADLINE, Script, Scripted, blob_keys, build_next, deploy, deployment, depth, log_contains,
     process, received, reserve, services, services_with, upload,
 };
+
+/// A one-file site's build under `strategy`, claimed by a worker and running in the
+/// background; `events` was subscribed before the build began.
+struct RunningBuild {
+    services: Services,
+    id: DeploymentId,
+    events: broadcast::Receiver<Event>,
+    running: JoinHandle<Outcome>,
+}
+
+/// Upload, reserve and start processing a one-file site; returns once `strategy` runs.
+async fn start_build(config: Config, strategy: &Arc<Scripted>) -> RunningBuild {
+    let services = services_with(config, strategy.clone()).await;
+    let id = upload(&services, &[("index.html", b"home")]).await.id;
+    let delivery = reserve(&services).await;
+    let events = services.broadcast.subscribe();
+    let running = tokio::spawn({
+        let services = services.clone();
+        async move { process(&services, &delivery).await }
+    });
+    strategy.started().await;
+    RunningBuild {
+        services,
+        id,
+        events,
+        running,
+    }
+}
 
 /// A small site in folders, with one file whose bytes repeat another's.
 fn nested_site() -> Vec<(&'static str, &'static [u8])> {
@@ -397,15 +427,12 @@ async fn a_deployment_deleted_while_building_is_fenced_out_by_the_heartbeat() {
         ..Config::default()
     };
     let strategy = Scripted::new(Script::UntilCanceled);
-    let services = services_with(config, strategy.clone()).await;
-    let id = upload(&services, &[("index.html", b"home")]).await.id;
-    let delivery = reserve(&services).await;
-    let running = tokio::spawn({
-        let services = services.clone();
-        async move { process(&services, &delivery).await }
-    });
-
-    strategy.started().await;
+    let RunningBuild {
+        services,
+        id,
+        running,
+        ..
+    } = start_build(config, &strategy).await;
     deployments::delete(&services, &id).await.unwrap();
     let outcome = tokio::time::timeout(DEADLINE, running).await;
 
@@ -426,16 +453,12 @@ async fn a_build_that_finishes_after_its_deployment_was_deleted_publishes_nothin
     // The default 30 s lease: no heartbeat runs before the zombie reaches the publish step,
     // so it is the publish transaction's fence that stops it.
     let strategy = Scripted::new(Script::UntilReleased);
-    let services = services_with(Config::default(), strategy.clone()).await;
-    let id = upload(&services, &[("index.html", b"home")]).await.id;
-    let delivery = reserve(&services).await;
-    let mut events = services.broadcast.subscribe();
-    let running = tokio::spawn({
-        let services = services.clone();
-        async move { process(&services, &delivery).await }
-    });
-
-    strategy.started().await;
+    let RunningBuild {
+        services,
+        id,
+        mut events,
+        running,
+    } = start_build(Config::default(), &strategy).await;
     deployments::delete(&services, &id).await.unwrap();
     strategy.release();
     let outcome = tokio::time::timeout(DEADLINE, running).await;
@@ -551,16 +574,12 @@ async fn a_missing_source_ends_in_source_missing() {
 async fn a_build_canceled_while_running_stops_within_about_a_second_and_records_nothing_more() {
     // The default 30 s lease: only the status check every second can notice the cancel.
     let strategy = Scripted::new(Script::UntilCanceled);
-    let services = services_with(Config::default(), strategy.clone()).await;
-    let id = upload(&services, &[("index.html", b"home")]).await.id;
-    let delivery = reserve(&services).await;
-    let mut events = services.broadcast.subscribe();
-    let running = tokio::spawn({
-        let services = services.clone();
-        async move { process(&services, &delivery).await }
-    });
-
-    strategy.started().await;
+    let RunningBuild {
+        services,
+        id,
+        mut events,
+        running,
+    } = start_build(Config::default(), &strategy).await;
     let canceled_at = std::time::Instant::now();
     let canceled = deployments::cancel(&services, &id).await.unwrap();
     assert_eq!(canceled.status, DeploymentStatus::Canceled);
@@ -636,15 +655,12 @@ async fn a_deployment_canceled_while_queued_is_never_built() {
 #[tokio::test]
 async fn log_lines_are_stored_while_the_build_runs() {
     let strategy = Scripted::new(Script::UntilCanceled);
-    let services = services_with(Config::default(), strategy.clone()).await;
-    let id = upload(&services, &[("index.html", b"home")]).await.id;
-    let delivery = reserve(&services).await;
-    let running = tokio::spawn({
-        let services = services.clone();
-        async move { process(&services, &delivery).await }
-    });
-
-    strategy.started().await;
+    let RunningBuild {
+        services,
+        id,
+        running,
+        ..
+    } = start_build(Config::default(), &strategy).await;
     // The strategy waits for its cancel; the lines written before it must show up meanwhile.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !log_contains(&services, &id, "preset: scripted").await {
