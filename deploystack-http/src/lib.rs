@@ -28,6 +28,7 @@
 pub mod dispatch;
 pub mod error;
 pub mod routes;
+pub mod sendfile;
 pub mod server;
 pub mod state;
 

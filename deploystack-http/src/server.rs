@@ -26,13 +26,14 @@ use std::time::Duration;
 use axum::body::Body;
 use deploystack_core::config::Config;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch::App;
+use crate::sendfile;
 
 /// How many connections each serve thread has open: what the [`Balancer`] evens out, and
 /// what `/metrics` shows (`deploystack_http_connections`). Cheap to clone; clones share the
@@ -290,11 +291,18 @@ async fn serve_thread(
 /// request finish.
 fn serve(shared: &Shared, connections: &TaskTracker, tcp: TcpStream, ticket: Ticket) {
     let app = shared.app.clone();
+    let files = sendfile::Connection::new(Arc::clone(&app.state().sendfile_bytes));
+    let io = sendfile::Io::new(tcp, files.clone());
     let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.handle(request.map(Body::new)).await) }
+        let files = files.clone();
+        async move {
+            let mut response = app.handle(request.map(Body::new)).await;
+            files.register(response.extensions_mut().remove::<sendfile::FileBacked>());
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
-    let connection = shared.builder.serve_connection(TokioIo::new(tcp), service);
+    let connection = shared.builder.serve_connection(io, service);
     let stop = shared.stop.clone();
     connections.spawn(async move {
         let _ticket = ticket;

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use deploystack_core::Services;
 use deploystack_core::model::DeploymentId;
@@ -24,6 +25,9 @@ pub struct AppState {
     /// Open connections per serve thread (`serve_threads` of the configuration), kept by
     /// `crate::server` and shown on `/metrics`.
     pub connections: Connections,
+    /// Bytes of response bodies sent straight from files (`crate::sendfile`), shown on
+    /// `/metrics`.
+    pub sendfile_bytes: Arc<AtomicU64>,
 }
 
 impl AppState {
@@ -35,6 +39,7 @@ impl AppState {
             public_url: Arc::from(public_url.into().trim_end_matches('/')),
             shutdown: CancellationToken::new(),
             connections,
+            sendfile_bytes: Arc::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 //! `prometheus-client` should replace this module.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
@@ -46,19 +47,30 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             cache.as_ref(),
             blobs.as_ref(),
             &queue,
-            &state.connections.per_thread(),
+            &HttpStats {
+                connections: &state.connections.per_thread(),
+                sendfile_bytes: state.sendfile_bytes.load(Ordering::Relaxed),
+            },
         ),
     )
         .into_response()
 }
 
-/// The exposition text for these snapshots; `connections` holds the open connections of
-/// each serve thread.
+/// What the connection layer counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpStats<'a> {
+    /// Open connections of each serve thread.
+    pub connections: &'a [usize],
+    /// Bytes of response bodies sent straight from files.
+    pub sendfile_bytes: u64,
+}
+
+/// The exposition text for these snapshots.
 pub fn render(
     cache: Option<&CacheStats>,
     blobs: Option<&BlobCacheStats>,
     queue: &Result<QueueDepth, QueueError>,
-    connections: &[usize],
+    http: &HttpStats<'_>,
 ) -> String {
     let mut out = Exposition::default();
     out.family(
@@ -89,13 +101,23 @@ pub fn render(
         "gauge",
         "Open HTTP connections per serve thread; the server keeps them within two of each other.",
     );
-    for (thread, open) in connections.iter().enumerate() {
+    for (thread, open) in http.connections.iter().enumerate() {
         out.sample(
             "deploystack_http_connections",
             &[("thread", &thread.to_string())],
             open,
         );
     }
+    out.family(
+        "deploystack_http_sendfile_bytes_total",
+        "counter",
+        "Bytes of response bodies sent from files with sendfile(2) instead of being copied.",
+    );
+    out.sample(
+        "deploystack_http_sendfile_bytes_total",
+        &[],
+        http.sendfile_bytes,
+    );
     out.0
 }
 
@@ -284,7 +306,11 @@ mod tests {
             in_flight: 1,
             dead: 2,
         };
-        let text = render(None, None, &Ok(depth), &[3]);
+        let http = HttpStats {
+            connections: &[3],
+            sendfile_bytes: 7,
+        };
+        let text = render(None, None, &Ok(depth), &http);
         assert!(has_line(&text, "deploystack_cache_enabled 0"), "{text}");
         assert!(!text.contains("deploystack_cache_hits_total"), "{text}");
         assert!(has_line(&text, "deploystack_queue_up 1"), "{text}");
@@ -293,6 +319,7 @@ mod tests {
             "deploystack_queue_depth{state=\"in_flight\"} 1",
             "deploystack_queue_depth{state=\"dead\"} 2",
             "deploystack_http_connections{thread=\"0\"} 3",
+            "deploystack_http_sendfile_bytes_total 7",
         ] {
             assert!(has_line(&text, line), "{line} missing from {text}");
         }
@@ -306,7 +333,10 @@ mod tests {
             Some(&stats),
             Some(&BlobCacheStats::default()),
             &down,
-            &[1, 2],
+            &HttpStats {
+                connections: &[1, 2],
+                sendfile_bytes: 0,
+            },
         );
         assert!(has_line(&text, "deploystack_cache_enabled 1"), "{text}");
         assert!(

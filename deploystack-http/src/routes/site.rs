@@ -26,6 +26,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use deploystack_core::model::{DeploymentId, DeploymentStatus, FileEntry};
 use deploystack_core::services::serving::{self, PathError, Resolved, SiteError};
 use deploystack_core::storage::{ObjectStream, StorageError};
@@ -34,6 +35,7 @@ use time::OffsetDateTime;
 
 use self::conditional::{Precondition, Validators};
 use self::range::ByteRange;
+use crate::sendfile::FileBacked;
 use crate::state::AppState;
 
 /// Every served file may be cached, but must be revalidated: a URL of a deployment never
@@ -436,11 +438,16 @@ async fn file_response(
                 Err(err) => Err(err),
             };
             match body {
-                Ok((size, body)) => {
+                Ok((size, body, whole)) => {
                     let mut response = (status, body).into_response();
                     response
                         .headers_mut()
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+                    let storage = &*state.services.storage;
+                    let key = &representation.blob_key;
+                    if let Some(file) = whole.and_then(|b| FileBacked::open(storage, key, &b)) {
+                        response.extensions_mut().insert(file);
+                    }
                     response
                 }
                 Err(err) => return storage_failure(file, &err),
@@ -470,23 +477,27 @@ async fn file_response(
     response
 }
 
-/// The body of a 200 and its length. The first chunk is read before answering, so a storage
-/// failure is a 503 rather than a 200 cut short; an object that arrives in one chunk (every
-/// blob the hot-blob cache holds) becomes one buffer, which hyper writes together with the
-/// response head instead of polling a stream for its end.
-async fn whole_body(mut object: ObjectStream) -> Result<(u64, Body), StorageError> {
+/// The body of a 200, its length and, when it arrived in one buffer, that buffer. The first
+/// chunk is read before answering, so a storage failure is a 503 rather than a 200 cut
+/// short; an object that arrives in one chunk (every blob the hot-blob cache holds) becomes
+/// one buffer, which hyper writes together with the response head instead of polling a
+/// stream for its end (or which `crate::sendfile` sends from its file).
+async fn whole_body(
+    mut object: ObjectStream,
+) -> Result<(u64, Body, Option<Bytes>), StorageError> {
     let size = object.size;
     let Some(first) = object.stream.next().await else {
-        return Ok((size, Body::empty()));
+        return Ok((size, Body::empty(), None));
     };
     let first = first?;
     if first.len() as u64 == size {
-        return Ok((size, Body::from(first)));
+        return Ok((size, Body::from(first.clone()), Some(first)));
     }
     let rest = object.stream;
     Ok((
         size,
         Body::from_stream(stream::once(async move { Ok(first) }).chain(rest)),
+        None,
     ))
 }
 
