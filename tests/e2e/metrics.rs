@@ -143,3 +143,61 @@ async fn connections_are_spread_evenly_over_the_serve_threads() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn large_files_are_sent_from_their_files_byte_for_byte() {
+    let server = Server::start().await;
+    // Incompressible, so no compressed variant is chosen instead; above the 64 KiB from which
+    // bodies leave with sendfile, below the hot-blob cache's 1 MiB object limit.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let large: Vec<u8> = (0..300 * 1024 + 7)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 32) as u8
+        })
+        .collect();
+    let id = server
+        .deploy_ready(zip_of(&[
+            ("large.bin", large.as_slice()),
+            ("index.html", b"<h1>small page</h1>".as_slice()),
+        ]))
+        .await;
+    let before = scrape(&server).await;
+
+    // One keep-alive connection: whole files, a small page, a range and a HEAD in turn, so a
+    // body sent from a file cannot leak into the answers around it.
+    let get = |path: &str| server.client.get(server.url(&format!("/{id}/{path}")));
+    for _ in 0..3 {
+        let response = get("large.bin").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.unwrap().as_ref(), large.as_slice());
+        let response = get("index.html").send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "<h1>small page</h1>");
+    }
+    let part = get("large.bin")
+        .header("range", "bytes=70000-70009")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &large[70000..70010]);
+    let head = server
+        .client
+        .head(server.url(&format!("/{id}/large.bin")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers()["content-length"],
+        large.len().to_string().as_str()
+    );
+
+    let after = scrape(&server).await;
+    let sent = sample(&after, "deploystack_http_sendfile_bytes_total")
+        - sample(&before, "deploystack_http_sendfile_bytes_total");
+    // The three whole downloads, and nothing else: the page is small, the range and the
+    // HEAD are not whole bodies.
+    assert_eq!(sent, 3.0 * large.len() as f64, "{after}");
+}

@@ -482,9 +482,7 @@ async fn file_response(
 /// short; an object that arrives in one chunk (every blob the hot-blob cache holds) becomes
 /// one buffer, which hyper writes together with the response head instead of polling a
 /// stream for its end (or which `crate::sendfile` sends from its file).
-async fn whole_body(
-    mut object: ObjectStream,
-) -> Result<(u64, Body, Option<Bytes>), StorageError> {
+async fn whole_body(mut object: ObjectStream) -> Result<(u64, Body, Option<Bytes>), StorageError> {
     let size = object.size;
     let Some(first) = object.stream.next().await else {
         return Ok((size, Body::empty(), None));
