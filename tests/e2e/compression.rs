@@ -8,25 +8,12 @@ use reqwest::header::{
     ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, ETAG, IF_NONE_MATCH, RANGE, VARY,
 };
 
-use crate::support::{Server, zip_of};
+use crate::support::{Server, noise, zip_of};
 
 /// About 20 KB of text that compresses the way real assets do (repetitive, not trivially).
 fn text(kind: &str) -> Vec<u8> {
     (0..400)
         .flat_map(|i| format!("/* {kind} */ .item-{i} {{ margin: {}px; }}\n", i % 17).into_bytes())
-        .collect()
-}
-
-/// Bytes no compressor shrinks, standing in for a real PNG, WOFF2 or zip of the same size.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
         .collect()
 }
 

@@ -1,6 +1,6 @@
 //! `/metrics`: what a Prometheus scrape of a running server shows.
 
-use crate::support::{Server, zip_of};
+use crate::support::{Server, noise, zip_of};
 
 /// The value of the sample `series` (name and labels, exactly as exposed).
 fn sample(text: &str, series: &str) -> f64 {
@@ -149,15 +149,7 @@ async fn large_files_are_sent_from_their_files_byte_for_byte() {
     let server = Server::start().await;
     // Incompressible, so no compressed variant is chosen instead; above the 64 KiB from which
     // bodies leave with sendfile, below the hot-blob cache's 1 MiB object limit.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let large: Vec<u8> = (0..300 * 1024 + 7)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 32) as u8
-        })
-        .collect();
+    let large = noise(300 * 1024 + 7);
     let id = server
         .deploy_ready(zip_of(&[
             ("large.bin", large.as_slice()),

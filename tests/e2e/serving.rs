@@ -7,24 +7,11 @@ use std::time::{Duration, SystemTime};
 use reqwest::{Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{Server, zip_of};
+use crate::support::{Server, noise, zip_of};
 
 /// Bigger than one storage chunk (8 MiB) and than one range piece (1 MiB), and
 /// incompressible, so ranges cross every internal boundary.
 const BIG_LEN: usize = 9 * 1024 * 1024 + 123;
-
-fn big_file() -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..BIG_LEN)
-        .map(|_| {
-            // xorshift64: cheap bytes that deflate cannot shrink.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 struct Site {
     server: Server,
@@ -37,7 +24,7 @@ struct Site {
 impl Site {
     async fn start() -> Site {
         let server = Server::start().await;
-        let big = big_file();
+        let big = noise(BIG_LEN);
         let id = server
             .deploy_ready(zip_of(&[
                 ("index.html", b"<h1>Home</h1>".as_slice()),

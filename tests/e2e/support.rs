@@ -511,6 +511,20 @@ pub fn files_of(dir: &Path, skip: &[&str]) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// `len` bytes no compressor shrinks (xorshift64), standing in for a real PNG, WOFF2 or zip
+/// of the same size; the same every time.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
 /// A zip of owned `(path, bytes)` pairs, as [`files_of`] returns them.
 pub fn zip_of_owned(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let borrowed: Vec<(&str, &[u8])> = files
