@@ -11,6 +11,10 @@
 #   ROUNDS=5 DURATION=10 benches/serving_vs_nginx.sh   # and the median ratio per case
 #   NO_BUILD=1 SERVER_BIN=/tmp/ds benches/serving_vs_nginx.sh   # an existing binary
 #
+# SPLIT=1 gives the servers and wrk a core each instead of sharing both: the servers are
+# pinned to CPU 0 (nginx with one worker, ours with one serve thread) and wrk to CPU 1, which
+# takes the way the kernel interleaves server and load-generator threads out of the tail.
+#
 # nginx runs `worker_processes 2` (the "nginx 2w" baseline of the reference measurements),
 # access log off, `sendfile on`, `gzip_static on` with `.gz` copies made by `gzip -k -9`.
 # Needs wrk, nginx, zip and curl (apt-get install -y wrk nginx zip curl). The machine has
@@ -20,6 +24,16 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-1}
+# SERVER_PIN / WRK_PIN: command prefixes that pin the servers and wrk (empty: unpinned).
+SERVER_PIN=()
+WRK_PIN=()
+WORKERS=2
+if [[ -n "${SPLIT:-}" ]]; then
+  command -v taskset >/dev/null || { echo "SPLIT=1 needs taskset (util-linux)" >&2; exit 1; }
+  SERVER_PIN=(taskset -c 0)
+  WRK_PIN=(taskset -c 1)
+  WORKERS=1
+fi
 for tool in wrk nginx zip curl; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install -y $tool)" >&2; exit 1; }
 done
@@ -62,8 +76,8 @@ for i in $(seq -w 1000); do echo "small file $i" >"$SITE/files/$i.txt"; done
 gzip -k -9 "$SITE/index.html" "$SITE/assets/app.js"
 
 # --- Our server ---------------------------------------------------------------------------
-env DEPLOYSTACK_LISTEN=127.0.0.1:0 DEPLOYSTACK_DATA_DIR="$WORK/data" \
-  "$BIN" >/dev/null 2>"$WORK/server.log" &
+"${SERVER_PIN[@]}" env DEPLOYSTACK_LISTEN=127.0.0.1:0 DEPLOYSTACK_DATA_DIR="$WORK/data" \
+  DEPLOYSTACK_SERVE_THREADS="$WORKERS" "$BIN" >/dev/null 2>"$WORK/server.log" &
 SERVER_PID=$!
 OURS=
 for _ in $(seq 100); do
@@ -87,7 +101,7 @@ USER_LINE=
 [[ $(id -u) == 0 ]] && USER_LINE="user root;"
 cat >"$WORK/nginx/nginx.conf" <<EOF
 $USER_LINE
-worker_processes 2;
+worker_processes $WORKERS;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
@@ -112,7 +126,7 @@ http {
   }
 }
 EOF
-nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >/dev/null 2>"$WORK/nginx/stderr.log" &
+"${SERVER_PIN[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >/dev/null 2>"$WORK/nginx/stderr.log" &
 NGINX_PID=$!
 for _ in $(seq 50); do
   curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/index.html" && break
@@ -125,7 +139,7 @@ run() {
   local url=$1 header=${2:-}
   local args=(-t2 -c64 "-d${DURATION}s" --latency)
   [[ -n "$header" ]] && args+=(-H "$header")
-  wrk "${args[@]}" "$url" | awk '
+  "${WRK_PIN[@]}" wrk "${args[@]}" "$url" | awk '
     function ms(v) {
       if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
       if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -176,7 +190,7 @@ CASES=(
   "asset-gzip|/assets/app.js|Accept-Encoding: gzip"
 )
 
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores; ${DURATION}s per run, $ROUNDS round(s)"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores; ${DURATION}s per run, $ROUNDS round(s); $WORKERS serve thread(s) / nginx worker(s)${SPLIT:+, servers on CPU 0, wrk on CPU 1}"
 echo "ours:  http://$OURS/$ID/  nginx: http://127.0.0.1:$NGINX_PORT/"
 for case in "${CASES[@]}"; do
   IFS='|' read -r name path header <<<"$case"

@@ -74,12 +74,13 @@ struct Shared {
 /// Serve `app` on `listener` until `stop` is cancelled, then wait for open connections to
 /// finish their requests.
 ///
-/// With more than one serve thread (`serve_threads`), each thread runs a single-threaded
-/// runtime with its own accept loop on a duplicate of the listening socket, and serves its
+/// Each serve thread (`serve_threads`, one too) runs a single-threaded runtime of its own
+/// with its own accept loop on a duplicate of the listening socket, and serves its
 /// connections itself. This is nginx's model of one event loop per core: a connection's
 /// requests never wait for another thread to pick up its task, which keeps tail latency flat
-/// under load. Which thread the kernel wakes for a new connection is luck, though, so the
-/// [`Balancer`] evens the threads' shares out.
+/// under load, and the caller's runtime (the API's background work, builds) never shares a
+/// thread with serving. Which thread the kernel wakes for a new connection is luck, though,
+/// so the [`Balancer`] evens the threads' shares out.
 pub async fn run(
     listener: TcpListener,
     app: App,
@@ -103,13 +104,6 @@ pub async fn run(
         balancer: Arc::new(balancer),
         stop,
     };
-    if threads == 1 {
-        // No one to balance with: the one inbox never receives anything.
-        if let Some(inbox) = inboxes.into_iter().next() {
-            serve_thread(0, listener, inbox, shared).await;
-        }
-        return Ok(());
-    }
     let listener = listener.into_std()?;
     let mut finished = Vec::with_capacity(threads);
     for (index, inbox) in inboxes.into_iter().enumerate() {

@@ -145,6 +145,25 @@ async fn connections_are_spread_evenly_over_the_serve_threads() {
 }
 
 #[tokio::test]
+async fn a_single_serve_thread_is_a_thread_of_its_own() {
+    let server = Server::start_with(&[("DEPLOYSTACK_SERVE_THREADS", "1")]).await;
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    let text = scrape(&server).await;
+    assert!(
+        sample(&text, "deploystack_http_connections{thread=\"0\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(!text.contains("thread=\"1\""), "{text}");
+    // Serving does not share the API's runtime: one thread named for it, as with several.
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).unwrap();
+    let names: Vec<String> = tasks
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).unwrap())
+        .collect();
+    let serving = names.iter().filter(|name| name.starts_with("ds-serve-"));
+    assert_eq!(serving.count(), 1, "{names:?}");
+}
+
+#[tokio::test]
 async fn large_files_are_sent_from_their_files_byte_for_byte() {
     let server = Server::start().await;
     // Incompressible, so no compressed variant is chosen instead; above the 64 KiB from which

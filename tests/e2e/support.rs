@@ -192,6 +192,14 @@ impl Server {
         self.client.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("a running server")
+    }
+
     pub fn address(&self) -> &str {
         self.base.trim_start_matches("http://")
     }
