@@ -21,17 +21,18 @@
 //! client and enforce their own limits (`routes::upload`).
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
 use axum::response::Response;
 use deploystack_core::services::hosts::{HostName, HostResolver, HostTarget};
 use deploystack_core::services::serving::MAX_PATH_BYTES;
 use tower_service::Service;
 
+use crate::express::Express;
 use crate::routes::{self, site};
 use crate::state::AppState;
 
@@ -103,6 +104,8 @@ impl App {
             // HTTP/1.0 clients may omit Host; they can only mean the platform.
             None => HostTarget::Platform,
         };
+        // Only the express lane can write a `Rendered` answer; see `crate::express`.
+        let express = request.extensions().get::<Express>().is_some();
         match target {
             HostTarget::Deployment(id) => {
                 let (parts, _body) = request.into_parts();
@@ -114,17 +117,19 @@ impl App {
                     &parts.method,
                     &parts.uri,
                     &parts.headers,
+                    express,
                 )))
                 .await
             }
             // The serving hot path skips the router, whose fallback this is anyway.
             HostTarget::Platform if routes::is_site_path(request.uri().path()) => {
                 let (parts, _body) = request.into_parts();
-                self.within(Box::pin(site::serve(
-                    State(inner.state.clone()),
-                    parts.method,
-                    parts.uri,
-                    parts.headers,
+                self.within(Box::pin(site::serve_path(
+                    &inner.state,
+                    &parts.method,
+                    &parts.uri,
+                    &parts.headers,
+                    express,
                 )))
                 .await
             }
@@ -152,6 +157,13 @@ impl App {
     }
 
     async fn within(&self, answer: impl Future<Output = Response>) -> Response {
+        // A warm site answers on the first poll; only an answer that has to wait (for the
+        // repository or storage) is worth a timer.
+        let mut answer = std::pin::pin!(answer);
+        let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+        if let Poll::Ready(response) = first {
+            return response;
+        }
         match tokio::time::timeout(self.inner.request_timeout, answer).await {
             Ok(response) => response,
             Err(_) => site::page(

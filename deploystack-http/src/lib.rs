@@ -6,8 +6,12 @@
 //! ## Layout
 //! - [`serve`]: the entry point — takes a bound listener, the services and a shutdown future;
 //!   runs in-process build workers when the queue only exists in this process.
-//! - [`server`]: the connection loop — hyper HTTP/1 with the hardening limits (header read
-//!   timeout, header size, connection cap) and graceful shutdown.
+//! - [`server`]: the connection loop — one event loop per serve thread, the connection cap,
+//!   balance between threads and graceful shutdown.
+//! - [`express`]: the express lane — bodiless HTTP/1.1 requests are parsed and answered
+//!   there, warm files by writing a head rendered once; everything else goes to hyper with
+//!   the hardening limits (header read timeout, header size). [`sendfile`]: large bodies
+//!   from their files.
 //! - [`dispatch`]: before the router — request-target length, host validation, deployment
 //!   hosts (`<id>.<base-domain>`) versus the platform, the request timeout.
 //! - [`routes`]: the router, one module per area (upload, deployments, health, metrics,
@@ -27,6 +31,7 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod express;
 pub mod routes;
 pub mod sendfile;
 pub mod server;

@@ -58,6 +58,16 @@ impl FileBacked {
         })
     }
 
+    /// Whether `data` is exactly these bytes (the same buffer, not equal contents).
+    pub fn is(&self, data: &[u8]) -> bool {
+        data.as_ptr() == self.bytes.as_ptr() && data.len() == self.bytes.len()
+    }
+
+    /// The file's length in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Where `slice` lies in the file, if it is part of these bytes.
     fn offset_of(&self, slice: &[u8]) -> Option<u64> {
         let start = self.bytes.as_ptr() as usize;
@@ -95,18 +105,56 @@ impl Connection {
     }
 }
 
+/// Write `head`, then the whole of `body` from its file: the express lane's way to send a
+/// large body (`crate::express`), with the same system calls as [`Io`]'s.
+pub async fn write_head_and_file(
+    tcp: &TcpStream,
+    head: &[u8],
+    body: &FileBacked,
+) -> std::io::Result<()> {
+    let (mut head_at, mut file_at) = (0, 0);
+    while file_at < body.size() {
+        tcp.writable().await?;
+        let rest = [IoSlice::new(&head[head_at..])];
+        let slices = if head_at < head.len() { &rest[..] } else { &[] };
+        match tcp.try_io(Interest::WRITABLE, || {
+            send(
+                tcp,
+                slices,
+                &body.file,
+                file_at as u64,
+                body.size() - file_at,
+            )
+        }) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                let into_head = written.min(head.len() - head_at);
+                head_at += into_head;
+                file_at += written - into_head;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
 /// A TCP connection as hyper sees it: reads and most writes pass through; a registered body
 /// is sent with `sendfile`.
 pub struct Io {
     tcp: TokioIo<TcpStream>,
+    /// Bytes already read from the connection (by the express lane) that hyper reads first.
+    prefix: Bytes,
     connection: Connection,
 }
 
 impl Io {
-    /// `tcp`, sending the bodies registered on `connection` from their files.
-    pub fn new(tcp: TcpStream, connection: Connection) -> Self {
+    /// `tcp`, of which `prefix` was already read, sending the bodies registered on
+    /// `connection` from their files.
+    pub fn new(tcp: TcpStream, prefix: Bytes, connection: Connection) -> Self {
         Self {
             tcp: TokioIo::new(tcp),
+            prefix,
             connection,
         }
     }
@@ -169,8 +217,13 @@ impl Read for Io {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        mut buf: ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.tcp).poll_read(cx, buf)
     }
 }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
+use bytes::Bytes;
 use deploystack_core::config::Config;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
@@ -33,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch::App;
-use crate::sendfile;
+use crate::{express, sendfile};
 
 /// How many connections each serve thread has open: what the [`Balancer`] evens out, and
 /// what `/metrics` shows (`deploystack_http_connections`). Cheap to clone; clones share the
@@ -69,6 +70,8 @@ struct Shared {
     permits: Arc<Semaphore>,
     balancer: Arc<Balancer>,
     stop: CancellationToken,
+    /// The limits the express lane applies itself.
+    limits: express::Limits,
 }
 
 /// Serve `app` on `listener` until `stop` is cancelled, then wait for open connections to
@@ -103,6 +106,10 @@ pub async fn run(
         permits: Arc::new(Semaphore::new(config.max_connections.max(1))),
         balancer: Arc::new(balancer),
         stop,
+        limits: express::Limits {
+            header_read_timeout: config.header_read_timeout(),
+            max_header_bytes: config.max_header_bytes.max(1),
+        },
     };
     let listener = listener.into_std()?;
     let mut finished = Vec::with_capacity(threads);
@@ -282,11 +289,26 @@ async fn serve_thread(
 }
 
 /// Serve one connection on this thread until it closes, or until `stop` lets its in-flight
-/// request finish.
+/// request finish: in the express lane while its requests have no body, then with hyper.
 fn serve(shared: &Shared, connections: &TaskTracker, tcp: TcpStream, ticket: Ticket) {
+    let shared = shared.clone();
+    connections.spawn(async move {
+        let _ticket = ticket;
+        let sent = Arc::clone(&shared.app.state().sendfile_bytes);
+        let read = match express::serve(&tcp, &shared.app, shared.limits, &shared.stop, &sent).await
+        {
+            express::Outcome::Closed => return,
+            express::Outcome::Handoff(read) => read,
+        };
+        serve_with_hyper(&shared, tcp, read).await;
+    });
+}
+
+/// The rest of a connection, of which `read` was read already, served by hyper.
+async fn serve_with_hyper(shared: &Shared, tcp: TcpStream, read: Bytes) {
     let app = shared.app.clone();
     let files = sendfile::Connection::new(Arc::clone(&app.state().sendfile_bytes));
-    let io = sendfile::Io::new(tcp, files.clone());
+    let io = sendfile::Io::new(tcp, read, files.clone());
     let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
         let app = app.clone();
         let files = files.clone();
@@ -297,22 +319,18 @@ fn serve(shared: &Shared, connections: &TaskTracker, tcp: TcpStream, ticket: Tic
         }
     });
     let connection = shared.builder.serve_connection(io, service);
-    let stop = shared.stop.clone();
-    connections.spawn(async move {
-        let _ticket = ticket;
-        let mut connection = std::pin::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = stop.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                connection.await
-            }
-        };
-        if let Err(err) = result {
-            // Timeouts, oversized heads and clients that hang up: routine on the internet.
-            tracing::debug!(error = %err, "connection ended with an error");
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shared.stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
-    });
+    };
+    if let Err(err) = result {
+        // Timeouts, oversized heads and clients that hang up: routine on the internet.
+        tracing::debug!(error = %err, "connection ended with an error");
+    }
 }
 
 /// Per-connection errors (the client gave up during the handshake) are not worth a pause;

@@ -15,6 +15,7 @@ mod cluster;
 mod compression;
 mod custom_strategy;
 mod deploy;
+mod express;
 mod hardening;
 mod hosts;
 mod lifecycle;

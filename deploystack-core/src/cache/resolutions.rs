@@ -184,6 +184,11 @@ impl ResolutionCache {
 /// small entries fairly.
 const ENTRY_OVERHEAD: usize = 128;
 
+/// What the rendered heads of a file's answer take, at most as many as it has
+/// representations: a head is about 400 bytes plus the configured headers, and a file
+/// typically has its identity bytes and one or two precompressed variants.
+const RENDERED_ALLOWANCE: usize = 1024;
+
 /// The approximate bytes an entry occupies: its inline size, the heap it owns, and moka's
 /// bookkeeping.
 fn weigh(key: &ResolutionKey, resolution: &Arc<Resolution>) -> u32 {
@@ -193,7 +198,11 @@ fn weigh(key: &ResolutionKey, resolution: &Arc<Resolution>) -> u32 {
             + file.encodings.len() * std::mem::size_of::<EncodedVariant>()
     };
     let resolved_heap = match &resolution.resolved {
-        Resolved::File { file, .. } | Resolved::NotFound(Some(file)) => file_heap(file),
+        // A file's answer may later hold rendered response heads (`Resolution::rendered`);
+        // the weight is fixed at insertion, so they are counted in advance.
+        Resolved::File { file, .. } | Resolved::NotFound(Some(file)) => {
+            file_heap(file) + RENDERED_ALLOWANCE
+        }
         Resolved::Redirect { location, .. } => location.len(),
         Resolved::NotFound(None) | Resolved::AddTrailingSlash => 0,
     };
@@ -207,7 +216,8 @@ fn weigh(key: &ResolutionKey, resolution: &Arc<Resolution>) -> u32 {
         + key.0.len()
         + std::mem::size_of::<Resolution>()
         + resolved_heap
-        + headers_heap;
+        + headers_heap
+        + resolution.rendered.heap_bytes();
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
@@ -219,6 +229,7 @@ mod tests {
         Arc::new(Resolution {
             resolved: Resolved::NotFound(None),
             headers: Vec::new(),
+            rendered: Default::default(),
         })
     }
 
@@ -241,6 +252,7 @@ mod tests {
         let with_headers = Arc::new(Resolution {
             resolved: Resolved::NotFound(None),
             headers: vec![("x-frame-options".to_owned(), "DENY".to_owned())],
+            rendered: Default::default(),
         });
         assert!(weigh(&ResolutionKey::new(&id, "a"), &with_headers) > short);
     }

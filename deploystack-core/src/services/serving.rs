@@ -12,12 +12,13 @@
 //! [`resolve_cached`] keeps each answer in a [`ResolutionCache`], so a warm path costs one
 //! lookup after the deployment record, whatever routing would have asked.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::cache::ResolutionCache;
-use crate::model::{Deployment, DeploymentId, DeploymentStatus, FileEntry};
+use crate::model::{Deployment, DeploymentId, DeploymentStatus, Encoding, FileEntry};
 use crate::repository::{Repository, RepositoryError};
 use crate::routing::{self, Route};
 
@@ -138,6 +139,71 @@ pub struct Resolution {
     /// `(lowercase name, value)` pairs to set on the response, replacing the defaults
     /// (`Cache-Control` included). They passed the header rule at deploy time.
     pub headers: Vec<(String, String)>,
+    /// The HTTP layer's rendering of this answer, kept with it so it is rendered once.
+    pub rendered: RenderedHeads,
+}
+
+/// Response heads rendered for a [`Resolution`] of a file, one per representation (the file
+/// as deployed and each precompressed variant), each filled by the first request that
+/// renders it.
+///
+/// ## Why here?
+/// A resolution of a `READY` deployment never changes, and neither does the head of a plain
+/// `GET` for it: status, validators, type, length and the configured headers are all fixed
+/// by the file and the deployment. Keeping the head's bytes with the cached resolution lets
+/// the HTTP server answer a warm request by writing them out, without building and
+/// serialising a header map per request, and the head lives and expires exactly as long as
+/// the answer it belongs to. Core keeps the bytes but never reads them.
+///
+/// Equality ignores it: two resolutions that answer the same are equal whether or not
+/// either was rendered yet.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedHeads([OnceLock<RenderedHead>; 3]);
+
+impl RenderedHeads {
+    /// The slot of the representation with `encoding` (`None`: the file as deployed).
+    pub fn slot(&self, encoding: Option<Encoding>) -> &OnceLock<RenderedHead> {
+        let index = match encoding {
+            None => 0,
+            Some(Encoding::Br) => 1,
+            Some(Encoding::Gzip) => 2,
+        };
+        &self.0[index]
+    }
+
+    /// Heap bytes the filled slots hold.
+    pub fn heap_bytes(&self) -> usize {
+        self.0
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|head| {
+                head.head.len() + head.blob_key.len() + head.body.as_ref().map_or(0, Bytes::len)
+            })
+            .sum()
+    }
+}
+
+impl PartialEq for RenderedHeads {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RenderedHeads {}
+
+/// One rendered response head and where its body is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedHead {
+    /// The status line and every header field, each ending in CRLF; without `Date` (which
+    /// changes every second), `Connection` and the empty line that ends a head.
+    pub head: Bytes,
+    /// Storage key of the body's bytes.
+    pub blob_key: String,
+    /// Length of the body, as `Content-Length` in `head` says.
+    pub size: u64,
+    /// The body itself, when it is small enough to keep with the head: a warm request then
+    /// needs no storage lookup at all. The cache that holds the resolution counts it.
+    pub body: Option<Bytes>,
 }
 
 /// Why a deployment cannot serve anything.
@@ -251,6 +317,7 @@ async fn route_ready(
     Ok(Resolution {
         resolved,
         headers: routed.headers,
+        rendered: RenderedHeads::default(),
     })
 }
 

@@ -27,14 +27,20 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use deploystack_core::model::{DeploymentId, DeploymentStatus, FileEntry};
-use deploystack_core::services::serving::{self, PathError, Resolved, SiteError};
+use deploystack_core::cache::ResolutionKey;
+use deploystack_core::model::{
+    DeploymentId, DeploymentStatus, EncodedVariant, Encoding, FileEntry,
+};
+use deploystack_core::services::serving::{
+    self, PathError, RenderedHead, Resolution, Resolved, SiteError,
+};
 use deploystack_core::storage::{ObjectStream, StorageError};
 use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use self::conditional::{Precondition, Validators};
 use self::range::ByteRange;
+use crate::express::{self, Rendered};
 use crate::sendfile::FileBacked;
 use crate::state::AppState;
 
@@ -52,10 +58,22 @@ pub async fn serve(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(response) = method_not_allowed(&method) {
+    serve_path(&state, &method, &uri, &headers, false).await
+}
+
+/// A site path, `/<deployment-id>/<path>`, on the platform's host. `express` says the
+/// request came through `crate::express`, which can write a [`Rendered`] answer.
+pub async fn serve_path(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    express: bool,
+) -> Response {
+    if let Some(response) = method_not_allowed(method) {
         return response;
     }
-    let head = method == Method::HEAD;
+    let head = *method == Method::HEAD;
     let path = uri.path();
     if path == "/" {
         return page(
@@ -78,7 +96,27 @@ pub async fn serve(
         // `/<id>` → `/<id>/`, relative, so it works behind any prefix or host.
         return redirect(&format!("{id}/"), uri.query());
     };
-    site_response(&state, &id, tail, &uri, &headers, head, true).await
+    let request = SiteRequest {
+        uri,
+        headers,
+        head,
+        path_based: true,
+        express,
+    };
+    site_response(state, &id, tail, request).await
+}
+
+/// What the answer to a site request depends on besides the deployment and the path.
+#[derive(Clone, Copy)]
+struct SiteRequest<'a> {
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    /// `HEAD` rather than `GET`.
+    head: bool,
+    /// The site's root is `/<id>/` rather than the host's `/`.
+    path_based: bool,
+    /// Through the express lane, which can write a [`Rendered`] answer.
+    express: bool,
 }
 
 /// A request on a deployment's own host (`<id>.<base-domain>`): every path, `/api/…`
@@ -89,22 +127,20 @@ pub async fn serve_host(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    express: bool,
 ) -> Response {
     if let Some(response) = method_not_allowed(method) {
         return response;
     }
-    let head = *method == Method::HEAD;
     let path = uri.path();
-    site_response(
-        state,
-        id,
-        path.strip_prefix('/').unwrap_or(path),
+    let request = SiteRequest {
         uri,
         headers,
-        head,
-        false,
-    )
-    .await
+        head: *method == Method::HEAD,
+        path_based: false,
+        express,
+    };
+    site_response(state, id, path.strip_prefix('/').unwrap_or(path), request).await
 }
 
 /// The answer to the methods sites do not serve files for: `OPTIONS` (204) and the 405s.
@@ -128,16 +164,19 @@ fn method_not_allowed(method: &Method) -> Option<Response> {
 
 /// Serve `tail` — the raw (still percent-encoded) path below the site root, without its
 /// leading `/` — of deployment `id`; both path-based and host-based serving end here.
-/// `path_based` says the site's root is `/<id>/` rather than the host's `/`.
 async fn site_response(
     state: &AppState,
     id: &DeploymentId,
     tail: &str,
-    uri: &Uri,
-    headers: &HeaderMap,
-    head: bool,
-    path_based: bool,
+    request: SiteRequest<'_>,
 ) -> Response {
+    let SiteRequest {
+        uri,
+        headers,
+        head,
+        path_based,
+        express,
+    } = request;
     let normalized = match serving::normalize_path(tail) {
         Ok(path) => path,
         Err(PathError::TooLong) => {
@@ -158,6 +197,14 @@ async fn site_response(
         &normalized,
     )
     .await;
+    // A plain request for a file whose head was rendered before is answered with it.
+    let plain = express && is_plain(headers);
+    if plain
+        && let Ok(resolution) = &resolution
+        && let Some(response) = rendered_answer(state, resolution, headers, head).await
+    {
+        return response;
+    }
     let mut response = match resolution.as_deref().map(|r| &r.resolved) {
         Ok(Resolved::Redirect { status, location }) => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
@@ -231,7 +278,138 @@ async fn site_response(
             response.headers_mut().insert(name, value);
         }
     }
+    if plain && let Ok(resolution) = &resolution {
+        let key = state.services.resolutions.key(id, &normalized);
+        remember_head(
+            state,
+            key,
+            resolution,
+            headers,
+            response.status(),
+            response.headers(),
+        )
+        .await;
+    }
     response
+}
+
+/// The request headers that make an answer depend on more than the path and
+/// `Accept-Encoding`; a request without them is *plain*.
+const NOT_PLAIN: [header::HeaderName; 6] = [
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+];
+
+fn is_plain(headers: &HeaderMap) -> bool {
+    !NOT_PLAIN.iter().any(|name| headers.contains_key(name))
+}
+
+/// The file a resolution answers with and the request headers its representation is chosen
+/// by: a site's `404.html` is always sent as deployed.
+fn answering_file<'a>(
+    resolution: &'a Resolution,
+    request: &'a HeaderMap,
+) -> Option<(&'a FileEntry, &'a HeaderMap)> {
+    static NONE: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(HeaderMap::new);
+    match &resolution.resolved {
+        Resolved::File { file, .. } => Some((file, request)),
+        Resolved::NotFound(Some(file)) => Some((file, &NONE)),
+        _ => None,
+    }
+}
+
+/// The answer to a plain request from the head rendered for an earlier one
+/// ([`remember_head`]), with the body from storage (the hot-blob cache, for a warm file).
+/// `None` when there is no such head yet, or the body is not one buffer: the full path then
+/// answers.
+async fn rendered_answer(
+    state: &AppState,
+    resolution: &Resolution,
+    request: &HeaderMap,
+    head: bool,
+) -> Option<Response> {
+    let (file, request) = answering_file(resolution, request)?;
+    let encoding = chosen_variant(file, request).map(|variant| variant.encoding);
+    let rendered = resolution.rendered.slot(encoding).get()?;
+    let (body, file) = if head {
+        (Bytes::new(), None)
+    } else if let Some(body) = &rendered.body {
+        (body.clone(), None)
+    } else {
+        let storage = &*state.services.storage;
+        let object = storage.get(&rendered.blob_key).await.ok()?;
+        let (size, _, whole) = whole_body(object).await.ok()?;
+        let bytes = whole.filter(|_| size == rendered.size)?;
+        let file = FileBacked::open(storage, &rendered.blob_key, &bytes);
+        (bytes, file)
+    };
+    let mut response = Response::new(Body::empty());
+    response.extensions_mut().insert(Rendered {
+        head: rendered.head.clone(),
+        body,
+        file,
+    });
+    Some(response)
+}
+
+/// Bodies up to this size are kept with their rendered head (`RenderedHead::body`); larger
+/// ones are read from the hot-blob cache or sent from their file.
+const KEEP_WITH_HEAD_BYTES: u64 = 32 * 1024;
+
+/// Keep the head of `response`, the full answer to a plain request, with its resolution,
+/// for [`rendered_answer`] to send next time. The resolution goes into the resolution cache
+/// again, so the cache's budget counts what it now holds.
+async fn remember_head(
+    state: &AppState,
+    key: Option<ResolutionKey>,
+    resolution: &Arc<Resolution>,
+    request: &HeaderMap,
+    status: StatusCode,
+    response_headers: &HeaderMap,
+) {
+    let Some((file, request)) = answering_file(resolution, request) else {
+        return;
+    };
+    if status != StatusCode::OK && status != StatusCode::NOT_FOUND {
+        return; // a storage failure's 503
+    }
+    let representation = negotiate(file, request);
+    let slot = resolution.rendered.slot(representation.encoding);
+    if slot.get().is_some() {
+        return;
+    }
+    let Some(head) = express::render_head(status, response_headers) else {
+        return;
+    };
+    let mut body = None;
+    if representation.size <= KEEP_WITH_HEAD_BYTES {
+        // Just read to answer this request, so the hot-blob cache has it.
+        let storage = &*state.services.storage;
+        if let Ok(object) = storage.get(&representation.blob_key).await
+            && let Ok((size, _, Some(bytes))) = whole_body(object).await
+            && size == representation.size
+        {
+            body = Some(bytes);
+        }
+    }
+    let rendered = RenderedHead {
+        head,
+        blob_key: representation.blob_key,
+        size: representation.size,
+        body,
+    };
+    if slot.set(rendered).is_ok()
+        && let Some(key) = key
+    {
+        state
+            .services
+            .resolutions
+            .insert(key, Arc::clone(resolution));
+    }
 }
 
 fn not_ready_message(status: DeploymentStatus) -> &'static str {
@@ -300,7 +478,7 @@ struct Representation {
     /// Strong entity tag of exactly these bytes, quotes included.
     etag: String,
     /// `Content-Encoding` of the variant; `None` for the file as deployed.
-    content_encoding: Option<&'static str>,
+    encoding: Option<Encoding>,
     /// Whether the choice depended on `Accept-Encoding`, i.e. whether caches must key on it
     /// (`Vary: Accept-Encoding`): true for every response about a file with variants,
     /// whichever was picked, and false for files that only have their identity bytes.
@@ -314,25 +492,36 @@ struct Representation {
 /// variant's strong ETag is the hash of its own bytes, so `If-None-Match` and `If-Range`
 /// match exactly the representation they were issued for.
 fn negotiate(file: &FileEntry, request: &HeaderMap) -> Representation {
-    let available: Vec<_> = file.encodings.iter().map(|v| v.encoding).collect();
-    let chosen = negotiation::choose(request, &available)
-        .and_then(|encoding| file.encodings.iter().find(|v| v.encoding == encoding));
-    match chosen {
+    match chosen_variant(file, request) {
         Some(variant) => Representation {
             blob_key: variant.sha256.blob_key(),
             size: variant.size,
             etag: format!("\"{}\"", variant.sha256),
-            content_encoding: Some(variant.encoding.as_str()),
+            encoding: Some(variant.encoding),
             varies_by_encoding: true,
         },
         None => Representation {
             blob_key: file.sha256.blob_key(),
             size: file.size,
             etag: format!("\"{}\"", file.sha256),
-            content_encoding: None,
+            encoding: None,
             varies_by_encoding: !file.encodings.is_empty(),
         },
     }
+}
+
+/// The variant `Accept-Encoding` picks, or `None` for the file as deployed.
+fn chosen_variant<'a>(file: &'a FileEntry, request: &HeaderMap) -> Option<&'a EncodedVariant> {
+    if file.encodings.is_empty() {
+        return None;
+    }
+    let mut available = [Encoding::Br; Encoding::ALL.len()];
+    let count = file.encodings.len().min(available.len());
+    for (slot, variant) in available.iter_mut().zip(&file.encodings) {
+        *slot = variant.encoding;
+    }
+    let encoding = negotiation::choose(request, &available[..count])?;
+    file.encodings.iter().find(|v| v.encoding == encoding)
 }
 
 /// Largest slice of a blob read from storage at once while streaming a range, so a range of
@@ -467,8 +656,11 @@ async fn file_response(
     if let Ok(value) = HeaderValue::from_str(&file.content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    if let Some(encoding) = representation.content_encoding {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    if let Some(encoding) = representation.encoding {
+        headers.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(encoding.as_str()),
+        );
     }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -1,0 +1,251 @@
+//! The express lane (`deploystack-http/src/express.rs`) against the real server, over raw
+//! keep-alive connections: a warm answer is the same as the cold one and as hyper's,
+//! pipelined requests are answered in order, a request with a body moves the connection to
+//! hyper without losing a byte, and `Connection: close` is honoured.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{Server, zip_of};
+
+/// One HTTP/1.1 response read off a connection.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// Header lines as sent, lowercase names, without `date` (it changes every second).
+    fields: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find_map(|line| {
+            let (n, v) = line.split_once(": ")?;
+            (n == name).then_some(v)
+        })
+    }
+}
+
+/// A raw connection that remembers what it read beyond the last answer.
+struct Connection {
+    tcp: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(address: &str) -> Connection {
+        Connection {
+            tcp: TcpStream::connect(address).await.unwrap(),
+            pending: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, raw: &str) {
+        self.tcp.write_all(raw.as_bytes()).await.unwrap();
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        let read = tokio::time::timeout(Duration::from_secs(10), self.tcp.read(&mut chunk))
+            .await
+            .expect("no answer within 10 s")
+            .unwrap();
+        self.pending.extend_from_slice(&chunk[..read]);
+        read > 0
+    }
+
+    /// The next answer; `head_only` for the answer to a `HEAD`, which has no body.
+    async fn answer(&mut self, head_only: bool) -> Answer {
+        let end = loop {
+            if let Some(at) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            assert!(self.fill().await, "closed before a whole head");
+        };
+        let head = String::from_utf8(self.pending[..end].to_vec()).unwrap();
+        self.pending.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let fields: Vec<String> = lines
+            .filter(|line| !line.starts_with("date: "))
+            .map(str::to_owned)
+            .collect();
+        let mut answer = Answer {
+            status,
+            fields,
+            body: Vec::new(),
+        };
+        let length: usize = match answer.field("content-length") {
+            Some(length) if !head_only => length.parse().unwrap(),
+            _ => 0,
+        };
+        while self.pending.len() < length {
+            assert!(self.fill().await, "closed before the whole body");
+        }
+        answer.body = self.pending.drain(..length).collect();
+        answer
+    }
+
+    /// Whether the server closes the connection (with nothing more to read) within 10 s.
+    async fn closed(&mut self) -> bool {
+        self.pending.is_empty() && !self.fill().await
+    }
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n")
+}
+
+async fn site(server: &Server) -> String {
+    let page = "<!doctype html><p>express lane page</p>".repeat(40);
+    server
+        .deploy_ready(zip_of(&[
+            ("index.html", page.as_bytes()),
+            ("404.html", b"<h1>custom not found</h1>".as_slice()),
+            ("_headers", b"/*\n  X-Site: express\n".as_slice()),
+        ]))
+        .await
+}
+
+#[tokio::test]
+async fn warm_answers_are_the_cold_answers_and_hyper_s() {
+    let server = Server::start().await;
+    let id = site(&server).await;
+    let mut connection = Connection::open(server.address()).await;
+    for (path, extra, status) in [
+        (format!("/{id}/"), "", 200),
+        (format!("/{id}/"), "Accept-Encoding: gzip\r\n", 200),
+        (format!("/{id}/"), "Accept-Encoding: br, gzip\r\n", 200),
+        (format!("/{id}/missing/page"), "", 404),
+    ] {
+        // The first answer is built in full and its head kept; the next two are written
+        // from the kept head.
+        connection.send(&get(&path, extra)).await;
+        let cold = connection.answer(false).await;
+        assert_eq!(cold.status, status, "{path} {extra}");
+        assert_eq!(cold.field("x-site"), Some("express"), "{path}");
+        for _ in 0..2 {
+            connection.send(&get(&path, extra)).await;
+            let warm = connection.answer(false).await;
+            assert_eq!(warm.fields, cold.fields, "{path} {extra}");
+            assert_eq!(warm.body, cold.body, "{path} {extra}");
+        }
+        connection
+            .send(&format!(
+                "HEAD {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n"
+            ))
+            .await;
+        let head = connection.answer(true).await;
+        assert_eq!(head.status, status);
+        assert_eq!(head.fields, cold.fields, "HEAD {path} {extra}");
+
+        // The same request with an (empty) body goes to hyper, on a connection of its own:
+        // the answer is the same.
+        let mut hyper = Connection::open(server.address()).await;
+        hyper
+            .send(&get(&path, &format!("{extra}Content-Length: 0\r\n")))
+            .await;
+        let from_hyper = hyper.answer(false).await;
+        assert_eq!(from_hyper.status, status);
+        assert_eq!(from_hyper.fields, cold.fields, "hyper: {path} {extra}");
+        assert_eq!(from_hyper.body, cold.body);
+    }
+    let gzip = {
+        connection
+            .send(&get(&format!("/{id}/"), "Accept-Encoding: gzip\r\n"))
+            .await;
+        connection.answer(false).await
+    };
+    assert_eq!(gzip.field("content-encoding"), Some("gzip"));
+    assert_eq!(gzip.field("vary"), Some("accept-encoding"));
+    // A conditional request is not plain: it gets its 304, not the kept 200.
+    let etag = gzip.field("etag").unwrap().to_owned();
+    connection
+        .send(&get(
+            &format!("/{id}/"),
+            &format!("Accept-Encoding: gzip\r\nIf-None-Match: {etag}\r\n"),
+        ))
+        .await;
+    let revalidated = connection.answer(true).await;
+    assert_eq!(revalidated.status, 304);
+    assert_eq!(revalidated.field("etag"), Some(etag.as_str()));
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let server = Server::start().await;
+    let id = site(&server).await;
+    let mut connection = Connection::open(server.address()).await;
+    let pipelined = [
+        get(&format!("/{id}/"), ""),
+        get(&format!("/{id}/nothing"), ""),
+        get("/healthz", ""),
+        get(&format!("/{id}/index.html"), ""),
+    ]
+    .concat();
+    connection.send(&pipelined).await;
+    let statuses = [200, 404, 200, 200];
+    let mut answers = Vec::new();
+    for status in statuses {
+        let answer = connection.answer(false).await;
+        assert_eq!(answer.status, status, "{answer:?}");
+        answers.push(answer);
+    }
+    assert_eq!(answers[1].body, b"<h1>custom not found</h1>");
+    assert_eq!(answers[0].body, answers[3].body);
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_moves_the_connection_to_hyper() {
+    let server = Server::start().await;
+    let id = site(&server).await;
+    let mut connection = Connection::open(server.address()).await;
+    connection.send(&get(&format!("/{id}/"), "")).await;
+    let page = connection.answer(false).await;
+    assert_eq!(page.status, 200);
+    // A POST with a body, and a GET behind it in the same write: hyper reads both from the
+    // bytes the lane had already taken.
+    let post = format!(
+        "POST /{id}/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello{}",
+        get(&format!("/{id}/"), "")
+    );
+    connection.send(&post).await;
+    let refused = connection.answer(false).await;
+    assert_eq!(refused.status, 405);
+    assert_eq!(refused.field("allow"), Some("GET, HEAD, OPTIONS"));
+    let again = connection.answer(false).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, page.body);
+    // The API answers on such a connection too.
+    connection.send(&get("/healthz", "")).await;
+    assert_eq!(connection.answer(false).await.status, 200);
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured() {
+    let server = Server::start().await;
+    let id = site(&server).await;
+    let mut connection = Connection::open(server.address()).await;
+    connection.send(&get(&format!("/{id}/"), "")).await;
+    let first = connection.answer(false).await;
+    assert_eq!(first.field("connection"), None);
+    connection
+        .send(&get(&format!("/{id}/"), "Connection: close\r\n"))
+        .await;
+    let last = connection.answer(false).await;
+    assert_eq!(last.status, 200);
+    assert_eq!(last.field("connection"), Some("close"));
+    assert!(
+        connection.closed().await,
+        "the server kept the connection open"
+    );
+}
