@@ -246,10 +246,7 @@ async fn site_response(
             )
             .await
         }
-        Ok(Resolved::NotFound(None)) => page(
-            StatusCode::NOT_FOUND,
-            "404 Not Found\n\nThis deployment has no file at this path.\n",
-        ),
+        Ok(Resolved::NotFound(None)) => page(StatusCode::NOT_FOUND, NO_FILE_PAGE),
         Err(SiteError::UnknownDeployment) => page(
             StatusCode::NOT_FOUND,
             "404 Not Found\n\nThere is no deployment with this id.\n",
@@ -293,6 +290,25 @@ async fn site_response(
     response
 }
 
+/// Fill the slot of `encoding` with `rendered`, unless another request did first, and put
+/// the resolution back into the cache so its budget counts the new bytes.
+fn keep_rendered(
+    state: &AppState,
+    key: Option<ResolutionKey>,
+    resolution: &Arc<Resolution>,
+    encoding: Option<Encoding>,
+    rendered: RenderedHead,
+) {
+    if resolution.rendered.slot(encoding).set(rendered).is_ok()
+        && let Some(key) = key
+    {
+        state
+            .services
+            .resolutions
+            .insert(key, Arc::clone(resolution));
+    }
+}
+
 /// The request headers that make an answer depend on more than the path and
 /// `Accept-Encoding`; a request without them is *plain*.
 const NOT_PLAIN: [header::HeaderName; 6] = [
@@ -332,8 +348,13 @@ async fn rendered_answer(
     request: &HeaderMap,
     head: bool,
 ) -> Option<Response> {
-    let (file, request) = answering_file(resolution, request)?;
-    let encoding = chosen_variant(file, request).map(|variant| variant.encoding);
+    let encoding = match &resolution.resolved {
+        Resolved::NotFound(None) => None,
+        _ => {
+            let (file, request) = answering_file(resolution, request)?;
+            chosen_variant(file, request).map(|variant| variant.encoding)
+        }
+    };
     let rendered = resolution.rendered.slot(encoding).get()?;
     let (body, file) = if head {
         (Bytes::new(), None)
@@ -371,6 +392,18 @@ async fn remember_head(
     status: StatusCode,
     response_headers: &HeaderMap,
 ) {
+    if let Resolved::NotFound(None) = &resolution.resolved {
+        // The platform's page: static bytes, kept with the head like a small file.
+        let body = Bytes::from_static(NO_FILE_PAGE.as_bytes());
+        let rendered = RenderedHead {
+            head: express::render_head(status, response_headers, body.len() as u64),
+            blob_key: String::new(),
+            size: body.len() as u64,
+            body: Some(body),
+        };
+        keep_rendered(state, key, resolution, None, rendered);
+        return;
+    }
     let Some((file, request)) = answering_file(resolution, request) else {
         return;
     };
@@ -378,13 +411,15 @@ async fn remember_head(
         return; // a storage failure's 503
     }
     let representation = negotiate(file, request);
-    let slot = resolution.rendered.slot(representation.encoding);
-    if slot.get().is_some() {
+    if resolution
+        .rendered
+        .slot(representation.encoding)
+        .get()
+        .is_some()
+    {
         return;
     }
-    let Some(head) = express::render_head(status, response_headers) else {
-        return;
-    };
+    let head = express::render_head(status, response_headers, representation.size);
     let mut body = None;
     if representation.size <= KEEP_WITH_HEAD_BYTES {
         // Just read to answer this request, so the hot-blob cache has it.
@@ -402,15 +437,11 @@ async fn remember_head(
         size: representation.size,
         body,
     };
-    if slot.set(rendered).is_ok()
-        && let Some(key) = key
-    {
-        state
-            .services
-            .resolutions
-            .insert(key, Arc::clone(resolution));
-    }
+    keep_rendered(state, key, resolution, representation.encoding, rendered);
 }
+
+/// The platform's 404 for a path of a deployment without its own `404.html`.
+const NO_FILE_PAGE: &str = "404 Not Found\n\nThis deployment has no file at this path.\n";
 
 fn not_ready_message(status: DeploymentStatus) -> &'static str {
     match status {
