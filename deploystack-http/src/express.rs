@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::App;
-use crate::sendfile::{self, FileBacked};
+use crate::sendfile::{self, BlobFile, FileBacked};
 
 /// Marks a request that arrived through the express lane: handlers may answer it with a
 /// [`Rendered`] response, which only this lane knows how to write.
@@ -54,10 +54,10 @@ pub struct Express;
 pub struct Rendered {
     /// Status line and header fields, as `RenderedHead::head`.
     pub head: Bytes,
-    /// The whole body.
+    /// The whole body, unless it is sent from `file`.
     pub body: Bytes,
-    /// The body as a file, to be sent with `sendfile`.
-    pub file: Option<FileBacked>,
+    /// The file the body is sent from with `sendfile`, instead of `body`.
+    pub file: Option<BlobFile>,
 }
 
 /// What the lane needs to know about the server's limits.
@@ -80,9 +80,10 @@ pub enum Outcome {
 /// Most requests of one connection answered in a row while others may be waiting: each one
 /// more lets a waiting connection wait another answer's time (31 of them on a serve thread
 /// with 32 connections), and each one fewer costs a turn through the scheduler. On the
-/// benchmark VM 2 and 16 gave the same throughput; with the scheduler's default budget
-/// (128) the p99 latency was twice nginx's.
-const MAX_STREAK: u32 = 2;
+/// benchmark VM 1, 2 and 16 gave the same throughput, 1 the lowest p99 latency (like
+/// nginx, which serves each ready connection once per turn of its event loop); with the
+/// scheduler's default budget (128) the p99 latency was twice nginx's.
+const MAX_STREAK: u32 = 1;
 
 /// Most header fields a request may have and still take the lane.
 const MAX_HEADERS: usize = 48;
@@ -281,7 +282,7 @@ async fn write_response(
         let from_file = match &rendered.file {
             Some(file) => {
                 sendfile::write_head_and_file(tcp, output, file).await?;
-                rendered.body.len() as u64
+                file.len() as u64
             }
             None => {
                 write_all(
@@ -405,7 +406,7 @@ async fn write_body(
             }
             _ => match file.filter(|file| file.is(&data) && written == 0) {
                 Some(file) => {
-                    sendfile::write_head_and_file(tcp, pending_head, file).await?;
+                    sendfile::write_head_and_file(tcp, pending_head, file.file()).await?;
                     from_file += data.len() as u64;
                 }
                 None => {

@@ -7,6 +7,7 @@ use deploystack_core::Services;
 use deploystack_core::model::DeploymentId;
 use tokio_util::sync::CancellationToken;
 
+use crate::sendfile::OpenFiles;
 use crate::server::Connections;
 
 /// Shared state of the router: the services and how to spell public URLs.
@@ -28,6 +29,8 @@ pub struct AppState {
     /// Bytes of response bodies sent straight from files (`crate::sendfile`), shown on
     /// `/metrics`.
     pub sendfile_bytes: Arc<AtomicU64>,
+    /// The files large bodies are sent from (`crate::sendfile`), kept open.
+    pub open_files: Arc<OpenFiles>,
 }
 
 impl AppState {
@@ -40,6 +43,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             connections,
             sendfile_bytes: Arc::default(),
+            open_files: Arc::default(),
         }
     }
 

@@ -41,7 +41,7 @@ use time::OffsetDateTime;
 use self::conditional::{Precondition, Validators};
 use self::range::ByteRange;
 use crate::express::{self, Rendered};
-use crate::sendfile::FileBacked;
+use crate::sendfile::{self, FileBacked};
 use crate::state::AppState;
 
 /// Every served file may be cached, but must be revalidated: a URL of a deployment never
@@ -356,17 +356,20 @@ async fn rendered_answer(
         }
     };
     let rendered = resolution.rendered.slot(encoding).get()?;
+    let storage = &*state.services.storage;
     let (body, file) = if head {
         (Bytes::new(), None)
     } else if let Some(body) = &rendered.body {
         (body.clone(), None)
+    } else if let Some(file) = usize::try_from(rendered.size)
+        .ok()
+        .and_then(|size| state.open_files.open(storage, &rendered.blob_key, size))
+    {
+        (Bytes::new(), Some(file))
     } else {
-        let storage = &*state.services.storage;
         let object = storage.get(&rendered.blob_key).await.ok()?;
         let (size, _, whole) = whole_body(object).await.ok()?;
-        let bytes = whole.filter(|_| size == rendered.size)?;
-        let file = FileBacked::open(storage, &rendered.blob_key, &bytes);
-        (bytes, file)
+        (whole.filter(|_| size == rendered.size)?, None)
     };
     let mut response = Response::new(Body::empty());
     response.extensions_mut().insert(Rendered {
@@ -377,9 +380,9 @@ async fn rendered_answer(
     Some(response)
 }
 
-/// Bodies up to this size are kept with their rendered head (`RenderedHead::body`); larger
-/// ones are read from the hot-blob cache or sent from their file.
-const KEEP_WITH_HEAD_BYTES: u64 = 32 * 1024;
+/// Bodies below this size are kept with their rendered head (`RenderedHead::body`); larger
+/// ones are sent from their file (`crate::sendfile`) or read from the hot-blob cache.
+const KEEP_WITH_HEAD_BYTES: u64 = sendfile::MIN_BYTES as u64;
 
 /// Keep the head of `response`, the full answer to a plain request, with its resolution,
 /// for [`rendered_answer`] to send next time. The resolution goes into the resolution cache
@@ -421,7 +424,7 @@ async fn remember_head(
     }
     let head = express::render_head(status, response_headers, representation.size);
     let mut body = None;
-    if representation.size <= KEEP_WITH_HEAD_BYTES {
+    if representation.size < KEEP_WITH_HEAD_BYTES {
         // Just read to answer this request, so the hot-blob cache has it.
         let storage = &*state.services.storage;
         if let Ok(object) = storage.get(&representation.blob_key).await
@@ -665,7 +668,10 @@ async fn file_response(
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
                     let storage = &*state.services.storage;
                     let key = &representation.blob_key;
-                    if let Some(file) = whole.and_then(|b| FileBacked::open(storage, key, &b)) {
+                    let files = &state.open_files;
+                    if let Some(file) =
+                        whole.and_then(|b| FileBacked::open(files, storage, key, &b))
+                    {
                         response.extensions_mut().insert(file);
                     }
                     response
