@@ -29,15 +29,16 @@ use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Bodies smaller than this are copied. Sending from a file takes three system calls
-/// (`sendmsg`, `sendfile`, and the open of a file not in [`OpenFiles`]) where a copy takes
-/// one `writev`; measured on the benchmark machine, a 35 KB body cost more CPU that way
-/// (19–23 µs per request against 14–20), a 100 KB one less (27–32 µs against 25–43).
+/// Bodies smaller than this are copied. Sending from a file takes `sendmsg` and `sendfile`
+/// (and `open`, `fstat`, `close` for a file not in [`OpenFiles`]) where a copy takes one
+/// `writev`; measured on the benchmark machine with a file opened per response, a 35 KB body
+/// cost more CPU that way (19–23 µs per request against 14–20), a 100 KB one less (27–32 µs
+/// against 25–43).
 pub const MIN_BYTES: usize = 64 * 1024;
 
 /// How many files [`OpenFiles`] keeps open. Each costs a descriptor and about a kilobyte
-/// of kernel memory; with the default `max_connections` (4096) the process stays far
-/// below the usual descriptor limit of 20000 or more a server is given.
+/// of kernel memory, on top of one descriptor per connection: the descriptor limit of the
+/// process must leave room for `max_connections` (default 4096) plus these.
 pub const OPEN_FILES: u64 = 256;
 
 /// The local file of a blob, opened and checked once: what [`OpenFiles`] hands out.
