@@ -13,8 +13,9 @@
 //!   closes the connection.
 //!
 //! - **Threads** (`serve_threads`, one per core by default): one single-threaded event loop
-//!   per thread on the shared listening socket, with connections balanced between them; see
-//!   [`run`] and [`Balancer`].
+//!   per thread on the shared listening socket, each pinned to a core of its own, with every
+//!   connection served on the core that receives its packets; see [`run`], [`cores`] and
+//!   [`Balancer`].
 //!
 //! Graceful shutdown matches `axum::serve`: stop accepting, let each connection finish its
 //! in-flight request (idle ones close at once), then return.
@@ -35,6 +36,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::dispatch::App;
 use crate::{express, sendfile};
+
+mod cores;
+use cores::Cores;
 
 /// How many connections each serve thread has open: what the [`Balancer`] evens out, and
 /// what `/metrics` shows (`deploystack_http_connections`). Cheap to clone; clones share the
@@ -72,6 +76,8 @@ struct Shared {
     stop: CancellationToken,
     /// The limits the express lane applies itself.
     limits: express::Limits,
+    /// The serve threads' cores, to steer each connection to the thread on its core.
+    cores: Cores,
 }
 
 /// Serve `app` on `listener` until `stop` is cancelled, then wait for open connections to
@@ -82,8 +88,9 @@ struct Shared {
 /// connections itself. This is nginx's model of one event loop per core: a connection's
 /// requests never wait for another thread to pick up its task, which keeps tail latency flat
 /// under load, and the caller's runtime (the API's background work, builds) never shares a
-/// thread with serving. Which thread the kernel wakes for a new connection is luck, though,
-/// so the [`Balancer`] evens the threads' shares out.
+/// thread with serving. With `serve_cpu_affinity` each thread is pinned to a core and takes
+/// the connections that arrive on it ([`cores`]); the [`Balancer`] keeps the threads' shares
+/// from drifting far apart either way.
 pub async fn run(
     listener: TcpListener,
     app: App,
@@ -99,7 +106,8 @@ pub async fn run(
     // The app's state holds the counts, so `/metrics` reads the same ones.
     let open = app.state().connections.clone();
     let threads = open.0.len();
-    let (balancer, inboxes) = Balancer::new(open);
+    let cores = Cores::plan(threads, config.serve_cpu_affinity);
+    let (balancer, inboxes) = Balancer::new(open, cores.pinned());
     let shared = Shared {
         app,
         builder: Arc::new(builder),
@@ -110,6 +118,7 @@ pub async fn run(
             header_read_timeout: config.header_read_timeout(),
             max_header_bytes: config.max_header_bytes.max(1),
         },
+        cores,
     };
     let listener = listener.into_std()?;
     let mut finished = Vec::with_capacity(threads);
@@ -123,6 +132,7 @@ pub async fn run(
         std::thread::Builder::new()
             .name(format!("ds-serve-{index}"))
             .spawn(move || {
+                shared.cores.pin_current(index);
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => serve_thread(index, listener, inbox, shared).await,
@@ -141,19 +151,30 @@ pub async fn run(
     Ok(())
 }
 
-/// Evens out the serve threads' connections.
+/// Decides which serve thread serves a new connection, and keeps the threads' shares even.
 ///
 /// Every thread waits on the same listening socket, and the kernel wakes whichever it
 /// likes: when a client opens many connections at once, one thread often accepts most of
 /// them (measured: 7 against 38 of 64, and 40 against 1). On a machine whose cores only
-/// serve, that thread then queues every request while the other core idles. So the thread
-/// that accepts a connection keeps it only if no other thread serves at least two
-/// connections fewer; otherwise it hands the connection to the least busy thread through that
-/// thread's inbox (like Envoy's "exact balance"). The slack of one keeps hand-offs, which cost
-/// a wake-up of the other thread, to the connections that actually even the load out.
+/// serve, that thread then queues every request while the other core idles.
+///
+/// So each connection has a *preferred* thread — with pinned threads the one on the core
+/// its packets arrive on ([`cores`]), otherwise the one that accepted it — which keeps it
+/// unless the preferred thread is too far ahead of the least busy one; then the least busy
+/// thread gets it, through its inbox (like Envoy's "exact balance").
+///
+/// How far is too far depends on what the preference is worth. An accepting thread is
+/// luck, so it may be at most two connections ahead: counts stay within two of each other,
+/// and hand-offs, which cost a wake-up of the other thread, are kept to the connections that
+/// even the load out. A core's thread serves that core's connections in microseconds, so it
+/// may be ahead by two plus half the least busy thread's count (64 connections split at
+/// worst 25 to 39): enough for the kernel's own spread, not for one busy core — a NIC with
+/// a single queue, a proxy on one core — to take every connection.
 struct Balancer {
     /// Open connections per thread, counted from the moment one is assigned.
     open: Connections,
+    /// Whether the preferred thread is the connection's core's (pinned threads), not luck.
+    steered: bool,
     /// Where to send a connection for each thread.
     inboxes: Box<[mpsc::UnboundedSender<Handoff>]>,
 }
@@ -179,31 +200,45 @@ impl Drop for Ticket {
 }
 
 impl Balancer {
-    /// A balancer over one thread per count in `open`, and each thread's inbox.
-    fn new(open: Connections) -> (Self, Vec<mpsc::UnboundedReceiver<Handoff>>) {
+    /// A balancer over one thread per count in `open`, and each thread's inbox; `steered`
+    /// when connections prefer the thread on their core.
+    fn new(open: Connections, steered: bool) -> (Self, Vec<mpsc::UnboundedReceiver<Handoff>>) {
         let (senders, receivers) = (0..open.0.len()).map(|_| mpsc::unbounded_channel()).unzip();
         let balancer = Self {
             open,
+            steered,
             inboxes: Vec::into_boxed_slice(senders),
         };
         (balancer, receivers)
     }
 
-    /// Which thread serves the connection that thread `accepting` just accepted: itself,
-    /// unless another thread has at least two connections fewer. The connection is counted
-    /// for the chosen thread at once, so the next choice sees it.
-    fn assign(self: &Arc<Self>, accepting: usize, permit: OwnedSemaphorePermit) -> Ticket {
-        let open = &self.open;
-        let least = (0..open.0.len()).min_by_key(|&thread| open.count(thread));
-        let thread = match least {
-            Some(least) if open.count(least) + 1 < open.count(accepting) => least,
-            _ => accepting,
-        };
-        open.0[thread].fetch_add(1, Ordering::Relaxed);
+    /// Which thread serves a new connection that prefers thread `preferred`: that one,
+    /// unless it is too far ahead of the least busy thread (see [`Balancer`]). The connection
+    /// is counted for the chosen thread at once, so the next choice sees it.
+    fn assign(self: &Arc<Self>, preferred: usize, permit: OwnedSemaphorePermit) -> Ticket {
+        let thread = self.choose(preferred);
+        self.open.0[thread].fetch_add(1, Ordering::Relaxed);
         Ticket {
             _permit: permit,
             balancer: Arc::clone(self),
             thread,
+        }
+    }
+
+    /// The thread [`Balancer::assign`] picks for the current counts.
+    fn choose(&self, preferred: usize) -> usize {
+        let open = &self.open;
+        let Some(least) = (0..open.0.len()).min_by_key(|&thread| open.count(thread)) else {
+            return preferred;
+        };
+        // How far the preferred thread may be ahead of the least busy one, this connection
+        // included.
+        let fewest = open.count(least);
+        let lead = if self.steered { 2 + fewest / 2 } else { 2 };
+        if open.count(preferred) + 1 > fewest + lead {
+            least
+        } else {
+            preferred
         }
     }
 
@@ -257,7 +292,9 @@ async fn serve_thread(
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %err, "cannot set TCP_NODELAY");
             }
-            let ticket = shared.balancer.assign(index, permit);
+            // The thread on the core that received the connection, or this one.
+            let preferred = shared.cores.thread_for(&tcp).unwrap_or(index);
+            let ticket = shared.balancer.assign(preferred, permit);
             if ticket.thread == index {
                 serve(&shared, &connections, tcp, ticket);
             } else {
@@ -346,4 +383,47 @@ async fn accept_failed(err: &std::io::Error) {
     }
     tracing::warn!(error = %err, "cannot accept a connection; retrying shortly");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The counts after `connections` new connections that all prefer thread 1.
+    fn counts_after_a_burst(steered: bool, connections: usize) -> Vec<usize> {
+        let (balancer, _inboxes) = Balancer::new(Connections::new(2), steered);
+        for _ in 0..connections {
+            let thread = balancer.choose(1);
+            balancer.open.0[thread].fetch_add(1, Ordering::Relaxed);
+        }
+        balancer.open.per_thread()
+    }
+
+    #[test]
+    fn a_lucky_accepting_thread_keeps_at_most_two_connections_more() {
+        assert_eq!(counts_after_a_burst(false, 64), [31, 33]);
+        assert_eq!(counts_after_a_burst(false, 3), [1, 2]);
+    }
+
+    #[test]
+    fn a_cores_thread_keeps_its_connections_until_half_again_ahead() {
+        // A few connections all stay on their core's thread...
+        assert_eq!(counts_after_a_burst(true, 2), [0, 2]);
+        // ...but a burst that arrives on one core is shared, at worst 25 to 39 of 64.
+        assert_eq!(counts_after_a_burst(true, 64), [25, 39]);
+        let [fewest, most] = counts_after_a_burst(true, 1000)[..] else {
+            unreachable!()
+        };
+        assert!(most <= fewest + 2 + fewest / 2, "{fewest} {most}");
+    }
+
+    #[test]
+    fn connections_on_the_quieter_core_stay_there() {
+        let (balancer, _inboxes) = Balancer::new(Connections::new(2), true);
+        balancer.open.0[1].store(10, Ordering::Relaxed);
+        assert_eq!(balancer.choose(0), 0);
+        // Far ahead of thread 1, thread 0 gives a new connection away.
+        balancer.open.0[0].store(20, Ordering::Relaxed);
+        assert_eq!(balancer.choose(0), 1);
+    }
 }

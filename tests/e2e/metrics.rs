@@ -101,10 +101,15 @@ async fn connections_per_thread(server: &Server) -> Vec<f64> {
 }
 
 #[tokio::test]
-async fn connections_are_spread_evenly_over_the_serve_threads() {
+async fn connections_are_spread_evenly_over_floating_serve_threads() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let server = Server::start_with(&[("DEPLOYSTACK_SERVE_THREADS", "2")]).await;
+    // Floating threads: which one accepts a connection is all that decides.
+    let server = Server::start_with(&[
+        ("DEPLOYSTACK_SERVE_THREADS", "2"),
+        ("DEPLOYSTACK_SERVE_CPU_AFFINITY", "false"),
+    ])
+    .await;
     // A burst of connections, as a load generator or a browser opening many at once makes:
     // whichever thread the kernel wakes first would accept most of them.
     let address = server.address().to_owned();
@@ -142,6 +147,107 @@ async fn connections_are_spread_evenly_over_the_serve_threads() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// The cores this process may run on, in ascending order.
+fn allowed_cores() -> Vec<usize> {
+    let set = rustix::thread::sched_getaffinity(None).expect("sched_getaffinity");
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .collect()
+}
+
+/// Each serve thread's `Cpus_allowed_list`, as `taskset -p` shows it, in thread order.
+fn serve_thread_cores(pid: u32) -> Vec<String> {
+    let mut threads: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let path = task.unwrap().path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let name = name.trim().strip_prefix("ds-serve-")?.to_owned();
+            let status = std::fs::read_to_string(path.join("status")).ok()?;
+            let cores = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?
+                .trim()
+                .to_owned();
+            Some((name, cores))
+        })
+        .collect();
+    threads.sort();
+    threads.into_iter().map(|(_, cores)| cores).collect()
+}
+
+/// A keep-alive connection to `address` opened from a thread pinned to `core`, with one
+/// request answered.
+fn connect_from_core(core: usize, address: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let address = address.to_owned();
+    std::thread::spawn(move || {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(core);
+        rustix::thread::sched_setaffinity(None, &set).expect("pin the client");
+        let mut stream = std::net::TcpStream::connect(address.as_str()).unwrap();
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        stream
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn serve_threads_are_pinned_and_serve_the_connections_of_their_core() {
+    let server = Server::start_with(&[("DEPLOYSTACK_SERVE_THREADS", "2")]).await;
+    let cores = allowed_cores();
+    let pinned = serve_thread_cores(server.pid());
+    assert_eq!(pinned.len(), 2, "{pinned:?}");
+    if cores.len() < 2 {
+        // Pinning needs a core per thread; with one, both threads float on it.
+        assert_eq!(pinned[0], pinned[1], "{pinned:?}");
+        return;
+    }
+    assert_eq!(pinned, [cores[0].to_string(), cores[1].to_string()]);
+
+    // A client on one core: on loopback its packets arrive on that core, so the serve
+    // thread pinned there takes each of its connections. Clients alternate between the two
+    // cores, starting on the core of the thread with fewer connections, so balance never
+    // has a reason to overrule the core.
+    let mut open = connections_per_thread(&server).await;
+    let first = usize::from(open[1] < open[0]);
+    let mut streams = Vec::new();
+    for step in 0..6 {
+        let thread = (first + step) % 2;
+        streams.push(connect_from_core(cores[thread], server.address()));
+        let now = connections_per_thread(&server).await;
+        let mut expected = open.clone();
+        expected[thread] += 1.0;
+        assert_eq!(now, expected, "a client on core {}", cores[thread]);
+        open = now;
+    }
+    drop(streams);
+}
+
+#[tokio::test]
+async fn serve_threads_float_when_affinity_is_off() {
+    let server = Server::start_with(&[
+        ("DEPLOYSTACK_SERVE_THREADS", "2"),
+        ("DEPLOYSTACK_SERVE_CPU_AFFINITY", "false"),
+    ])
+    .await;
+    let pinned = serve_thread_cores(server.pid());
+    assert_eq!(pinned.len(), 2, "{pinned:?}");
+    // Each may run on every core the process may use, as the process itself.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let process = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    assert_eq!(pinned, [process, process]);
 }
 
 #[tokio::test]

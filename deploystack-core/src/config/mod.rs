@@ -149,6 +149,11 @@ pub struct Config {
     /// shared listening socket, as nginx's worker processes do, so a connection never hops
     /// between threads.
     pub serve_threads: usize,
+    /// Pin each serve thread to a core of its own and serve every connection on the core
+    /// that receives its packets (`DEPLOYSTACK_SERVE_CPU_AFFINITY`, `true` by default), like
+    /// nginx's `worker_cpu_affinity auto`. Takes effect with two or more serve threads and at
+    /// least as many cores as threads; `false` lets the threads float.
+    pub serve_cpu_affinity: bool,
     /// How long a client may take to send a request's line and headers, and how long an idle
     /// keep-alive connection is kept (`DEPLOYSTACK_HEADER_READ_TIMEOUT_SECS`); closes
     /// slowloris connections.
@@ -232,6 +237,7 @@ impl Default for Config {
             base_domain: "localhost".to_owned(),
             max_connections: 4096,
             serve_threads: 0,
+            serve_cpu_affinity: true,
             header_read_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
@@ -391,6 +397,11 @@ impl Config {
             &mut self.max_connections,
         )?;
         parse(&get, "DEPLOYSTACK_SERVE_THREADS", &mut self.serve_threads)?;
+        parse(
+            &get,
+            "DEPLOYSTACK_SERVE_CPU_AFFINITY",
+            &mut self.serve_cpu_affinity,
+        )?;
         parse(
             &get,
             "DEPLOYSTACK_HEADER_READ_TIMEOUT_SECS",

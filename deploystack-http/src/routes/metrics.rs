@@ -99,7 +99,7 @@ pub fn render(
     out.family(
         "deploystack_http_connections",
         "gauge",
-        "Open HTTP connections per serve thread; the server keeps them within two of each other.",
+        "Open HTTP connections per serve thread; the server keeps them from drifting apart.",
     );
     for (thread, open) in http.connections.iter().enumerate() {
         out.sample(
