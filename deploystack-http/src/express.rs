@@ -23,6 +23,13 @@
 //! by `header_read_timeout_secs`: a slow or idle client is closed. Pipelined requests are
 //! answered in order. Once the server stops, an idle connection closes at once and a busy
 //! one after its current response.
+//!
+//! ## Moving between serve threads
+//! Every [`PLACEMENT_CHECK_EVERY`] answers, when nothing of the next request has been read
+//! yet, the lane asks the caller whether the connection should be served elsewhere (the
+//! serve loop checks that it is still on its client's core, `server/cores.rs`), and if so
+//! returns it as [`Outcome::Move`]: whatever the client sent since stays in the socket and
+//! goes with it.
 
 use std::io::{ErrorKind, IoSlice};
 use std::pin::pin;
@@ -75,7 +82,14 @@ pub enum Outcome {
     Closed,
     /// hyper serves it from here; these bytes were read from it and not answered yet.
     Handoff(Bytes),
+    /// It is between requests, nothing of the next one read, and `should_move` said it
+    /// belongs on another thread.
+    Move,
 }
+
+/// How many answers pass between two questions whether a connection should move: each
+/// costs a system call (`SO_INCOMING_CPU`), and a client changes cores rarely.
+pub const PLACEMENT_CHECK_EVERY: u32 = 64;
 
 /// Most requests of one connection answered in a row while others may be waiting: each one
 /// more lets a waiting connection wait another answer's time (31 of them on a serve thread
@@ -88,19 +102,23 @@ const MAX_STREAK: u32 = 1;
 /// Most header fields a request may have and still take the lane.
 const MAX_HEADERS: usize = 48;
 
-/// Serve `tcp` until it closes or carries a request for hyper.
+/// Serve `tcp` until it closes, carries a request for hyper, or `should_move` (asked between
+/// requests, see [`PLACEMENT_CHECK_EVERY`]) says it belongs elsewhere.
 pub async fn serve(
     tcp: &TcpStream,
     app: &App,
     limits: Limits,
     stop: &CancellationToken,
     sent_from_files: &AtomicU64,
+    mut should_move: impl FnMut(&TcpStream) -> bool,
 ) -> Outcome {
     let mut stopped = pin!(stop.cancelled());
     let mut input = BytesMut::with_capacity(4096);
     let mut output = Vec::with_capacity(1024);
     // Requests answered since this connection last waited or yielded.
     let mut streak = 0;
+    // Requests answered since `should_move` was last asked.
+    let mut answered = 0;
     loop {
         if stop.is_cancelled() {
             return Outcome::Closed;
@@ -151,6 +169,14 @@ pub async fn serve(
                 }
             }
             Err(_) => return Outcome::Closed,
+        }
+        // Unread bytes stay in the socket and go with it; read ones would be lost.
+        answered += 1;
+        if answered >= PLACEMENT_CHECK_EVERY && input.is_empty() {
+            answered = 0;
+            if should_move(tcp) {
+                return Outcome::Move;
+            }
         }
         // On loopback the client's next request is often in already; without a turn for the
         // thread's other connections, this one would be served again and again.

@@ -14,8 +14,8 @@
 //!
 //! - **Threads** (`serve_threads`, one per core by default): one single-threaded event loop
 //!   per thread on the shared listening socket, each pinned to a core of its own, with every
-//!   connection served on the core that receives its packets; see [`run`], [`cores`] and
-//!   [`Balancer`].
+//!   connection served on the core that receives its packets, and moved when its client
+//!   settles on another core ([`Homing`]); see [`run`], [`cores`] and [`Balancer`].
 //!
 //! Graceful shutdown matches `axum::serve`: stop accepting, let each connection finish its
 //! in-flight request (idle ones close at once), then return.
@@ -242,6 +242,21 @@ impl Balancer {
         }
     }
 
+    /// Where a connection that thread `thread` serves should move: to the thread on the core
+    /// its packets arrive on now, when that is another thread (its client moved to another
+    /// core since it connected) and the balance lets that thread take one more.
+    fn new_home(&self, cores: &Cores, tcp: &TcpStream, thread: usize) -> Option<usize> {
+        let home = cores.thread_for(tcp)?;
+        (home != thread && self.choose(home) == home).then_some(home)
+    }
+
+    /// Count `ticket`'s connection for `thread` from now on.
+    fn move_ticket(&self, ticket: &mut Ticket, thread: usize) {
+        self.open.0[thread].fetch_add(1, Ordering::Relaxed);
+        self.open.0[ticket.thread].fetch_sub(1, Ordering::Relaxed);
+        ticket.thread = thread;
+    }
+
     /// Send `tcp` to the thread its ticket names. Fails (dropping the connection) only when
     /// that thread has stopped receiving, which happens at shutdown.
     fn hand_off(&self, tcp: TcpStream, ticket: Ticket) {
@@ -330,15 +345,67 @@ async fn serve_thread(
 fn serve(shared: &Shared, connections: &TaskTracker, tcp: TcpStream, ticket: Ticket) {
     let shared = shared.clone();
     connections.spawn(async move {
-        let _ticket = ticket;
+        let mut ticket = ticket;
         let sent = Arc::clone(&shared.app.state().sendfile_bytes);
-        let read = match express::serve(&tcp, &shared.app, shared.limits, &shared.stop, &sent).await
-        {
+        let mut new_home = Homing::default();
+        let should_move = |tcp: &TcpStream| {
+            let seen = shared.balancer.new_home(&shared.cores, tcp, ticket.thread);
+            new_home.observe(seen)
+        };
+        let outcome = express::serve(
+            &tcp,
+            &shared.app,
+            shared.limits,
+            &shared.stop,
+            &sent,
+            should_move,
+        )
+        .await;
+        let read = match outcome {
             express::Outcome::Closed => return,
             express::Outcome::Handoff(read) => read,
+            express::Outcome::Move => {
+                if let Some(thread) = new_home.candidate {
+                    shared.balancer.move_ticket(&mut ticket, thread);
+                    shared.balancer.hand_off(tcp, ticket);
+                }
+                return;
+            }
         };
         serve_with_hyper(&shared, tcp, read).await;
+        drop(ticket);
     });
+}
+
+/// Whether a connection's client has settled on another core: a client thread that is not
+/// pinned hops to an idle core now and then (the scheduler's wake-up placement), and a
+/// connection that followed every hop would cost a hand-off each time for nothing. So a
+/// connection moves only after [`Homing::CONFIRMATIONS`] checks in a row named the same new
+/// home.
+#[derive(Debug, Default)]
+struct Homing {
+    /// The thread the latest checks named.
+    candidate: Option<usize>,
+    /// How many checks in a row named it.
+    seen: u32,
+}
+
+impl Homing {
+    /// Checks in a row (each [`express::PLACEMENT_CHECK_EVERY`] answers apart) that must name
+    /// the same thread before a connection moves there.
+    const CONFIRMATIONS: u32 = 4;
+
+    /// Record one check's answer (`None`: the connection is where it belongs); true when
+    /// the connection should move to [`Homing::candidate`] now.
+    fn observe(&mut self, home: Option<usize>) -> bool {
+        if home.is_some() && home == self.candidate {
+            self.seen += 1;
+        } else {
+            self.candidate = home;
+            self.seen = u32::from(home.is_some());
+        }
+        self.seen >= Self::CONFIRMATIONS
+    }
 }
 
 /// The rest of a connection, of which `read` was read already, served by hyper.
@@ -415,6 +482,38 @@ mod tests {
             unreachable!()
         };
         assert!(most <= fewest + 2 + fewest / 2, "{fewest} {most}");
+    }
+
+    #[test]
+    fn a_connection_moves_only_once_its_client_has_settled_on_another_core() {
+        let mut homing = Homing::default();
+        // A client that hops to thread 1's core and back does not move its connection...
+        assert!(!homing.observe(Some(1)));
+        assert!(!homing.observe(Some(1)));
+        assert!(!homing.observe(None));
+        assert!(!homing.observe(Some(1)));
+        assert!(!homing.observe(Some(0)));
+        // ...one that stays there does, after `CONFIRMATIONS` checks in a row.
+        let moved: Vec<bool> = (0..Homing::CONFIRMATIONS)
+            .map(|_| homing.observe(Some(1)))
+            .collect();
+        assert_eq!(moved.iter().filter(|&&moved| moved).count(), 1);
+        assert_eq!(moved.last(), Some(&true));
+        assert_eq!(homing.candidate, Some(1));
+    }
+
+    #[test]
+    fn a_moving_connection_changes_the_counts() {
+        let (balancer, _inboxes) = Balancer::new(Connections::new(2), true);
+        let balancer = Arc::new(balancer);
+        let permits = Arc::new(Semaphore::new(1));
+        let mut ticket = balancer.assign(0, permits.clone().try_acquire_owned().unwrap());
+        assert_eq!(balancer.open.per_thread(), [1, 0]);
+        balancer.move_ticket(&mut ticket, 1);
+        assert_eq!(balancer.open.per_thread(), [0, 1]);
+        drop(ticket);
+        assert_eq!(balancer.open.per_thread(), [0, 0]);
+        assert_eq!(permits.available_permits(), 1);
     }
 
     #[test]

@@ -178,25 +178,47 @@ fn serve_thread_cores(pid: u32) -> Vec<String> {
     threads.into_iter().map(|(_, cores)| cores).collect()
 }
 
-/// A keep-alive connection to `address` opened from a thread pinned to `core`, with one
-/// request answered.
-fn connect_from_core(core: usize, address: &str) -> std::net::TcpStream {
-    use std::io::{Read, Write};
-    let address = address.to_owned();
+/// Run `work` on a thread pinned to `core`, as a client on that core.
+fn on_core<T: Send + 'static>(core: usize, work: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
         let mut set = rustix::thread::CpuSet::new();
         set.set(core);
         rustix::thread::sched_setaffinity(None, &set).expect("pin the client");
-        let mut stream = std::net::TcpStream::connect(address.as_str()).unwrap();
-        let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200");
-        stream
+        work()
     })
     .join()
     .unwrap()
+}
+
+/// One keep-alive request on `stream`, answered.
+fn health_check(stream: &mut std::net::TcpStream, address: &str) {
+    use std::io::{Read, Write};
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    // The whole answer, so the next request finds the connection idle.
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !answer.ends_with(b"}") {
+        let n = stream.read(&mut buffer).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+/// A keep-alive connection to `address` opened from a thread pinned to `core`, with one
+/// request answered.
+fn connect_from_core(core: usize, address: &str) -> std::net::TcpStream {
+    let address = address.to_owned();
+    on_core(core, move || {
+        let mut stream = std::net::TcpStream::connect(address.as_str()).unwrap();
+        health_check(&mut stream, &address);
+        stream
+    })
 }
 
 #[tokio::test]
@@ -229,6 +251,38 @@ async fn serve_threads_are_pinned_and_serve_the_connections_of_their_core() {
         open = now;
     }
     drop(streams);
+}
+
+#[tokio::test]
+async fn a_connection_follows_its_client_to_another_core() {
+    let server = Server::start_with(&[("DEPLOYSTACK_SERVE_THREADS", "2")]).await;
+    let cores = allowed_cores();
+    if cores.len() < 2 {
+        // Nothing is pinned on one core (see above), so there is nowhere to move.
+        return;
+    }
+    let before = connections_per_thread(&server).await;
+    let first = usize::from(before[1] < before[0]);
+    let (from, to) = (first, 1 - first);
+    let mut stream = connect_from_core(cores[from], server.address());
+    let mut expected = before.clone();
+    expected[from] += 1.0;
+    assert_eq!(connections_per_thread(&server).await, expected);
+
+    // The client goes on from the other core: after a few hundred requests there the
+    // connection is served by that core's thread.
+    let address = server.address().to_owned();
+    let mut stream = on_core(cores[to], move || {
+        for _ in 0..400 {
+            health_check(&mut stream, &address);
+        }
+        stream
+    });
+    expected[from] -= 1.0;
+    expected[to] += 1.0;
+    assert_eq!(connections_per_thread(&server).await, expected);
+    // And it still answers there.
+    health_check(&mut stream, server.address());
 }
 
 #[tokio::test]
