@@ -13,8 +13,7 @@
 //!   (domain events).
 //! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
 //!   process and optionally in Redis, with invalidation across nodes; and one over storage
-//!   that keeps small content-addressed blobs in memory (`CachedStorage`); and the
-//!   `ResolutionCache`, what each path of a `READY` deployment resolved to.
+//!   that keeps small content-addressed blobs in memory (`CachedStorage`).
 //! - [`routing`]: per-deployment routing — `vercel.json` and Netlify `_redirects` /
 //!   `_headers` compiled at deploy time into one model, and its pure evaluation at serve time.
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline (with

@@ -1,5 +1,6 @@
-//! What every request goes through before the router: request-target length, host
-//! validation and dispatch, and the request timeout.
+//! The application as one tower service, inside the middleware stack
+//! (`crate::middleware`): request-target length, host validation, and dispatch to a
+//! deployment's site or to the platform's router.
 //!
 //! ## Why before the router?
 //! On a deployment's own host (`<deployment-id>.<base-domain>`) every path belongs to the
@@ -13,16 +14,12 @@
 //! go straight to the site handler: matching them against the router's table and cloning the
 //! router per request is measurable at tens of thousands of requests per second
 //! (`benches/serving_vs_nginx.sh`).
-//!
-//! ## Why a request timeout that skips uploads?
-//! Everything but an upload is answered from the repository and storage in milliseconds; a
-//! request still waiting after `request_timeout_secs` means a stuck dependency, and the
-//! connection is better freed with a 503. Uploads stream a large body from a possibly slow
-//! client and enforce their own limits (`routes::upload`).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::Duration;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
@@ -32,7 +29,6 @@ use deploystack_core::services::hosts::{HostName, HostResolver, HostTarget};
 use deploystack_core::services::serving::MAX_PATH_BYTES;
 use tower_service::Service;
 
-use crate::express::Express;
 use crate::routes::{self, site};
 use crate::state::AppState;
 
@@ -41,6 +37,7 @@ use crate::state::AppState;
 pub const MAX_TARGET_BYTES: usize = 8 * 1024;
 
 /// The whole application as one request handler: cheap to clone, one per connection.
+/// Middleware wraps it as a [`Service`]; see `crate::middleware`.
 #[derive(Clone)]
 pub struct App {
     inner: Arc<Inner>,
@@ -52,20 +49,16 @@ struct Inner {
     router: Router,
     /// Which host serves what; see `deploystack_core::services::hosts`.
     hosts: Arc<dyn HostResolver>,
-    /// Limit for requests that are not uploads.
-    request_timeout: Duration,
 }
 
 impl App {
     /// The application over `state`, with hosts resolved by `hosts`.
     pub fn new(state: AppState, hosts: Arc<dyn HostResolver>) -> Self {
-        let request_timeout = state.services.config.request_timeout();
         Self {
             inner: Arc::new(Inner {
                 router: routes::router(state.clone()),
                 state,
                 hosts,
-                request_timeout,
             }),
         }
     }
@@ -104,50 +97,20 @@ impl App {
             // HTTP/1.0 clients may omit Host; they can only mean the platform.
             None => HostTarget::Platform,
         };
-        // Only the express lane can write a `Rendered` answer; see `crate::express`.
-        let express = request.extensions().get::<Express>().is_some();
         match target {
             HostTarget::Deployment(id) => {
                 let (parts, _body) = request.into_parts();
-                // Boxed here and below: the serving future is a few kilobytes, and this one
-                // would otherwise be copied each time the request's future moves.
-                self.within(Box::pin(site::serve_host(
-                    &inner.state,
-                    &id,
-                    &parts.method,
-                    &parts.uri,
-                    &parts.headers,
-                    express,
-                )))
-                .await
+                site::serve_host(&inner.state, &id, &parts.method, &parts.uri, &parts.headers).await
             }
             // The serving hot path skips the router, whose fallback this is anyway.
             HostTarget::Platform if routes::is_site_path(request.uri().path()) => {
                 let (parts, _body) = request.into_parts();
-                self.within(Box::pin(site::serve_path(
-                    &inner.state,
-                    &parts.method,
-                    &parts.uri,
-                    &parts.headers,
-                    express,
-                )))
-                .await
+                site::serve_path(&inner.state, &parts.method, &parts.uri, &parts.headers).await
             }
-            HostTarget::Platform => {
-                let upload = routes::is_upload(request.method(), request.uri().path());
-                let mut router = inner.router.clone();
-                let answer = async move {
-                    match router.call(request).await {
-                        Ok(response) => response,
-                        Err(never) => match never {},
-                    }
-                };
-                if upload {
-                    answer.await
-                } else {
-                    self.within(answer).await
-                }
-            }
+            HostTarget::Platform => match inner.router.clone().call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
             // Also any variant a richer resolver adds later: unknown means not found.
             _ => site::page(
                 StatusCode::NOT_FOUND,
@@ -155,22 +118,20 @@ impl App {
             ),
         }
     }
+}
 
-    async fn within(&self, answer: impl Future<Output = Response>) -> Response {
-        // A warm site answers on the first poll; only an answer that has to wait (for the
-        // repository or storage) is worth a timer.
-        let mut answer = std::pin::pin!(answer);
-        let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
-        if let Poll::Ready(response) = first {
-            return response;
-        }
-        match tokio::time::timeout(self.inner.request_timeout, answer).await {
-            Ok(response) => response,
-            Err(_) => site::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable\n\nThe request took too long; try again shortly.\n",
-            ),
-        }
+impl Service<Request<Body>> for App {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let app = self.clone();
+        Box::pin(async move { Ok(app.handle(request).await) })
     }
 }
 
@@ -178,7 +139,6 @@ impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("hosts", &self.inner.hosts)
-            .field("request_timeout", &self.inner.request_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -6,16 +6,15 @@
 //! ## Layout
 //! - [`serve`]: the entry point — takes a bound listener, the services and a shutdown future;
 //!   runs in-process build workers when the queue only exists in this process.
-//! - [`server`]: the connection loop — one event loop per serve thread, the connection cap,
-//!   balance between threads and graceful shutdown.
-//! - [`express`]: the express lane — bodiless HTTP/1.1 requests are parsed and answered
-//!   there, warm files by writing a head rendered once; everything else goes to hyper with
-//!   the hardening limits (header read timeout, header size). [`sendfile`]: large bodies
-//!   from their files.
-//! - [`dispatch`]: before the router — request-target length, host validation, deployment
-//!   hosts (`<id>.<base-domain>`) versus the platform, the request timeout.
+//! - [`server`]: the connection layer — hyper's HTTP/1 server with the hardening limits
+//!   (header read timeout, header size), one event loop per serve thread, the connection
+//!   cap, balance between threads and graceful shutdown.
+//! - [`middleware`]: the one tower stack every request passes — request accounting, the
+//!   body read timeout, the request timeout.
+//! - [`dispatch`]: the application inside the stack — request-target length, host
+//!   validation, deployment hosts (`<id>.<base-domain>`) versus the platform.
 //! - [`routes`]: the router, one module per area (upload, deployments, health, metrics,
-//!   site).
+//!   site; warm site answers are built once and kept with the cached resolution).
 //! - [`state`]: what handlers share. [`error`]: JSON errors.
 //!
 //! ## Why take a listener?
@@ -31,9 +30,8 @@
 
 pub mod dispatch;
 pub mod error;
-pub mod express;
+pub mod middleware;
 pub mod routes;
-pub mod sendfile;
 pub mod server;
 pub mod state;
 
@@ -47,6 +45,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use dispatch::App;
+use middleware::StackSettings;
 pub use routes::router;
 pub use state::AppState;
 
@@ -89,17 +88,22 @@ pub async fn serve(
             stop.clone().cancelled_owned(),
         ))
     });
-    let app = App::new(
-        AppState::new(services, public_url.clone()).with_shutdown(stop.clone()),
-        Arc::new(DeploymentHostResolver::new(base_domain)),
-    );
+    let state = AppState::new(services, public_url.clone()).with_shutdown(stop.clone());
+    let connections = state.connections.clone();
+    let settings = StackSettings {
+        stats: Arc::clone(&state.requests),
+        request_timeout: config.request_timeout(),
+        body_read_timeout: config.body_read_timeout(),
+    };
+    let app = App::new(state, Arc::new(DeploymentHostResolver::new(base_domain)));
+    let stack = middleware::stack(app, settings);
     tracing::info!(%addr, %public_url, workers, "listening on http://{addr}");
     let stop_http = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         stop_http.cancel();
     });
-    let served = server::run(listener, app, &config, stop.clone()).await;
+    let served = server::run(listener, stack, connections, &config, stop.clone()).await;
     stop.cancel();
     if let Some(pool) = worker_pool {
         let _ = pool.await;

@@ -1,13 +1,12 @@
 //! What every handler shares.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use deploystack_core::Services;
 use deploystack_core::model::DeploymentId;
 use tokio_util::sync::CancellationToken;
 
-use crate::sendfile::OpenFiles;
+use crate::middleware::RequestStats;
 use crate::server::Connections;
 
 /// Shared state of the router: the services and how to spell public URLs.
@@ -26,11 +25,9 @@ pub struct AppState {
     /// Open connections per serve thread (`serve_threads` of the configuration), kept by
     /// `crate::server` and shown on `/metrics`.
     pub connections: Connections,
-    /// Bytes of response bodies sent straight from files (`crate::sendfile`), shown on
-    /// `/metrics`.
-    pub sendfile_bytes: Arc<AtomicU64>,
-    /// The files large bodies are sent from (`crate::sendfile`), kept open.
-    pub open_files: Arc<OpenFiles>,
+    /// Requests in flight and answered, kept by the accounting layer
+    /// (`crate::middleware::accounting`) and shown on `/metrics`.
+    pub requests: Arc<RequestStats>,
 }
 
 impl AppState {
@@ -42,8 +39,7 @@ impl AppState {
             public_url: Arc::from(public_url.into().trim_end_matches('/')),
             shutdown: CancellationToken::new(),
             connections,
-            sendfile_bytes: Arc::default(),
-            open_files: Arc::default(),
+            requests: Arc::default(),
         }
     }
 

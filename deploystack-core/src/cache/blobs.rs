@@ -28,7 +28,7 @@
 //! without knowing about it, as `object_store`'s own decorators work.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -285,10 +285,6 @@ impl Storage for CachedStorage {
 
     async fn ping(&self) -> Result<(), StorageError> {
         self.inner.ping().await
-    }
-
-    fn local_path(&self, key: &str) -> Option<PathBuf> {
-        self.inner.local_path(key)
     }
 }
 

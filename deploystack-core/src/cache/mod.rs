@@ -50,11 +50,11 @@
 //! `blob_cache_max_bytes` budget needs room, with no time to live and no invalidation.
 //!
 //! # Resolutions
-//! On top of the lookups, [`ResolutionCache`] (`resolutions.rs`) keeps what a path of a
-//! `READY` deployment finally resolves to — the file, the nearest `404.html`, a redirect —
-//! so a warm request asks one lookup after the deployment record instead of one per routing
-//! step (a 404 walks about six). It needs no invalidation: serving reads the deployment
-//! record through this decorator first, on every request.
+//! On top of the lookups, serving keeps what a path of a `READY` deployment finally resolves
+//! to (`crate::services::serving::ResolutionCache`), so a warm request asks one lookup after
+//! the deployment record instead of one per routing step. It lives with serving, which it
+//! serves; it takes a share of `cache_max_bytes` ([`RESOLUTION_SHARE_DIVISOR`]) and this
+//! module's keyed hasher ([`keyed_hasher`]).
 //!
 //! # Why cache only what cannot change?
 //! Then the cache needs no protocol with the workers: a deployment becomes cacheable the
@@ -70,7 +70,6 @@
 mod blobs;
 #[cfg(feature = "redis")]
 mod redis;
-mod resolutions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -90,13 +89,28 @@ use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
 pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, CachedStorage};
 /// The hasher of every in-process table (read cache, resolutions, hot blobs): foldhash,
-/// keyed per table. See [`resolutions`] for why not the standard SipHash.
-type Hasher = foldhash::quality::SeedableRandomState;
+/// keyed per table.
+///
+/// ## Why foldhash rather than the standard SipHash?
+/// Keys are request paths, chosen by whoever sends requests, so the hasher must stay keyed.
+/// foldhash is keyed — each table gets 64 bits from the operating system's random number
+/// generator on top of foldhash's own process-wide seed, so no fixed set of inputs collides
+/// for every instance — is already in the tree through hashbrown, and hashes a short path
+/// several times faster than SipHash-1-3. Nothing exposes hash values or iteration order to
+/// a client, and every table's budget bounds it whatever its keys.
+pub(crate) type Hasher = foldhash::quality::SeedableRandomState;
+
+/// The resolution cache (`crate::services::serving::ResolutionCache`) gets
+/// `cache_max_bytes / RESOLUTION_SHARE_DIVISOR` bytes; the read cache keeps the rest. A
+/// quarter: an answer is about the size of the manifest entry it names, and once a path's
+/// answer is kept, its manifest lookups are not asked again, so the read cache mostly holds
+/// deployment records and the lookups of cold paths.
+pub const RESOLUTION_SHARE_DIVISOR: u64 = 4;
 
 /// A [`Hasher`] with a fresh key: 64 bits from the operating system's random number
 /// generator on top of foldhash's process-wide seed, so no fixed set of keys collides in
 /// every table.
-fn keyed_hasher() -> Hasher {
+pub(crate) fn keyed_hasher() -> Hasher {
     Hasher::with_seed(rand::random(), foldhash::SharedSeed::global_random())
 }
 
@@ -104,10 +118,6 @@ fn keyed_hasher() -> Hasher {
 use self::no_shared_layer::SharedLayer;
 #[cfg(feature = "redis")]
 use self::redis::RedisLayer as SharedLayer;
-pub use self::resolutions::{
-    RESOLUTION_SHARE_DIVISOR, ResolutionCache, ResolutionCacheConfig, ResolutionCacheStats,
-    ResolutionKey,
-};
 
 /// What can go wrong setting up or talking to the shared cache layer. Reads never fail
 /// because of it: a shared-layer error is counted and logged, and the read goes to the
@@ -138,11 +148,10 @@ pub struct CacheConfig {
 impl CacheConfig {
     /// The cache the settings ask for, or `None` when `cache_max_bytes` or `cache_ttl_secs`
     /// is 0 (caching off). `cache_max_bytes` is shared with the resolution cache
-    /// ([`ResolutionCacheConfig`]), so this layer gets what that one does not.
+    /// ([`RESOLUTION_SHARE_DIVISOR`]), so this layer gets what that one does not.
     pub fn from_config(config: &crate::Config) -> Option<Self> {
         (config.cache_max_bytes > 0 && config.cache_ttl_secs > 0).then(|| Self {
-            max_bytes: config.cache_max_bytes
-                - config.cache_max_bytes / resolutions::RESOLUTION_SHARE_DIVISOR,
+            max_bytes: config.cache_max_bytes - config.cache_max_bytes / RESOLUTION_SHARE_DIVISOR,
             ttl: config.cache_ttl(),
         })
     }

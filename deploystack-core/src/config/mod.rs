@@ -149,15 +149,14 @@ pub struct Config {
     /// shared listening socket, as nginx's worker processes do, so a connection never hops
     /// between threads.
     pub serve_threads: usize,
-    /// Pin each serve thread to a core of its own and serve every connection on the core
-    /// that receives its packets (`DEPLOYSTACK_SERVE_CPU_AFFINITY`, `true` by default), like
-    /// nginx's `worker_cpu_affinity auto`. Takes effect with two or more serve threads and at
-    /// least as many cores as threads; `false` lets the threads float.
-    pub serve_cpu_affinity: bool,
     /// How long a client may take to send a request's line and headers, and how long an idle
     /// keep-alive connection is kept (`DEPLOYSTACK_HEADER_READ_TIMEOUT_SECS`); closes
     /// slowloris connections.
     pub header_read_timeout_secs: u64,
+    /// How long a request body may go without sending a byte before the server answers 408
+    /// and closes the connection (`DEPLOYSTACK_BODY_READ_TIMEOUT_SECS`); stalled uploads
+    /// would otherwise hold their connection for as long as an upload may take.
+    pub body_read_timeout_secs: u64,
     /// Largest request line plus headers in bytes (`DEPLOYSTACK_MAX_HEADER_BYTES`); past it:
     /// 431.
     pub max_header_bytes: usize,
@@ -237,7 +236,7 @@ impl Default for Config {
             base_domain: "localhost".to_owned(),
             max_connections: 4096,
             serve_threads: 0,
-            serve_cpu_affinity: true,
+            body_read_timeout_secs: 30,
             header_read_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
@@ -399,8 +398,8 @@ impl Config {
         parse(&get, "DEPLOYSTACK_SERVE_THREADS", &mut self.serve_threads)?;
         parse(
             &get,
-            "DEPLOYSTACK_SERVE_CPU_AFFINITY",
-            &mut self.serve_cpu_affinity,
+            "DEPLOYSTACK_BODY_READ_TIMEOUT_SECS",
+            &mut self.body_read_timeout_secs,
         )?;
         parse(
             &get,
@@ -531,6 +530,11 @@ impl Config {
     /// The timeout of requests that are not uploads; at least one second.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// [`Config::body_read_timeout_secs`] as a duration (at least one second).
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs.max(1))
     }
 }
 

@@ -25,13 +25,14 @@ use std::sync::Arc;
 use crate::build::{BuildConfig, BuildStrategy, StrategyRegistry};
 use crate::cache::{
     BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
-    CachedStorage, ResolutionCache,
+    CachedStorage,
 };
 use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
 use crate::repository::{Repository, SqliteRepository};
 use crate::storage::{ObjectStoreStorage, Storage};
+use serving::ResolutionCache;
 
 /// Every port, wired. Cheap to clone; the binaries build one with [`Services::from_config`],
 /// embedders and tests may fill the fields with anything that implements the ports.

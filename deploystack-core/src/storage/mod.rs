@@ -18,7 +18,7 @@ mod object_store;
 mod s3;
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -118,16 +118,6 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StorageError>;
-
-    /// The plain file on this machine that holds exactly the bytes of the object under `key`,
-    /// if the storage keeps objects that way (the local directory does; memory and S3 do
-    /// not). The HTTP server uses it to send large files with `sendfile(2)` rather than
-    /// copying them through its own memory; nothing may write to the path. It says where
-    /// the object would be, not that it exists.
-    fn local_path(&self, key: &str) -> Option<PathBuf> {
-        let _ = key;
-        None
-    }
 }
 
 /// Copy the object under `key` into a new local file at `path`, streaming; returns its size.

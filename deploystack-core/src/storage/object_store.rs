@@ -3,7 +3,7 @@
 //! streaming and ranged reads.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -27,8 +27,6 @@ const CHUNK: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct ObjectStoreStorage {
     store: Arc<dyn ObjectStore>,
-    /// The same store when it is a local directory, for [`Storage::local_path`].
-    local: Option<Arc<LocalFileSystem>>,
     /// What `Debug` and logs call this store (`file:///data/storage`, `memory://`).
     description: String,
 }
@@ -49,10 +47,8 @@ impl ObjectStoreStorage {
         let store = LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| StorageError::Unavailable(e.to_string()))?
             .with_automatic_cleanup(true);
-        let store = Arc::new(store);
         Ok(Self {
-            local: Some(Arc::clone(&store)),
-            store,
+            store: Arc::new(store),
             description: format!("file://{}", dir.display()),
         })
     }
@@ -61,7 +57,6 @@ impl ObjectStoreStorage {
     pub fn memory() -> Self {
         Self {
             store: Arc::new(InMemory::new()),
-            local: None,
             description: "memory://".to_owned(),
         }
     }
@@ -70,7 +65,6 @@ impl ObjectStoreStorage {
     pub fn from_store(store: Arc<dyn ObjectStore>, description: impl Into<String>) -> Self {
         Self {
             store,
-            local: None,
             description: description.into(),
         }
     }
@@ -237,11 +231,6 @@ impl Storage for ObjectStoreStorage {
             .map(|_| ())
             .map_err(|e| StorageError::Unavailable(e.to_string()))
     }
-
-    fn local_path(&self, key: &str) -> Option<PathBuf> {
-        let local = self.local.as_ref()?;
-        local.path_to_filesystem(&object_path(key).ok()?).ok()
-    }
 }
 
 #[cfg(all(test, feature = "testing"))]
@@ -260,22 +249,5 @@ mod conformance {
         let storage =
             ObjectStoreStorage::local(&dir.path().join("objects")).expect("local storage");
         run_all(&storage).await;
-    }
-
-    #[tokio::test]
-    async fn a_local_object_is_a_plain_file_with_its_bytes() {
-        use crate::storage::Storage;
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let storage =
-            ObjectStoreStorage::local(&dir.path().join("objects")).expect("local storage");
-        storage
-            .put("blobs/ab12", bytes::Bytes::from_static(b"hello"))
-            .await
-            .expect("put");
-        let path = storage.local_path("blobs/ab12").expect("a local path");
-        assert_eq!(std::fs::read(&path).expect("the file"), b"hello");
-        assert!(path.starts_with(dir.path().join("objects")));
-        assert_eq!(storage.local_path("../etc/passwd"), None);
-        assert_eq!(ObjectStoreStorage::memory().local_path("blobs/ab12"), None);
     }
 }

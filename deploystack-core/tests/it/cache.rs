@@ -418,7 +418,7 @@ fn counting_mock(
 async fn a_warm_resolution_asks_the_repository_for_the_record_only() {
     use std::sync::atomic::Ordering;
 
-    use deploystack_core::cache::{ResolutionCache, ResolutionCacheConfig};
+    use deploystack_core::services::serving::{ResolutionCache, ResolutionCacheConfig};
     use deploystack_core::services::serving::{Resolved, resolve_cached, resolve_routed};
 
     let inner = sqlite().await;
@@ -466,7 +466,7 @@ async fn a_warm_resolution_asks_the_repository_for_the_record_only() {
 async fn a_disabled_resolution_cache_routes_every_time() {
     use std::sync::atomic::Ordering;
 
-    use deploystack_core::cache::ResolutionCache;
+    use deploystack_core::services::serving::ResolutionCache;
     use deploystack_core::services::serving::{Resolved, resolve_cached, resolve_routed};
 
     let inner = sqlite().await;
@@ -497,8 +497,10 @@ async fn a_disabled_resolution_cache_routes_every_time() {
 
 #[tokio::test]
 async fn a_deleted_deployment_answers_deleted_despite_cached_resolutions() {
-    use deploystack_core::cache::{ResolutionCache, ResolutionCacheConfig, ResolutionKey};
     use deploystack_core::services::serving::resolve_cached;
+    use deploystack_core::services::serving::{
+        ResolutionCache, ResolutionCacheConfig, ResolutionKey,
+    };
 
     let resolutions = ResolutionCache::new(ResolutionCacheConfig {
         max_bytes: 1 << 20,

@@ -2,8 +2,8 @@
 //!
 //! Exposed: the read cache's hits and misses per layer (in-process `local`, Redis `shared`),
 //! its errors, invalidations, size and hit ratio; the hot-blob cache's hits, misses and size;
-//! the queue's depth — jobs waiting, in flight and dead-lettered; and the open HTTP
-//! connections of each serve thread. Values are read when scraped: the cache keeps its own atomic
+//! the queue's depth — jobs waiting, in flight and dead-lettered; the open HTTP connections
+//! of each serve thread, and the requests in flight and answered per status class. Values are read when scraped: the cache keeps its own atomic
 //! counters and the queue answers `depth()`, so nothing is recorded twice.
 //!
 //! ## Why no metrics library?
@@ -12,7 +12,6 @@
 //! `prometheus-client` should replace this module.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
@@ -49,20 +48,23 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             &queue,
             &HttpStats {
                 connections: &state.connections.per_thread(),
-                sendfile_bytes: state.sendfile_bytes.load(Ordering::Relaxed),
+                requests_in_flight: state.requests.in_flight(),
+                answered: [1, 2, 3, 4, 5].map(|class| state.requests.answered(class)),
             },
         ),
     )
         .into_response()
 }
 
-/// What the connection layer counts.
+/// What the connection layer and the accounting layer count.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpStats<'a> {
     /// Open connections of each serve thread.
     pub connections: &'a [usize],
-    /// Bytes of response bodies sent straight from files.
-    pub sendfile_bytes: u64,
+    /// Requests being answered now.
+    pub requests_in_flight: u64,
+    /// Answers given so far per status class, 1xx to 5xx.
+    pub answered: [u64; 5],
 }
 
 /// The exposition text for these snapshots.
@@ -109,15 +111,30 @@ pub fn render(
         );
     }
     out.family(
-        "deploystack_http_sendfile_bytes_total",
-        "counter",
-        "Bytes of response bodies sent from files with sendfile(2) instead of being copied.",
+        "deploystack_http_requests_in_flight",
+        "gauge",
+        "HTTP requests being answered now.",
     );
     out.sample(
-        "deploystack_http_sendfile_bytes_total",
+        "deploystack_http_requests_in_flight",
         &[],
-        http.sendfile_bytes,
+        http.requests_in_flight,
     );
+    out.family(
+        "deploystack_http_responses_total",
+        "counter",
+        "HTTP answers given, by status class.",
+    );
+    for (class, count) in ["1xx", "2xx", "3xx", "4xx", "5xx"]
+        .iter()
+        .zip(http.answered)
+    {
+        out.sample(
+            "deploystack_http_responses_total",
+            &[("class", class)],
+            count,
+        );
+    }
     out.0
 }
 
@@ -308,7 +325,8 @@ mod tests {
         };
         let http = HttpStats {
             connections: &[3],
-            sendfile_bytes: 7,
+            requests_in_flight: 2,
+            answered: [0, 10, 1, 4, 0],
         };
         let text = render(None, None, &Ok(depth), &http);
         assert!(has_line(&text, "deploystack_cache_enabled 0"), "{text}");
@@ -319,7 +337,10 @@ mod tests {
             "deploystack_queue_depth{state=\"in_flight\"} 1",
             "deploystack_queue_depth{state=\"dead\"} 2",
             "deploystack_http_connections{thread=\"0\"} 3",
-            "deploystack_http_sendfile_bytes_total 7",
+            "deploystack_http_requests_in_flight 2",
+            "deploystack_http_responses_total{class=\"2xx\"} 10",
+            "deploystack_http_responses_total{class=\"4xx\"} 4",
+            "deploystack_http_responses_total{class=\"5xx\"} 0",
         ] {
             assert!(has_line(&text, line), "{line} missing from {text}");
         }
@@ -335,7 +356,7 @@ mod tests {
             &down,
             &HttpStats {
                 connections: &[1, 2],
-                sendfile_bytes: 0,
+                ..HttpStats::default()
             },
         );
         assert!(has_line(&text, "deploystack_cache_enabled 1"), "{text}");

@@ -15,9 +15,12 @@
 //! request of the same path); this module only turns the answer
 //! into HTTP: a redirect's site-relative `Location` gets the `/<deployment-id>` prefix under
 //! path-based serving, and the configuration's headers are set last, over the defaults.
+//! The answer to a plain request for a file is built once and kept with the resolution
+//! ([`prepared`]).
 
 mod conditional;
 mod negotiation;
+mod prepared;
 mod range;
 
 use std::sync::Arc;
@@ -27,21 +30,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use deploystack_core::cache::ResolutionKey;
 use deploystack_core::model::{
     DeploymentId, DeploymentStatus, EncodedVariant, Encoding, FileEntry,
 };
-use deploystack_core::services::serving::{
-    self, PathError, RenderedHead, Resolution, Resolved, SiteError,
-};
+use deploystack_core::services::serving::{self, PathError, Resolution, Resolved, SiteError};
 use deploystack_core::storage::{ObjectStream, StorageError};
 use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use self::conditional::{Precondition, Validators};
+use self::prepared::{KEEP_BODY_BYTES, Prepared, PreparedAnswers};
 use self::range::ByteRange;
-use crate::express::{self, Rendered};
-use crate::sendfile::{self, FileBacked};
 use crate::state::AppState;
 
 /// Every served file may be cached, but must be revalidated: a URL of a deployment never
@@ -58,17 +57,15 @@ pub async fn serve(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    serve_path(&state, &method, &uri, &headers, false).await
+    serve_path(&state, &method, &uri, &headers).await
 }
 
-/// A site path, `/<deployment-id>/<path>`, on the platform's host. `express` says the
-/// request came through `crate::express`, which can write a [`Rendered`] answer.
+/// A site path, `/<deployment-id>/<path>`, on the platform's host.
 pub async fn serve_path(
     state: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    express: bool,
 ) -> Response {
     if let Some(response) = method_not_allowed(method) {
         return response;
@@ -101,7 +98,6 @@ pub async fn serve_path(
         headers,
         head,
         path_based: true,
-        express,
     };
     site_response(state, &id, tail, request).await
 }
@@ -115,8 +111,6 @@ struct SiteRequest<'a> {
     head: bool,
     /// The site's root is `/<id>/` rather than the host's `/`.
     path_based: bool,
-    /// Through the express lane, which can write a [`Rendered`] answer.
-    express: bool,
 }
 
 /// A request on a deployment's own host (`<id>.<base-domain>`): every path, `/api/…`
@@ -127,7 +121,6 @@ pub async fn serve_host(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    express: bool,
 ) -> Response {
     if let Some(response) = method_not_allowed(method) {
         return response;
@@ -138,7 +131,6 @@ pub async fn serve_host(
         headers,
         head: *method == Method::HEAD,
         path_based: false,
-        express,
     };
     site_response(state, id, path.strip_prefix('/').unwrap_or(path), request).await
 }
@@ -175,7 +167,6 @@ async fn site_response(
         headers,
         head,
         path_based,
-        express,
     } = request;
     let normalized = match serving::normalize_path(tail) {
         Ok(path) => path,
@@ -190,23 +181,37 @@ async fn site_response(
         }
     };
     // Shared with the resolution cache, so the answer is read by reference from here on.
-    let resolution = serving::resolve_cached(
+    let resolution = match serving::resolve_cached(
         state.services.repository.as_ref(),
         &state.services.resolutions,
         id,
         &normalized,
     )
-    .await;
-    // A plain request for a file whose head was rendered before is answered with it.
-    let plain = express && is_plain(headers);
-    if plain
-        && let Ok(resolution) = &resolution
-        && let Some(response) = rendered_answer(state, resolution, headers, head).await
+    .await
     {
-        return response;
-    }
-    let mut response = match resolution.as_deref().map(|r| &r.resolved) {
-        Ok(Resolved::Redirect { status, location }) => {
+        Ok(resolution) => resolution,
+        Err(err) => return site_error(id, &err),
+    };
+    let warm = Warm {
+        state,
+        id,
+        path: &normalized,
+        resolution: &resolution,
+        head,
+    };
+    let mut response = match &resolution.resolved {
+        // A plain request is answered from the prepared answer; the configured headers are
+        // part of it already.
+        Resolved::File { file, .. } if is_plain(headers) => {
+            return warm.answer(file, StatusCode::OK, headers).await;
+        }
+        // A site's own `404.html` is always sent as deployed, conditions and ranges aside.
+        Resolved::NotFound(Some(custom)) => {
+            return warm
+                .answer(custom, StatusCode::NOT_FOUND, &HeaderMap::new())
+                .await;
+        }
+        Resolved::Redirect { status, location } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
             // A site path is relative to the site's root, which is `/<id>` when path-based.
             if path_based && location.starts_with('/') {
@@ -215,97 +220,54 @@ async fn site_response(
                 redirect_with(status, location, uri.query())
             }
         }
-        Ok(Resolved::File {
+        Resolved::File {
             file,
             last_modified,
-        }) => {
-            file_response(
-                state,
-                file,
-                Some(*last_modified),
-                StatusCode::OK,
-                headers,
-                head,
-            )
-            .await
-        }
-        Ok(Resolved::AddTrailingSlash) => {
+        } => file_response(state, file, Some(*last_modified), headers, head).await,
+        Resolved::AddTrailingSlash => {
             // The last raw segment was validated (no '/', no '\\'); "./" keeps a segment such
             // as "javascript:x" from being read as a scheme.
             let last = tail.rsplit('/').next().unwrap_or_default();
             redirect(&format!("./{last}/"), uri.query())
         }
-        Ok(Resolved::NotFound(Some(custom))) => {
-            file_response(
-                state,
-                custom,
-                None,
-                StatusCode::NOT_FOUND,
-                &HeaderMap::new(),
-                head,
-            )
-            .await
-        }
-        Ok(Resolved::NotFound(None)) => page(StatusCode::NOT_FOUND, NO_FILE_PAGE),
-        Err(SiteError::UnknownDeployment) => page(
+        Resolved::NotFound(None) => page(StatusCode::NOT_FOUND, NO_FILE_PAGE),
+    };
+    configured_headers(response.headers_mut(), &resolution);
+    response
+}
+
+/// The answer when the deployment cannot serve anything.
+fn site_error(id: &DeploymentId, err: &SiteError) -> Response {
+    match err {
+        SiteError::UnknownDeployment => page(
             StatusCode::NOT_FOUND,
             "404 Not Found\n\nThere is no deployment with this id.\n",
         ),
-        Err(SiteError::Deleted) => page(
+        SiteError::Deleted => page(
             StatusCode::GONE,
             "410 Gone\n\nThis deployment was deleted.\n",
         ),
-        Err(SiteError::NotReady(status)) => page(StatusCode::NOT_FOUND, not_ready_message(*status)),
-        Err(err) => {
+        SiteError::NotReady(status) => page(StatusCode::NOT_FOUND, not_ready_message(*status)),
+        err => {
             tracing::error!(%id, error = %err, "cannot resolve a site path");
             page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable\n\nTry again shortly.\n",
             )
         }
-    };
-    // The site's own headers win over the defaults; they passed the header rule at deploy
-    // time, so a value that still does not fit a header is skipped rather than answered.
-    let configured = resolution.as_deref().map_or(&[][..], |r| &r.headers);
-    for (name, value) in configured {
+    }
+}
+
+/// The site's own headers win over the defaults; they passed the header rule at deploy
+/// time, so a value that still does not fit a header is skipped rather than answered.
+fn configured_headers(headers: &mut HeaderMap, resolution: &Resolution) {
+    for (name, value) in &resolution.headers {
         if let (Ok(name), Ok(value)) = (
             header::HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
-            response.headers_mut().insert(name, value);
+            headers.insert(name, value);
         }
-    }
-    if plain && let Ok(resolution) = &resolution {
-        let key = state.services.resolutions.key(id, &normalized);
-        remember_head(
-            state,
-            key,
-            resolution,
-            headers,
-            response.status(),
-            response.headers(),
-        )
-        .await;
-    }
-    response
-}
-
-/// Fill the slot of `encoding` with `rendered`, unless another request did first, and put
-/// the resolution back into the cache so its budget counts the new bytes.
-fn keep_rendered(
-    state: &AppState,
-    key: Option<ResolutionKey>,
-    resolution: &Arc<Resolution>,
-    encoding: Option<Encoding>,
-    rendered: RenderedHead,
-) {
-    if resolution.rendered.slot(encoding).set(rendered).is_ok()
-        && let Some(key) = key
-    {
-        state
-            .services
-            .resolutions
-            .insert(key, Arc::clone(resolution));
     }
 }
 
@@ -324,123 +286,130 @@ fn is_plain(headers: &HeaderMap) -> bool {
     !NOT_PLAIN.iter().any(|name| headers.contains_key(name))
 }
 
-/// The file a resolution answers with and the request headers its representation is chosen
-/// by: a site's `404.html` is always sent as deployed.
-fn answering_file<'a>(
-    resolution: &'a Resolution,
-    request: &'a HeaderMap,
-) -> Option<(&'a FileEntry, &'a HeaderMap)> {
-    static NONE: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(HeaderMap::new);
-    match &resolution.resolved {
-        Resolved::File { file, .. } => Some((file, request)),
-        Resolved::NotFound(Some(file)) => Some((file, &NONE)),
-        _ => None,
-    }
-}
-
-/// The answer to a plain request from the head rendered for an earlier one
-/// ([`remember_head`]), with the body from storage (the hot-blob cache, for a warm file).
-/// `None` when there is no such head yet, or the body is not one buffer: the full path then
-/// answers.
-async fn rendered_answer(
-    state: &AppState,
-    resolution: &Resolution,
-    request: &HeaderMap,
+/// What answering from a prepared answer needs.
+struct Warm<'a> {
+    state: &'a AppState,
+    id: &'a DeploymentId,
+    /// The normalized path, to put the resolution back into the cache once it holds more.
+    path: &'a str,
+    resolution: &'a Arc<Resolution>,
     head: bool,
-) -> Option<Response> {
-    let encoding = match &resolution.resolved {
-        Resolved::NotFound(None) => None,
-        _ => {
-            let (file, request) = answering_file(resolution, request)?;
-            chosen_variant(file, request).map(|variant| variant.encoding)
-        }
-    };
-    let rendered = resolution.rendered.slot(encoding).get()?;
-    let storage = &*state.services.storage;
-    let (body, file) = if head {
-        (Bytes::new(), None)
-    } else if let Some(body) = &rendered.body {
-        (body.clone(), None)
-    } else if let Some(file) = usize::try_from(rendered.size)
-        .ok()
-        .and_then(|size| state.open_files.open(storage, &rendered.blob_key, size))
-    {
-        (Bytes::new(), Some(file))
-    } else {
-        let object = storage.get(&rendered.blob_key).await.ok()?;
-        let (size, _, whole) = whole_body(object).await.ok()?;
-        (whole.filter(|_| size == rendered.size)?, None)
-    };
-    let mut response = Response::new(Body::empty());
-    response.extensions_mut().insert(Rendered {
-        head: rendered.head.clone(),
-        body,
-        file,
-    });
-    Some(response)
 }
 
-/// Bodies below this size are kept with their rendered head (`RenderedHead::body`); larger
-/// ones are sent from their file (`crate::sendfile`) or read from the hot-blob cache.
-const KEEP_WITH_HEAD_BYTES: u64 = sendfile::MIN_BYTES as u64;
-
-/// Keep the head of `response`, the full answer to a plain request, with its resolution,
-/// for [`rendered_answer`] to send next time. The resolution goes into the resolution cache
-/// again, so the cache's budget counts what it now holds.
-async fn remember_head(
-    state: &AppState,
-    key: Option<ResolutionKey>,
-    resolution: &Arc<Resolution>,
-    request: &HeaderMap,
-    status: StatusCode,
-    response_headers: &HeaderMap,
-) {
-    if let Resolved::NotFound(None) = &resolution.resolved {
-        // The platform's page: static bytes, kept with the head like a small file.
-        let body = Bytes::from_static(NO_FILE_PAGE.as_bytes());
-        let rendered = RenderedHead {
-            head: express::render_head(status, response_headers, body.len() as u64),
-            blob_key: String::new(),
-            size: body.len() as u64,
-            body: Some(body),
+impl Warm<'_> {
+    /// The answer to a plain request for `file` (`status` 200, or 404 for a site's own
+    /// `404.html`), from the prepared answer of the representation `request` negotiates,
+    /// which the first such request builds and keeps.
+    async fn answer(&self, file: &FileEntry, status: StatusCode, request: &HeaderMap) -> Response {
+        let encoding = chosen_variant(file, request).map(|variant| variant.encoding);
+        let kept = self
+            .resolution
+            .attached
+            .get::<PreparedAnswers>()
+            .and_then(|answers| answers.slot(encoding).get());
+        let unkept;
+        let prepared = match kept {
+            Some(prepared) => prepared,
+            None => match self.prepare(file, status, request).await {
+                Ok(built) => match self.keep(encoding, built) {
+                    Ok(kept) => kept,
+                    Err(built) => {
+                        unkept = built;
+                        &unkept
+                    }
+                },
+                Err(err) => return storage_failure(file, &err),
+            },
         };
-        keep_rendered(state, key, resolution, None, rendered);
-        return;
-    }
-    let Some((file, request)) = answering_file(resolution, request) else {
-        return;
-    };
-    if status != StatusCode::OK && status != StatusCode::NOT_FOUND {
-        return; // a storage failure's 503
-    }
-    let representation = negotiate(file, request);
-    if resolution
-        .rendered
-        .slot(representation.encoding)
-        .get()
-        .is_some()
-    {
-        return;
-    }
-    let head = express::render_head(status, response_headers, representation.size);
-    let mut body = None;
-    if representation.size < KEEP_WITH_HEAD_BYTES {
-        // Just read to answer this request, so the hot-blob cache has it.
-        let storage = &*state.services.storage;
-        if let Ok(object) = storage.get(&representation.blob_key).await
-            && let Ok((size, _, Some(bytes))) = whole_body(object).await
-            && size == representation.size
-        {
-            body = Some(bytes);
+        if self.head {
+            return prepared.response(Body::empty());
+        }
+        if let Some(body) = &prepared.body {
+            return prepared.response(Body::from(body.clone()));
+        }
+        let body = match self.state.services.storage.get(&prepared.blob_key).await {
+            Ok(object) => whole_body(object).await,
+            Err(err) => Err(err),
+        };
+        match body {
+            Ok((_, body, _)) => prepared.response(body),
+            Err(err) => storage_failure(file, &err),
         }
     }
-    let rendered = RenderedHead {
-        head,
-        blob_key: representation.blob_key,
-        size: representation.size,
-        body,
-    };
-    keep_rendered(state, key, resolution, representation.encoding, rendered);
+
+    /// Build the prepared answer for `file`: the headers a 200 (or the 404 of a site's own
+    /// `404.html`) carries, and the body if it is small enough to keep.
+    async fn prepare(
+        &self,
+        file: &FileEntry,
+        status: StatusCode,
+        request: &HeaderMap,
+    ) -> Result<Prepared, StorageError> {
+        let representation = negotiate(file, request);
+        let last_modified = match &self.resolution.resolved {
+            Resolved::File { last_modified, .. } => Some(*last_modified),
+            _ => None,
+        };
+        let validators = Validators {
+            etag: &representation.etag,
+            last_modified: last_modified.and_then(conditional::http_time),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(representation.size),
+        );
+        representation_headers(
+            &mut headers,
+            file,
+            &representation,
+            validators,
+            status == StatusCode::OK,
+        );
+        configured_headers(&mut headers, self.resolution);
+        let mut body = None;
+        if representation.size <= KEEP_BODY_BYTES {
+            let object = self
+                .state
+                .services
+                .storage
+                .get(&representation.blob_key)
+                .await?;
+            let (size, _, whole) = whole_body(object).await?;
+            // A body that did not arrive in one buffer, or not as long as the manifest
+            // says, is read per request instead.
+            body = whole.filter(|_| size == representation.size);
+        }
+        Ok(Prepared {
+            status,
+            headers,
+            body,
+            blob_key: representation.blob_key,
+        })
+    }
+
+    /// Keep `prepared` with the resolution, unless another request kept one first, and put
+    /// the resolution back into the cache so its budget counts what it now holds. Returns
+    /// what is kept, or `prepared` back if the resolution holds something else.
+    fn keep(
+        &self,
+        encoding: Option<Encoding>,
+        prepared: Prepared,
+    ) -> Result<&Prepared, Box<Prepared>> {
+        let Some(answers) = self
+            .resolution
+            .attached
+            .get_or_attach(PreparedAnswers::default)
+        else {
+            return Err(Box::new(prepared));
+        };
+        let kept = answers.slot(encoding).get_or_init(|| prepared);
+        let resolutions = &self.state.services.resolutions;
+        if let Some(key) = resolutions.key(self.id, self.path) {
+            resolutions.insert(key, Arc::clone(self.resolution));
+        }
+        Ok(kept)
+    }
 }
 
 /// The platform's 404 for a path of a deployment without its own `404.html`.
@@ -562,13 +531,12 @@ fn chosen_variant<'a>(file: &'a FileEntry, request: &HeaderMap) -> Option<&'a En
 /// a large file never sits in memory whole.
 const RANGE_PIECE: u64 = 1024 * 1024;
 
-/// Answer with `file`: `status` is 200 for a found file, 404 for the site's own `404.html`
-/// (which is sent as is: conditions and ranges only apply to the file that was asked for).
+/// Answer a request with preconditions or a range for `file`, a found file (plain requests
+/// are answered by [`Warm::answer`]).
 async fn file_response(
     state: &AppState,
     file: &FileEntry,
     last_modified: Option<OffsetDateTime>,
-    status: StatusCode,
     request: &HeaderMap,
     head: bool,
 ) -> Response {
@@ -577,10 +545,7 @@ async fn file_response(
         etag: &representation.etag,
         last_modified: last_modified.and_then(conditional::http_time),
     };
-    let found = status == StatusCode::OK;
-    let selected = if !found {
-        ByteRange::Whole
-    } else {
+    let selected = {
         match conditional::evaluate(request, validators) {
             Precondition::NotModified => {
                 // RFC 9110 §15.4.5: the validator and caching fields a 200 would carry, no
@@ -648,7 +613,7 @@ async fn file_response(
             }
         }
         ByteRange::Whole if head => {
-            let mut response = status.into_response();
+            let mut response = StatusCode::OK.into_response();
             response.headers_mut().insert(
                 header::CONTENT_LENGTH,
                 HeaderValue::from(representation.size),
@@ -661,28 +626,39 @@ async fn file_response(
                 Err(err) => Err(err),
             };
             match body {
-                Ok((size, body, whole)) => {
-                    let mut response = (status, body).into_response();
+                Ok((size, body, _)) => {
+                    let mut response = (StatusCode::OK, body).into_response();
                     response
                         .headers_mut()
                         .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-                    let storage = &*state.services.storage;
-                    let key = &representation.blob_key;
-                    let files = &state.open_files;
-                    if let Some(file) =
-                        whole.and_then(|b| FileBacked::open(files, storage, key, &b))
-                    {
-                        response.extensions_mut().insert(file);
-                    }
                     response
                 }
                 Err(err) => return storage_failure(file, &err),
             }
         }
     };
-    let headers = response.headers_mut();
+    representation_headers(
+        response.headers_mut(),
+        file,
+        &representation,
+        validators,
+        true,
+    );
+    response
+}
+
+/// What every answer carrying (part of) a representation says about it: for a found file
+/// the caching headers and `Accept-Ranges`, for a site's own `404.html` only
+/// `Cache-Control`; then type, encoding and `nosniff`.
+fn representation_headers(
+    headers: &mut HeaderMap,
+    file: &FileEntry,
+    representation: &Representation,
+    validators: Validators<'_>,
+    found: bool,
+) {
     if found {
-        cache_headers(headers, &representation, validators);
+        cache_headers(headers, representation, validators);
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     } else {
         headers.insert(
@@ -703,14 +679,13 @@ async fn file_response(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    response
 }
 
 /// The body of a 200, its length and, when it arrived in one buffer, that buffer. The first
 /// chunk is read before answering, so a storage failure is a 503 rather than a 200 cut
 /// short; an object that arrives in one chunk (every blob the hot-blob cache holds) becomes
 /// one buffer, which hyper writes together with the response head instead of polling a
-/// stream for its end (or which `crate::sendfile` sends from its file).
+/// stream for its end.
 async fn whole_body(mut object: ObjectStream) -> Result<(u64, Body, Option<Bytes>), StorageError> {
     let size = object.size;
     let Some(first) = object.stream.next().await else {

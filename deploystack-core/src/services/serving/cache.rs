@@ -13,7 +13,7 @@
 //! Only the answers of live `READY` deployments are stored, and a `READY` deployment is
 //! immutable: its manifest and routing configuration never change, so neither does the
 //! answer for a path (`Last-Modified` and the configuration's headers included). The one
-//! change left is a delete, and `crate::services::serving::resolve_cached` reads the
+//! change left is a delete, and [`super::resolve_cached`] reads the
 //! deployment record (from the read cache, which deletes evict on every node) before it asks
 //! this cache, on every request. A deleted deployment therefore answers "deleted" whatever
 //! this cache still holds; its entries are never read again and leave with their time to
@@ -28,29 +28,19 @@
 //! `cache_ttl_secs = 0` turns it off along with the read cache, and resolution then asks the
 //! repository as before.
 //!
-//! # Why foldhash rather than the standard SipHash?
-//! (The same holds for the read cache and the hot-blob cache, which share the hasher.)
-//! The key is a request path, so it is chosen by whoever sends requests; the hasher must stay
-//! keyed. foldhash is keyed — each cache gets 64 bits from the operating system's random
-//! number generator on top of foldhash's own process-wide seed, so no fixed set of inputs
-//! collides for every instance — is already in the tree through hashbrown, and hashes a short
-//! path several times faster than SipHash-1-3. Nothing about this cache exposes hash values or
-//! iteration order to a client, and the budget bounds the table whatever its keys.
+//!
+//! # Hasher
+//! The read cache's keyed foldhash (`crate::cache`), for the same reasons: keys are request
+//! paths.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 
-use super::{Hasher, keyed_hasher};
+use super::{Resolution, Resolved};
+use crate::cache::{Hasher, RESOLUTION_SHARE_DIVISOR, keyed_hasher};
 use crate::model::{DeploymentId, EncodedVariant, FileEntry};
-use crate::services::serving::{Resolution, Resolved};
-
-/// The resolution cache gets `cache_max_bytes / RESOLUTION_SHARE_DIVISOR` bytes; the read
-/// cache keeps the rest. A quarter: an answer is about the size of the manifest entry it
-/// names, and once a path's answer is here, its manifest lookups are not asked again, so the
-/// read cache mostly holds deployment records and the lookups of cold paths.
-pub const RESOLUTION_SHARE_DIVISOR: u64 = 4;
 
 /// Size and lifetime of the resolution cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,11 +174,6 @@ impl ResolutionCache {
 /// small entries fairly.
 const ENTRY_OVERHEAD: usize = 128;
 
-/// What the rendered heads of a file's answer take, at most as many as it has
-/// representations: a head is about 400 bytes plus the configured headers, and a file
-/// typically has its identity bytes and one or two precompressed variants.
-const RENDERED_ALLOWANCE: usize = 1024;
-
 /// The approximate bytes an entry occupies: its inline size, the heap it owns, and moka's
 /// bookkeeping.
 fn weigh(key: &ResolutionKey, resolution: &Arc<Resolution>) -> u32 {
@@ -198,11 +183,7 @@ fn weigh(key: &ResolutionKey, resolution: &Arc<Resolution>) -> u32 {
             + file.encodings.len() * std::mem::size_of::<EncodedVariant>()
     };
     let resolved_heap = match &resolution.resolved {
-        // A file's answer may later hold rendered response heads (`Resolution::rendered`);
-        // the weight is fixed at insertion, so they are counted in advance.
-        Resolved::File { file, .. } | Resolved::NotFound(Some(file)) => {
-            file_heap(file) + RENDERED_ALLOWANCE
-        }
+        Resolved::File { file, .. } | Resolved::NotFound(Some(file)) => file_heap(file),
         Resolved::Redirect { location, .. } => location.len(),
         Resolved::NotFound(None) | Resolved::AddTrailingSlash => 0,
     };
@@ -217,7 +198,7 @@ fn weigh(key: &ResolutionKey, resolution: &Arc<Resolution>) -> u32 {
         + std::mem::size_of::<Resolution>()
         + resolved_heap
         + headers_heap
-        + resolution.rendered.heap_bytes();
+        + resolution.attached.heap_bytes();
     u32::try_from(total).unwrap_or(u32::MAX)
 }
 
@@ -229,7 +210,7 @@ mod tests {
         Arc::new(Resolution {
             resolved: Resolved::NotFound(None),
             headers: Vec::new(),
-            rendered: Default::default(),
+            attached: Default::default(),
         })
     }
 
@@ -252,7 +233,7 @@ mod tests {
         let with_headers = Arc::new(Resolution {
             resolved: Resolved::NotFound(None),
             headers: vec![("x-frame-options".to_owned(), "DENY".to_owned())],
-            rendered: Default::default(),
+            attached: Default::default(),
         });
         assert!(weigh(&ResolutionKey::new(&id, "a"), &with_headers) > short);
     }

@@ -1,7 +1,7 @@
-//! The express lane (`deploystack-http/src/express.rs`) against the real server, over raw
-//! keep-alive connections: a warm answer is the same as the cold one and as hyper's,
-//! pipelined requests are answered in order, a request with a body moves the connection to
-//! hyper without losing a byte, and `Connection: close` is honoured.
+//! Serving over raw keep-alive connections: every kind of answer (200, 304, 206, 416, HEAD,
+//! OPTIONS, redirects, 404) one after another and pipelined in one write, a warm answer (from
+//! the prepared answer) the same as the cold one, a request with a body followed by another
+//! in the same write, and `Connection: close` honoured.
 
 use std::time::Duration;
 
@@ -106,18 +106,20 @@ fn get(path: &str, extra: &str) -> String {
 }
 
 async fn site(server: &Server) -> String {
-    let page = "<!doctype html><p>express lane page</p>".repeat(40);
+    let page = "<!doctype html><p>a page kept warm</p>".repeat(40);
     server
         .deploy_ready(zip_of(&[
             ("index.html", page.as_bytes()),
+            ("docs/index.html", b"<h1>docs</h1>".as_slice()),
             ("404.html", b"<h1>custom not found</h1>".as_slice()),
-            ("_headers", b"/*\n  X-Site: express\n".as_slice()),
+            ("_headers", b"/*\n  X-Site: kept\n".as_slice()),
+            ("_redirects", b"/old /docs/ 302\n".as_slice()),
         ]))
         .await
 }
 
 #[tokio::test]
-async fn warm_answers_are_the_cold_answers_and_hyper_s() {
+async fn warm_answers_are_the_cold_answers() {
     let server = Server::start().await;
     let id = site(&server).await;
     // A site without a `404.html` of its own answers with the platform's page.
@@ -132,8 +134,7 @@ async fn warm_answers_are_the_cold_answers_and_hyper_s() {
         (format!("/{id}/missing/page"), "", 404),
         (format!("/{bare}/missing/page"), "", 404),
     ] {
-        // The first answer is built in full and its head kept; the next two are written
-        // from the kept head.
+        // The first answer is built in full and kept; the next two are answered from it.
         connection.send(&get(&path, extra)).await;
         let cold = connection.answer(false).await;
         assert_eq!(cold.status, status, "{path} {extra}");
@@ -154,16 +155,16 @@ async fn warm_answers_are_the_cold_answers_and_hyper_s() {
         assert_eq!(head.status, status);
         assert_eq!(head.fields, cold.fields, "HEAD {path} {extra}");
 
-        // The same request with an (empty) body goes to hyper, on a connection of its own:
-        // the answer is the same.
-        let mut hyper = Connection::open(server.address()).await;
-        hyper
+        // The same request with an (empty) body, on a connection of its own, is answered the
+        // same.
+        let mut other = Connection::open(server.address()).await;
+        other
             .send(&get(&path, &format!("{extra}Content-Length: 0\r\n")))
             .await;
-        let from_hyper = hyper.answer(false).await;
-        assert_eq!(from_hyper.status, status);
-        assert_eq!(from_hyper.fields, cold.fields, "hyper: {path} {extra}");
-        assert_eq!(from_hyper.body, cold.body);
+        let with_body = other.answer(false).await;
+        assert_eq!(with_body.status, status);
+        assert_eq!(with_body.fields, cold.fields, "with a body: {path} {extra}");
+        assert_eq!(with_body.body, cold.body);
     }
     let gzip = {
         connection
@@ -184,6 +185,89 @@ async fn warm_answers_are_the_cold_answers_and_hyper_s() {
     let revalidated = connection.answer(true).await;
     assert_eq!(revalidated.status, 304);
     assert_eq!(revalidated.field("etag"), Some(etag.as_str()));
+}
+
+/// The requests of [`every_kind_of_answer`] for site `id`, and the status each gets.
+fn every_kind_of_request(id: &str, etag: &str) -> Vec<(String, u16, bool)> {
+    let raw = |method: &str, path: &str, extra: &str| {
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n")
+    };
+    vec![
+        (get(&format!("/{id}/"), ""), 200, false),
+        (
+            get(&format!("/{id}/"), &format!("If-None-Match: {etag}\r\n")),
+            304,
+            true,
+        ),
+        (get(&format!("/{id}/"), "Range: bytes=0-9\r\n"), 206, false),
+        (
+            get(&format!("/{id}/"), "Range: bytes=999999-\r\n"),
+            416,
+            false,
+        ),
+        (raw("HEAD", &format!("/{id}/"), ""), 200, true),
+        (raw("OPTIONS", &format!("/{id}/"), ""), 204, true),
+        (get(&format!("/{id}/docs"), ""), 301, false),
+        (get(&format!("/{id}/old"), ""), 302, false),
+        (get(&format!("/{id}/nothing/here"), ""), 404, false),
+        (get(&format!("/{id}/docs/"), ""), 200, false),
+    ]
+}
+
+#[tokio::test]
+async fn every_kind_of_answer_over_keep_alive_and_pipelined() {
+    let server = Server::start().await;
+    let id = site(&server).await;
+    let mut connection = Connection::open(server.address()).await;
+    connection.send(&get(&format!("/{id}/"), "")).await;
+    let page = connection.answer(false).await;
+    let etag = page.field("etag").unwrap().to_owned();
+
+    // One at a time on one connection…
+    let requests = every_kind_of_request(&id, &etag);
+    let mut one_by_one = Vec::new();
+    for (request, status, head_only) in &requests {
+        connection.send(request).await;
+        let answer = connection.answer(*head_only).await;
+        assert_eq!(answer.status, *status, "{request}: {answer:?}");
+        one_by_one.push(answer);
+    }
+    assert_eq!(one_by_one[0].body, page.body);
+    assert_eq!(one_by_one[2].body, &page.body[..10]);
+    assert_eq!(
+        one_by_one[2].field("content-range"),
+        Some(format!("bytes 0-9/{}", page.body.len()).as_str())
+    );
+    assert_eq!(
+        one_by_one[3].field("content-range"),
+        Some(format!("bytes */{}", page.body.len()).as_str())
+    );
+    assert_eq!(
+        one_by_one[4].field("content-length"),
+        Some(page.body.len().to_string().as_str())
+    );
+    assert_eq!(one_by_one[5].field("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(one_by_one[6].field("location"), Some("./docs/"));
+    assert_eq!(
+        one_by_one[7].field("location"),
+        Some(format!("/{id}/docs/").as_str())
+    );
+    assert_eq!(one_by_one[8].body, b"<h1>custom not found</h1>");
+    assert_eq!(one_by_one[9].body, b"<h1>docs</h1>");
+
+    // …and all in one write, on a new connection: the same answers, in order.
+    let mut pipelined = Connection::open(server.address()).await;
+    let all: String = requests
+        .iter()
+        .map(|(request, _, _)| request.as_str())
+        .collect();
+    pipelined.send(&all).await;
+    for ((request, _, head_only), alone) in requests.iter().zip(&one_by_one) {
+        let answer = pipelined.answer(*head_only).await;
+        assert_eq!(answer.status, alone.status, "{request}");
+        assert_eq!(answer.fields, alone.fields, "{request}");
+        assert_eq!(answer.body, alone.body, "{request}");
+    }
 }
 
 #[tokio::test]
@@ -211,15 +295,14 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
-async fn a_request_with_a_body_moves_the_connection_to_hyper() {
+async fn a_request_with_a_body_and_one_behind_it_in_the_same_write() {
     let server = Server::start().await;
     let id = site(&server).await;
     let mut connection = Connection::open(server.address()).await;
     connection.send(&get(&format!("/{id}/"), "")).await;
     let page = connection.answer(false).await;
     assert_eq!(page.status, 200);
-    // A POST with a body, and a GET behind it in the same write: hyper reads both from the
-    // bytes the lane had already taken.
+    // A POST with a body, and a GET behind it in the same write: both are answered, in order.
     let post = format!(
         "POST /{id}/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello{}",
         get(&format!("/{id}/"), "")
@@ -231,7 +314,7 @@ async fn a_request_with_a_body_moves_the_connection_to_hyper() {
     let again = connection.answer(false).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body, page.body);
-    // The API answers on such a connection too.
+    // The API answers on the same connection too.
     connection.send(&get("/healthz", "")).await;
     assert_eq!(connection.answer(false).await.status, 200);
 }
