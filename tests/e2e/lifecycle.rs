@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, zip_of};
+use crate::support::{Server, noise, zip_of};
 
 #[tokio::test]
 async fn deployments_are_listed_newest_first_in_pages() {
@@ -152,6 +152,44 @@ async fn deleting_stops_serving_at_once_and_frees_unshared_blobs() {
     assert_eq!(kept.text().await.unwrap(), "shared");
     let (_, list) = server.get_json("/api/v1/deployments").await;
     assert_eq!(list["deployments"].as_array().unwrap().len(), 1);
+}
+
+/// Files the server process holds open although they were deleted: their disk space is not
+/// freed until the server closes them.
+fn deleted_files_held_open(server: &Server) -> Vec<String> {
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", server.pid())).unwrap();
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.ends_with(" (deleted)"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deleted_deployment_s_served_files_free_their_disk_space() {
+    let server = Server::start().await;
+    // Large and incompressible: the kind of body that was once sent from an open file.
+    let large = noise(300 * 1024);
+    let id = server
+        .deploy_ready(zip_of(&[("large.bin", large.as_slice())]))
+        .await;
+    for _ in 0..3 {
+        let response = server.get(&format!("/{id}/large.bin")).await;
+        assert_eq!(response.bytes().await.unwrap().len(), large.len());
+    }
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/v1/deployments/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while blob_count(&server) != 0 {
+        assert!(Instant::now() < deadline, "the blob was not collected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(deleted_files_held_open(&server), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -380,17 +380,21 @@ pub struct Worker {
     pub label: String,
     child: Option<Child>,
     pid: u32,
+    /// Its data directory (build folders and caches), removed with it.
+    _data_dir: tempfile::TempDir,
 }
 
 #[allow(dead_code)]
 impl Worker {
     /// Start `binary` with exactly `env` (plus PATH) and wait until its build loops run.
     pub async fn start(binary: &Path, label: &str, env: &[(String, String)]) -> Worker {
+        let data_dir = tempfile::tempdir().expect("a worker's data directory");
         let mut command = Command::new(binary);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
+            .env("DEPLOYSTACK_DATA_DIR", data_dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -425,6 +429,7 @@ impl Worker {
             label,
             child: Some(child),
             pid,
+            _data_dir: data_dir,
         }
     }
 

@@ -157,6 +157,10 @@ pub struct Config {
     /// and closes the connection (`DEPLOYSTACK_BODY_READ_TIMEOUT_SECS`); stalled uploads
     /// would otherwise hold their connection for as long as an upload may take.
     pub body_read_timeout_secs: u64,
+    /// Uploads are refused with 507 while the data directory's filesystem has less free space
+    /// than this, in bytes (`DEPLOYSTACK_MIN_FREE_DISK_BYTES`); `/readyz` reports it too. 0
+    /// turns the check off.
+    pub min_free_disk_bytes: u64,
     /// Largest request line plus headers in bytes (`DEPLOYSTACK_MAX_HEADER_BYTES`); past it:
     /// 431.
     pub max_header_bytes: usize,
@@ -237,6 +241,7 @@ impl Default for Config {
             max_connections: 4096,
             serve_threads: 0,
             body_read_timeout_secs: 30,
+            min_free_disk_bytes: 512 * 1024 * 1024,
             header_read_timeout_secs: 10,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
@@ -400,6 +405,11 @@ impl Config {
             &get,
             "DEPLOYSTACK_BODY_READ_TIMEOUT_SECS",
             &mut self.body_read_timeout_secs,
+        )?;
+        parse(
+            &get,
+            "DEPLOYSTACK_MIN_FREE_DISK_BYTES",
+            &mut self.min_free_disk_bytes,
         )?;
         parse(
             &get,

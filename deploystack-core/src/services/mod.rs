@@ -8,20 +8,26 @@
 //! - [`serving`]: turn a request path into a file of a deployment, safely.
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
+//! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.
+//! - [`scratch`]: where upload spools and build folders live, swept after a crash.
 
 pub mod archive;
 pub mod compression;
 pub mod deployments;
+pub mod disk;
 pub mod hosts;
 pub mod ingest;
 pub mod pipeline;
 pub mod reconciler;
+pub mod scratch;
 pub mod serving;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use self::scratch::Scratch;
+use self::serving::ResolutionCache;
 use crate::build::{BuildConfig, BuildStrategy, StrategyRegistry};
 use crate::cache::{
     BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
@@ -32,7 +38,6 @@ use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEvent
 use crate::queue::{MemoryQueue, Queue};
 use crate::repository::{Repository, SqliteRepository};
 use crate::storage::{ObjectStoreStorage, Storage};
-use serving::ResolutionCache;
 
 /// Every port, wired. Cheap to clone; the binaries build one with [`Services::from_config`],
 /// embedders and tests may fill the fields with anything that implements the ports.
@@ -64,6 +69,10 @@ pub struct Services {
     /// or [`Services::in_memory`] put one there; `None` when it is off or the caller supplied
     /// the storage.
     pub blob_cache_stats: Option<BlobCacheStatsHandle>,
+    /// Where upload spools and build folders go: `<data_dir>/tmp/<pid>/` when built by
+    /// [`Services::from_config`] (swept after a crash, see [`scratch`]), otherwise the
+    /// system temp directory.
+    pub scratch: Arc<Scratch>,
 }
 
 impl std::fmt::Debug for Services {
@@ -337,9 +346,22 @@ impl Services {
                 .await?,
             ),
         };
+        let (scratch, swept) =
+            Scratch::in_data_dir(&config.data_dir).map_err(|source| ServicesError::DataDir {
+                path: config.data_dir.join("tmp"),
+                source,
+            })?;
+        if swept.folders > 0 {
+            tracing::info!(
+                folders = swept.folders,
+                bytes = swept.bytes,
+                "removed the temporary files of processes that did not exit cleanly"
+            );
+        }
         Ok(Self {
             cache_stats,
             blob_cache_stats,
+            scratch: Arc::new(scratch),
             ..Self::new(config, repository, storage, queue)
         })
     }
@@ -371,6 +393,7 @@ impl Services {
             broadcast,
             cache_stats: None,
             blob_cache_stats: None,
+            scratch: Arc::new(Scratch::system()),
         }
     }
 
