@@ -106,7 +106,8 @@ pub async fn run(
     // The app's state holds the counts, so `/metrics` reads the same ones.
     let open = app.state().connections.clone();
     let threads = open.0.len();
-    let cores = Cores::plan(threads, config.serve_cpu_affinity);
+    // `serve_cpu_affinity` is gone from the settings; the pinning it chose goes next.
+    let cores = Cores::plan(threads, false);
     let (balancer, inboxes) = Balancer::new(open, cores.pinned());
     let shared = Shared {
         app,
