@@ -95,7 +95,7 @@ pub struct Config {
         arg(long, env = "DEPLOYSTACK_DATA_DIR", value_name = "DIR")
     )]
     pub data_dir: PathBuf,
-    /// Repository URL: sqlite://… or postgres://…; default sqlite://<data_dir>/deploystack.db.
+    /// Repository URL: sqlite://… or postgres://…; default `sqlite://<data_dir>/deploystack.db`.
     #[cfg_attr(
         feature = "cli",
         arg(long, env = "DEPLOYSTACK_DATABASE_URL", value_name = "URL")
@@ -108,13 +108,13 @@ pub struct Config {
     )]
     pub queue_url: Option<String>,
     /// Storage URL: file:///dir, memory:// or s3://bucket/prefix; default
-    /// file://<data_dir>/storage.
+    /// `file://<data_dir>/storage`.
     #[cfg_attr(
         feature = "cli",
         arg(long, env = "DEPLOYSTACK_STORAGE_URL", value_name = "URL")
     )]
     pub storage_url: Option<String>,
-    /// Base of the URLs the API returns; default http://<bound address>.
+    /// Base of the URLs the API returns; default `http://<bound address>`.
     #[cfg_attr(
         feature = "cli",
         arg(long, env = "DEPLOYSTACK_PUBLIC_URL", value_name = "URL")
@@ -195,7 +195,7 @@ pub struct Config {
     )]
     pub build_sandbox: SandboxMode,
     /// Where each worker keeps the per-project dependency caches; default
-    /// <data_dir>/build-cache.
+    /// `<data_dir>/build-cache`.
     ///
     /// Local disk: a restore is a rename when it shares a filesystem with the build's
     /// temporary folder.
@@ -298,7 +298,7 @@ pub struct Config {
     )]
     pub redis_prefix: String,
     /// Domain under which each deployment is served on its own origin,
-    /// <deployment-id>.<base_domain>.
+    /// `<deployment-id>.<base_domain>`.
     ///
     /// The default, localhost, works in browsers without DNS set-up.
     #[cfg_attr(
@@ -360,7 +360,7 @@ pub struct Config {
         arg(long, env = "DEPLOYSTACK_REQUEST_TIMEOUT_SECS", value_name = "SECS")
     )]
     pub request_timeout_secs: u64,
-    /// S3 connection settings ([s3] in the file, the standard AWS_* variables).
+    /// S3 connection settings (`[s3]` in the file, the standard `AWS_*` variables).
     #[cfg_attr(feature = "cli", command(flatten))]
     pub s3: S3Settings,
 }
