@@ -26,7 +26,6 @@ use deploystack_core::Services;
 use deploystack_core::build::{
     BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree, StrategyRegistry,
 };
-use deploystack_core::config::Config;
 use pulldown_cmark::{CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 /// The strategy's name, as the build log and the events show it.
@@ -225,7 +224,7 @@ fn escape(text: &str) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     deploystack_core::config::cli::init_tracing();
-    let config = Config::load(None)?;
+    let config = deploystack_core::config::cli::load()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let mut services = Services::from_config(config).await?;
     // The registry the services came with (the built-in strategies), plus ours first.

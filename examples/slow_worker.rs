@@ -23,7 +23,6 @@ use deploystack_core::Services;
 use deploystack_core::build::{
     BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree,
 };
-use deploystack_core::config::Config;
 use deploystack_core::queue::{DeadLetter, Delivery, Job, Queue, QueueDepth, QueueError};
 
 /// The marker file: its content is how many milliseconds the build takes.
@@ -120,7 +119,7 @@ impl Queue for PauseBeforeAck {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     deploystack_core::config::cli::init_tracing();
-    let config = Config::load(None)?;
+    let config = deploystack_core::config::cli::load()?;
     let workers = std::env::var("DEPLOYSTACK_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())

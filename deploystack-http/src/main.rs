@@ -4,11 +4,11 @@
 use anyhow::Context;
 use clap::Parser;
 use deploystack_core::Services;
-use deploystack_core::config::cli::{ConfigArgs, init_tracing, shutdown_signal};
+use deploystack_core::config::cli::{self, ConfigArgs, init_tracing, shutdown_signal};
 
 /// DeployStack server: upload sites, build them, serve them.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "deploystack-server", version)]
 struct Args {
     #[command(flatten)]
     config: ConfigArgs,
@@ -17,10 +17,15 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     init_tracing();
-    let config = Args::parse().config.load()?;
+    let config = cli::parse::<Args>().config.load()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "cannot listen on {}: {err}; is another server running? Choose another address with --listen or DEPLOYSTACK_LISTEN",
+                config.listen
+            )
+        })?;
     let services = Services::from_config(config)
         .await
         .context("cannot start the server")?;

@@ -4,11 +4,11 @@
 use anyhow::Context;
 use clap::Parser;
 use deploystack_core::Services;
-use deploystack_core::config::cli::ConfigArgs;
+use deploystack_core::config::cli::{self, ConfigArgs};
 
 /// Build worker for DeployStack: reserves jobs from the shared queue and builds them.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "deploystack-worker", version)]
 struct Args {
     #[command(flatten)]
     config: ConfigArgs,
@@ -19,8 +19,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    deploystack_core::config::cli::init_tracing();
-    let args = Args::parse();
+    cli::init_tracing();
+    let args = cli::parse::<Args>();
     let config = args.config.load()?;
     let services = Services::from_config(config)
         .await
@@ -29,11 +29,6 @@ async fn main() -> anyhow::Result<()> {
         !services.queue.is_in_process(),
         "the in-memory queue only works inside deploystack-server; set DEPLOYSTACK_QUEUE_URL to a shared queue (redis://…) to run separate workers"
     );
-    deploystack_worker::run(
-        services,
-        args.workers,
-        deploystack_core::config::cli::shutdown_signal(),
-    )
-    .await;
+    deploystack_worker::run(services, args.workers, cli::shutdown_signal()).await;
     Ok(())
 }
