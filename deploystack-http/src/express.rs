@@ -2,8 +2,8 @@
 //! answered and written here; every other request goes to hyper, with the connection.
 //!
 //! ## Why not hyper for everything?
-//! On the benchmark machine hyper and the handler spent 6.9 µs of user time per request of a
-//! 2 KB page where nginx spends 2.0 (`benches/serving_vs_nginx.sh`): parsing into a header
+//! For a small page, hyper and the handler spent several times nginx's user time per request
+//! (`benches/serving_vs_nginx.sh`, figures in `benches/RESULTS.md`): parsing into a header
 //! map, building a response header map, serialising it, and the allocations in between. A
 //! visitor of a static site sends nothing but bodiless requests, and for a warm file the
 //! answer's head never changes (`deploystack_core::services::serving::RenderedHeads`), so

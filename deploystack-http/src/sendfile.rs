@@ -32,8 +32,7 @@ use tokio::net::TcpStream;
 /// Bodies smaller than this are copied. Sending from a file takes `sendmsg` and `sendfile`
 /// (and `open`, `fstat`, `close` for a file not in [`OpenFiles`]) where a copy takes one
 /// `writev`; measured on the benchmark machine with a file opened per response, a 35 KB body
-/// cost more CPU that way (19–23 µs per request against 14–20), a 100 KB one less (27–32 µs
-/// against 25–43).
+/// cost more CPU that way, a 100 KB one less (figures in `benches/RESULTS.md`, session 5).
 pub const MIN_BYTES: usize = 64 * 1024;
 
 /// How many files [`OpenFiles`] keeps open. Each costs a descriptor and about a kilobyte
