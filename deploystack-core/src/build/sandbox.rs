@@ -607,7 +607,10 @@ mod bwrap_tests {
                 eprintln!("skipped: {err}");
                 if let Some(path) = std::env::var_os("DEPLOYSTACK_TEST_SKIP_LOG") {
                     use std::io::Write;
-                    let line = format!("bubblewrap does not work: {}\n", err.to_string().replace('\n', " "));
+                    let line = format!(
+                        "bubblewrap does not work: {}\n",
+                        err.to_string().replace('\n', " ")
+                    );
                     let _ = std::fs::OpenOptions::new()
                         .create(true)
                         .append(true)
