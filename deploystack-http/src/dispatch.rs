@@ -27,11 +27,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use deploystack_core::services::hosts::{HostName, HostResolver, HostTarget};
 use deploystack_core::services::serving::MAX_PATH_BYTES;
 use tower_service::Service;
 
+use crate::error::ApiError;
 use crate::express::Express;
 use crate::routes::{self, site};
 use crate::state::AppState;
@@ -135,6 +136,7 @@ impl App {
             }
             HostTarget::Platform => {
                 let upload = routes::is_upload(request.method(), request.uri().path());
+                let api = routes::is_api_path(request.uri().path());
                 let mut router = inner.router.clone();
                 let answer = async move {
                     match router.call(request).await {
@@ -144,6 +146,17 @@ impl App {
                 };
                 if upload {
                     answer.await
+                } else if api {
+                    // Every answer under /api is JSON, this one too.
+                    self.within_or(answer, || {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "timeout",
+                            "the request took too long; try again shortly",
+                        )
+                        .into_response()
+                    })
+                    .await
                 } else {
                     self.within(answer).await
                 }
@@ -157,6 +170,21 @@ impl App {
     }
 
     async fn within(&self, answer: impl Future<Output = Response>) -> Response {
+        self.within_or(answer, || {
+            site::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable\n\nThe request took too long; try again shortly.\n",
+            )
+        })
+        .await
+    }
+
+    /// `answer`, or `timed_out()` once `request_timeout` has passed.
+    async fn within_or(
+        &self,
+        answer: impl Future<Output = Response>,
+        timed_out: impl FnOnce() -> Response,
+    ) -> Response {
         // A warm site answers on the first poll; only an answer that has to wait (for the
         // repository or storage) is worth a timer.
         let mut answer = std::pin::pin!(answer);
@@ -166,10 +194,7 @@ impl App {
         }
         match tokio::time::timeout(self.inner.request_timeout, answer).await {
             Ok(response) => response,
-            Err(_) => site::page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable\n\nThe request took too long; try again shortly.\n",
-            ),
+            Err(_) => timed_out(),
         }
     }
 }
