@@ -6,6 +6,7 @@
 // A failed step in a test helper should stop the test with its panic message.
 #![allow(clippy::unwrap_used)]
 
+mod api_errors;
 mod binaries;
 mod build_api;
 mod builds;

@@ -493,9 +493,9 @@ pub fn required_tool(name: &str, what: &str) -> Option<PathBuf> {
             panic!("`{name}` is not installed: CI=true requires {what} (run ./scripts/test)")
         }
         None => {
-            eprintln!(
-                "skipped: `{name}` is not installed, so {what} is not available (./scripts/test installs it)"
-            );
+            deploystack_core::testing::env::skip(&format!(
+                "`{name}` is not installed, so {what} is not available (./scripts/test installs it)"
+            ));
             None
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! Tests that need PostgreSQL, Redis or S3 read the standard variables below (the test
 //! command, `scripts/test`, sets them after starting what is missing). Without a variable a
-//! test prints why it skips and returns; with `CI=true` a missing engine is a failure, never a
-//! skip, so CI cannot pass without having run them.
+//! test reports why it skips ([`skip`]) and returns; with `CI=true` a missing engine is a
+//! failure, never a skip, so CI cannot pass without having run them.
 //!
 //! Each test isolates itself on the shared engines: its own database, its own key prefix, its
 //! own bucket prefix — see [`unique_name`].
@@ -19,11 +19,35 @@ pub fn required(name: &str, what: &str) -> Option<String> {
         Ok(value) if !value.is_empty() => Some(value),
         _ if is_ci() => panic!("{name} is not set: CI=true requires {what} (run ./scripts/test)"),
         _ => {
-            eprintln!(
-                "skipped: {name} is not set, so {what} is not available (./scripts/test sets it)"
-            );
+            skip(&format!(
+                "{name} is not set, so {what} is not available (./scripts/test sets it)"
+            ));
             None
         }
+    }
+}
+
+/// The variable naming the file [`skip`] appends to; `scripts/test` sets it and counts the
+/// lines at the end.
+pub const SKIP_LOG_VAR: &str = "DEPLOYSTACK_TEST_SKIP_LOG";
+
+/// Report that the calling test skips, and why: printed as `skipped: <reason>`, and appended
+/// as a line to the file named by [`SKIP_LOG_VAR`] when it is set.
+///
+/// Why a file? The test harness shows a passing test's output only with `--nocapture`, so a
+/// skip would otherwise pass unseen. Best effort: a file that cannot be written is ignored.
+pub fn skip(reason: &str) {
+    eprintln!("skipped: {reason}");
+    if let Some(path) = std::env::var_os(SKIP_LOG_VAR).filter(|path| !path.is_empty()) {
+        use std::io::Write;
+        // One write of one line to a file opened for appending: lines of tests running in
+        // parallel do not interleave.
+        let line = format!("{}\n", reason.replace('\n', " "));
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
     }
 }
 

@@ -71,7 +71,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let upload = routes::is_upload(request.method(), request.uri().path());
-        let api = request.uri().path().starts_with("/api/");
+        let api = routes::is_api_path(request.uri().path());
         let limit = self.limit;
         let answer = self.inner.call(request);
         if upload {

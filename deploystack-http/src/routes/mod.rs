@@ -6,6 +6,13 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`site`]: everything else — serving deployed sites at `/<deployment-id>/…`.
+//!
+//! ## Why the API has a router of its own
+//! Every answer under `/api` is JSON, errors included, so an API client never has to parse a
+//! text page: a path no API route matches (dot segments included, which the router takes
+//! literally) is a JSON 404 `not_found` instead of falling through to the site handler, and a
+//! route asked with a method it does not take is a JSON 405 `method_not_allowed`, with the
+//! `Allow` header the router adds.
 
 pub mod deployments;
 pub mod health;
@@ -15,10 +22,11 @@ pub mod upload;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Method;
-use axum::routing::{get, post};
+use axum::http::{Method, StatusCode};
+use axum::routing::{any, get, post};
 use deploystack_core::model::DeploymentId;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Whether a platform request is one of the upload routes below, which stream their body
@@ -26,6 +34,12 @@ use crate::state::AppState;
 /// two lists cannot drift apart.
 pub fn is_upload(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path, "/deploy" | "/api/v1/deployments")
+}
+
+/// Whether a platform request path is under `/api`, where every answer is JSON.
+pub fn is_api_path(path: &str) -> bool {
+    path.strip_prefix("/api")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Whether a platform request path is a site path, `/<deployment-id>` or below: no route
@@ -41,16 +55,10 @@ pub fn is_site_path(path: &str) -> bool {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/deploy", post(upload::upload))
-        .route(
-            "/api/v1/deployments",
-            post(upload::upload).get(deployments::list),
-        )
-        .route(
-            "/api/v1/deployments/{id}",
-            get(deployments::get).delete(deployments::delete),
-        )
-        .route("/api/v1/deployments/{id}/logs", get(deployments::logs))
-        .route("/api/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .nest("/api", api())
+        // The nested router takes `/api` and `/api/<something>`; its fallback never sees
+        // `/api/` itself.
+        .route("/api/", any(api_not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
@@ -60,9 +68,53 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The routes under `/api`, with JSON answers for unknown paths and unsupported methods.
+fn api() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/deployments",
+            post(upload::upload).get(deployments::list),
+        )
+        .route(
+            "/v1/deployments/{id}",
+            get(deployments::get).delete(deployments::delete),
+        )
+        .route("/v1/deployments/{id}/logs", get(deployments::logs))
+        .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .fallback(api_not_found)
+        // After the routes: it applies to those registered before it.
+        .method_not_allowed_fallback(api_method_not_allowed)
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no API route has this path; the routes are listed in docs/api.md",
+    )
+}
+
+async fn api_method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this API route does not take this method; the Allow header lists those it takes",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_paths_are_api_and_its_prefix_alone_is_not() {
+        for path in ["/api", "/api/", "/api/v1/deployments", "/api/../etc"] {
+            assert!(is_api_path(path), "{path}");
+        }
+        for path in ["/apis", "/", "/deploy", "/x/api/v1"] {
+            assert!(!is_api_path(path), "{path}");
+        }
+    }
 
     #[test]
     fn only_paths_under_a_deployment_id_are_site_paths() {
