@@ -1,7 +1,6 @@
 //! The flows that tie the ports together, and [`Services`], the one place that chooses
 //! adapters from configuration.
 //!
-//! - [`archive`]: validate and extract uploaded zips without trusting them.
 //! - [`ingest`]: accept an upload — validate, store the source, record, enqueue.
 //! - [`pipeline`]: build one job — claim, extract, build, check, store blobs, publish.
 //! - [`compression`]: the brotli and gzip variants of text assets, made once at deploy time.
@@ -10,7 +9,6 @@
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`reconciler`]: enqueue again what the queue lost.
 
-pub mod archive;
 pub mod compression;
 pub mod deployments;
 pub mod hosts;

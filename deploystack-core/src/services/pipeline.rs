@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::{self, ArchiveError};
 use crate::build::{BuildContext, BuildError, BuildLog, SourceTree, sensitive_values};
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
@@ -43,7 +44,6 @@ use crate::queue::Delivery;
 use crate::repository::{PublishedBuild, RepositoryError};
 use crate::routing::{self, RoutingConfig};
 use crate::services::Services;
-use crate::services::archive::{self, ArchiveError};
 use crate::services::compression::{self, LocalVariant};
 use crate::storage::{StorageError, download_to_file};
 
