@@ -16,10 +16,11 @@ const MAX_DISPLAYED_NAME_CHARS: usize = 256;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArchiveError {
-    /// Not a zip file: empty, garbage, or an unreadable central directory.
-    #[error("the upload is not a valid zip archive: {reason}")]
+    /// Not a zip file: empty, something else (a tarball, an HTML page…), or a zip whose
+    /// central directory cannot be read (truncated, damaged).
+    #[error("{reason}")]
     NotAZip {
-        /// What the zip reader reported.
+        /// Which of those it is, in plain words, and what to send instead.
         reason: String,
     },
     /// An entry's data could not be read back (bad CRC, broken deflate
@@ -257,12 +258,49 @@ pub(super) fn display_name(raw: &[u8]) -> String {
     cut
 }
 
-pub(super) fn open_zip_error(error: ZipError) -> ArchiveError {
+/// How many bytes of an upload [`open_zip_error`] looks at to say what the upload is.
+pub(super) const HEAD_BYTES: u64 = 512;
+
+/// The error for an upload the zip reader could not open, from `head`, its first
+/// [`HEAD_BYTES`] bytes. The zip reader only says "no end of central directory", which
+/// means nothing to someone who sent an empty file or a tarball; this says which it is.
+pub(super) fn open_zip_error(error: ZipError, head: &[u8]) -> ArchiveError {
     match error {
         ZipError::Io(e) if !is_data_error(&e) => ArchiveError::io("reading the archive", e),
         other => ArchiveError::NotAZip {
-            reason: other.to_string(),
+            reason: not_a_zip(head, &other),
         },
+    }
+}
+
+fn not_a_zip(head: &[u8], error: &ZipError) -> String {
+    const SEND: &str =
+        "send a zip archive of your site (for example `zip -r site.zip .` in its folder)";
+    if head.is_empty() {
+        return format!("the upload is empty (0 bytes): {SEND}");
+    }
+    // Every zip produced by a real tool starts with a local file header ("PK\x03\x04") or,
+    // when empty, the end record ("PK\x05\x06").
+    if head.starts_with(b"PK") {
+        return format!(
+            "the upload starts like a zip archive, but its table of contents cannot be read: it \
+             is probably truncated or damaged, create it again and upload it again ({error})"
+        );
+    }
+    let looks_like = if head.starts_with(&[0x1f, 0x8b]) {
+        Some("a gzip file (.gz, .tar.gz)")
+    } else if head.get(257..262) == Some(b"ustar") {
+        Some("a tar archive")
+    } else if head.starts_with(b"Rar!") {
+        Some("a RAR archive")
+    } else if head.starts_with(&[b'7', b'z', 0xbc, 0xaf]) {
+        Some("a 7z archive")
+    } else {
+        None
+    };
+    match looks_like {
+        Some(kind) => format!("the upload is not a zip archive, it looks like {kind}: {SEND}"),
+        None => format!("the upload is not a zip archive: {SEND}"),
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use zip::{CompressionMethod, ZipArchive};
 
-use super::error::{ArchiveError, display_name, entry_zip_error, open_zip_error};
+use super::error::{ArchiveError, HEAD_BYTES, display_name, entry_zip_error, open_zip_error};
 
 /// One mebibyte.
 const MIB: u64 = 1024 * 1024;
@@ -96,9 +96,16 @@ pub(super) fn open_and_inspect(
     archive: &Path,
     limits: &ArchiveLimits,
 ) -> Result<(Zip, ArchiveManifest), ArchiveError> {
-    let file =
+    let mut file =
         File::open(archive).map_err(|e| ArchiveError::io(format!("opening {archive:?}"), e))?;
-    let mut zip = ZipArchive::new(BufReader::new(file)).map_err(open_zip_error)?;
+    // Kept to say what the upload is when it is no zip.
+    let mut head = Vec::new();
+    (&mut file)
+        .take(HEAD_BYTES)
+        .read_to_end(&mut head)
+        .and_then(|_| file.rewind())
+        .map_err(|e| ArchiveError::io(format!("reading {archive:?}"), e))?;
+    let mut zip = ZipArchive::new(BufReader::new(file)).map_err(|e| open_zip_error(e, &head))?;
 
     // Checked first: the zip crate indexes entries by name, so a duplicate
     // name hides the other entry from every per-index check below. Finding
@@ -526,12 +533,41 @@ mod tests {
     #[test]
     fn garbage_is_not_a_zip() {
         let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 31 % 251) as u8).collect();
-        assert_rejected(&garbage, "archive_invalid");
+        let msg = assert_rejected(&garbage, "archive_invalid");
+        assert!(
+            msg.starts_with("the upload is not a zip archive: send a zip archive of your site"),
+            "{msg}"
+        );
+        let text = assert_rejected(b"<!doctype html><p>hello</p>", "archive_invalid");
+        assert_eq!(text, msg);
+        assert!(!msg.contains("EOCD"), "{msg}");
     }
 
     #[test]
     fn empty_file_is_not_a_zip() {
-        assert_rejected(b"", "archive_invalid");
+        let msg = assert_rejected(b"", "archive_invalid");
+        assert_eq!(
+            msg,
+            "the upload is empty (0 bytes): send a zip archive of your site \
+             (for example `zip -r site.zip .` in its folder)"
+        );
+    }
+
+    #[test]
+    fn other_archive_formats_are_named() {
+        let gzip = [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 3, 1, 2, 3];
+        let msg = assert_rejected(&gzip, "archive_invalid");
+        assert!(
+            msg.starts_with("the upload is not a zip archive, it looks like a gzip file"),
+            "{msg}"
+        );
+        let mut tar = vec![0u8; 1024];
+        tar[..10].copy_from_slice(b"index.html");
+        tar[257..263].copy_from_slice(b"ustar\0");
+        let msg = assert_rejected(&tar, "archive_invalid");
+        assert!(msg.contains("it looks like a tar archive"), "{msg}");
+        let msg = assert_rejected(b"Rar!\x1a\x07\x00 and more", "archive_invalid");
+        assert!(msg.contains("it looks like a RAR archive"), "{msg}");
     }
 
     #[test]
@@ -540,7 +576,12 @@ mod tests {
         for cut in 0..bytes.len() {
             let _ = inspect_bytes(&bytes[..cut]);
         }
-        assert_rejected(&bytes[..bytes.len() - 5], "archive_invalid");
+        let msg = assert_rejected(&bytes[..bytes.len() - 5], "archive_invalid");
+        assert!(
+            msg.starts_with("the upload starts like a zip archive, but its table of contents"),
+            "{msg}"
+        );
+        assert!(msg.contains("truncated or damaged"), "{msg}");
     }
 
     #[test]
