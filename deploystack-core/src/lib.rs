@@ -14,6 +14,8 @@
 //! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
 //!   process and optionally in Redis, with invalidation across nodes; and one over storage
 //!   that keeps small content-addressed blobs in memory (`CachedStorage`).
+//! - [`archive`]: uploaded zips validated from their central directory, then extracted without
+//!   trusting them (the threat model is in the module's docs).
 //! - [`routing`]: per-deployment routing — `vercel.json` and Netlify `_redirects` /
 //!   `_headers` compiled at deploy time into one model, and its pure evaluation at serve time.
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline (with
@@ -41,6 +43,7 @@
 
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod config;

@@ -137,6 +137,8 @@ async fn a_vite_react_app_builds_renders_in_chromium_and_its_second_build_uses_t
     assert_eq!(done["status"], "READY", "{done}\n{log}");
     assert!(log.contains("preset: vite"), "{log}");
     assert!(log.contains("build cache: miss"), "{log}");
+    // Every variable the sandbox sets is one npm knows: no "npm warn Unknown env config".
+    assert!(!log.contains("Unknown env config"), "{log}");
 
     // The page itself is an empty root: only running the bundle shows the text.
     let index = server.get(&format!("/{first}/index.html")).await;

@@ -40,17 +40,30 @@ async fn both_upload_endpoints_accept_a_zip() {
 }
 
 #[tokio::test]
-async fn a_file_that_is_not_a_zip_is_a_400() {
+async fn a_file_that_is_not_a_zip_is_a_400_that_says_what_it_is() {
     let server = Server::start().await;
-    for bytes in [
-        b"this is not a zip".to_vec(),
-        Vec::new(),
-        vec![0x50, 0x4b, 0x03, 0x04, 1, 2, 3],
+    for (bytes, says) in [
+        (
+            b"this is not a zip".to_vec(),
+            "the upload is not a zip archive: send a zip archive of your site",
+        ),
+        (
+            Vec::new(),
+            "the upload is empty (0 bytes): send a zip archive of your site",
+        ),
+        (
+            vec![0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0, 3],
+            "the upload is not a zip archive, it looks like a gzip file",
+        ),
+        (
+            vec![0x50, 0x4b, 0x03, 0x04, 1, 2, 3],
+            "the upload starts like a zip archive, but its table of contents cannot be read",
+        ),
     ] {
         let (status, code, message) = error_of(server.upload_to("/deploy", bytes).await).await;
         assert_eq!(status, 400, "{code}: {message}");
         assert_eq!(code, "archive_invalid");
-        assert!(!message.is_empty());
+        assert!(message.starts_with(says), "{message}");
     }
     assert_eq!(deployment_count(&server).await, 0);
 }

@@ -397,7 +397,11 @@ fn environment(ws: &Workspace, step: &Step) -> Vec<(String, String)> {
         ("npm_config_update_notifier".to_owned(), "false".to_owned()),
         ("npm_config_fund".to_owned(), "false".to_owned()),
         ("npm_config_audit".to_owned(), "false".to_owned()),
-        ("npm_config_store_dir".to_owned(), cache("pnpm-store")),
+        // pnpm's store goes to `$PNPM_HOME/store` (its documented default when PNPM_HOME is
+        // set, in every pnpm version). Not `npm_config_store_dir`: npm warns about that
+        // unknown setting ("Unknown env config store-dir") in every npm command, and pnpm 11
+        // no longer reads `npm_config_*` at all.
+        ("PNPM_HOME".to_owned(), cache("pnpm")),
         ("YARN_CACHE_FOLDER".to_owned(), cache("yarn")),
         ("BUN_INSTALL_CACHE_DIR".to_owned(), cache("bun")),
     ];
@@ -514,6 +518,14 @@ mod tests {
             env.iter()
                 .any(|(n, v)| n == "PATH" && v.starts_with("/p/node_modules/.bin:"))
         );
+        // The pnpm store is in the cached folder, set so npm has nothing to warn about: every
+        // `npm_config_*` variable names a setting npm knows.
+        assert!(env.iter().any(|(n, v)| n == "PNPM_HOME" && v == "/c/pnpm"));
+        let npm_settings: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_prefix("npm_config_"))
+            .collect();
+        assert_eq!(npm_settings, ["cache", "update_notifier", "fund", "audit"]);
         let install = Step {
             label: "install",
             ..step("true")
@@ -676,7 +688,8 @@ mod bwrap_tests {
                     "SHLVL",
                     "_",
                     "YARN_CACHE_FOLDER",
-                    "BUN_INSTALL_CACHE_DIR"
+                    "BUN_INSTALL_CACHE_DIR",
+                    "PNPM_HOME"
                 ]
                 .contains(name)
                     || name.starts_with("npm_config_"),

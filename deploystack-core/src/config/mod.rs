@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::archive::ArchiveLimits;
 use crate::build::SandboxMode;
-use crate::services::archive::ArchiveLimits;
 use crate::services::hosts::BaseDomain;
 
 /// A setting that could not be read.

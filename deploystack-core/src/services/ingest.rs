@@ -12,6 +12,7 @@
 
 use std::path::Path;
 
+use crate::archive::{self, ArchiveError};
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
     BuildSettings, Deployment, DeploymentId, EnvVar, NewDeployment, ProjectName, Target,
@@ -19,7 +20,6 @@ use crate::model::{
 use crate::queue::Job;
 use crate::repository::RepositoryError;
 use crate::services::Services;
-use crate::services::archive::{self, ArchiveError};
 use crate::storage::StorageError;
 
 /// Options of an upload.

@@ -1,7 +1,6 @@
 //! The flows that tie the ports together, and [`Services`], the one place that chooses
 //! adapters from configuration.
 //!
-//! - [`archive`]: validate and extract uploaded zips without trusting them.
 //! - [`ingest`]: accept an upload — validate, store the source, record, enqueue.
 //! - [`pipeline`]: build one job — claim, extract, build, check, store blobs, publish.
 //! - [`compression`]: the brotli and gzip variants of text assets, made once at deploy time.
@@ -12,7 +11,6 @@
 //! - [`reconciler`]: enqueue again what the queue lost.
 //! - [`scratch`]: where upload spools and build folders live, swept after a crash.
 
-pub mod archive;
 pub mod compression;
 pub mod deployments;
 pub mod disk;

@@ -1,0 +1,130 @@
+//! Running the build: fetch the source, extract it without trusting it, pick a strategy and
+//! build in its sandbox.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::Pipeline;
+use super::failure::{Failure, stop_if, user};
+use crate::archive;
+use crate::build::{BuildContext, BuildLog, SourceTree, sensitive_values};
+use crate::events::{Event, emit_best_effort};
+use crate::model::Deployment;
+use crate::storage::{StorageError, download_to_file};
+
+/// What a finished build leaves for the output step.
+#[derive(Debug)]
+pub(super) struct Ran {
+    /// The strategy that built, by name.
+    pub(super) strategy: String,
+    /// How long the strategy's build took, in milliseconds.
+    pub(super) build_ms: u64,
+    /// The folder the strategy says holds the site; not checked yet.
+    pub(super) output_dir: PathBuf,
+    /// The extracted source and the strategy's work folder: the output must lie in one.
+    pub(super) source_dir: PathBuf,
+    pub(super) work_dir: PathBuf,
+}
+
+impl Pipeline {
+    /// Download and extract the source, select a strategy and run its build.
+    pub(super) async fn run_build(
+        &self,
+        deployment: &Deployment,
+        attempt: i64,
+        log: &BuildLog,
+        cancel: &CancellationToken,
+        scratch: &Path,
+        preset: &OnceLock<String>,
+    ) -> Result<Ran, Failure> {
+        let services = &self.services;
+        let archive_path = scratch.join("source.zip");
+        match download_to_file(
+            services.storage.as_ref(),
+            &deployment.source_key,
+            &archive_path,
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(StorageError::NotFound(_)) => {
+                return Err(user(
+                    "source_missing",
+                    "the uploaded source of this deployment is gone; upload it again",
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        stop_if(cancel)?;
+
+        let source_dir = scratch.join("source");
+        std::fs::create_dir(&source_dir)?;
+        let limits = services.config.archive_limits();
+        let phase = Instant::now();
+        let (archive_for_task, dir_for_task) = (archive_path.clone(), source_dir.clone());
+        let extracted = tokio::task::spawn_blocking(move || {
+            archive::extract(&archive_for_task, &dir_for_task, &limits)
+        })
+        .await
+        .map_err(|err| Failure::Internal(err.to_string()))??;
+        let _ = std::fs::remove_file(&archive_path);
+        log.system(format!(
+            "extracted {} files ({} bytes) in {} ms",
+            extracted.files,
+            extracted.bytes,
+            phase.elapsed().as_millis()
+        ));
+        stop_if(cancel)?;
+
+        let work_dir = scratch.join("work");
+        std::fs::create_dir(&work_dir)?;
+        let mut ctx = BuildContext {
+            source: SourceTree::new(&source_dir),
+            work_dir,
+            log: log.clone(),
+            cancel: cancel.clone(),
+            settings: deployment.settings.clone(),
+            env: deployment.env.clone(),
+            project: deployment.project.clone(),
+        };
+        ctx.log.mask(sensitive_values(&ctx.env));
+        let selection = services
+            .strategies
+            .select(&ctx.source, &ctx.settings)
+            .await?;
+        ctx.source = selection.source;
+        let (strategy, detection) = (selection.strategy, selection.detection);
+        log.system(format!(
+            "preset: {} ({})",
+            detection.strategy, detection.reason
+        ));
+        let _ = preset.set(strategy.name().to_owned());
+        let waited = OffsetDateTime::now_utc() - deployment.created_at;
+        emit_best_effort(
+            services.events.as_ref(),
+            Event::BuildStarted {
+                deployment_id: deployment.id,
+                attempt,
+                preset: strategy.name().to_owned(),
+                waited_ms: u64::try_from(waited.whole_milliseconds()).unwrap_or(0),
+            },
+        )
+        .await;
+        let phase = Instant::now();
+        let output = strategy.build(&ctx).await?;
+        stop_if(cancel)?;
+        let build_ms = phase.elapsed().as_millis() as u64;
+        log.system(format!("build finished in {build_ms} ms"));
+        Ok(Ran {
+            strategy: strategy.name().to_owned(),
+            build_ms,
+            output_dir: output.dir,
+            source_dir,
+            work_dir: ctx.work_dir,
+        })
+    }
+}
