@@ -2,7 +2,7 @@
 //! are logged here and never returned.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deploystack_core::repository::RepositoryError;
 use serde_json::json;
@@ -16,6 +16,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong and what to do about it.
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), when that is known.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -25,7 +27,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 with `code`.
@@ -88,6 +97,12 @@ impl From<RepositoryError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

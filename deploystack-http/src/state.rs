@@ -25,6 +25,10 @@ pub struct AppState {
     /// Open connections per serve thread (`serve_threads` of the configuration), kept by
     /// `crate::server` and shown on `/metrics`.
     pub connections: Connections,
+    /// Uploads being received now, at most half of `max_connections`: uploads hold their
+    /// connection for as long as the client sends, so they must never take every one
+    /// (`crate::routes::upload`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
     /// Requests in flight and answered, kept by the accounting layer
     /// (`crate::middleware::accounting`) and shown on `/metrics`.
     pub requests: Arc<RequestStats>,
@@ -34,12 +38,14 @@ impl AppState {
     /// State over `services`, answering with URLs under `public_url`.
     pub fn new(services: Services, public_url: impl Into<String>) -> Self {
         let connections = Connections::new(services.config.serve_threads());
+        let uploads = (services.config.max_connections / 2).max(1);
         Self {
             services,
             public_url: Arc::from(public_url.into().trim_end_matches('/')),
             shutdown: CancellationToken::new(),
             connections,
             requests: Arc::default(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(uploads)),
         }
     }
 

@@ -16,6 +16,7 @@ mod cluster;
 mod compression;
 mod custom_strategy;
 mod deploy;
+mod faults;
 mod hardening;
 mod hosts;
 mod keepalive;

@@ -145,6 +145,9 @@ impl Server {
             .env("DEPLOYSTACK_LISTEN", "127.0.0.1:0")
             .env("DEPLOYSTACK_DATA_DIR", data_dir.path())
             .env("DEPLOYSTACK_BLOB_GRACE_SECS", "0")
+            // Test machines may have less than the default 512 MiB free; the floor is still
+            // checked on every upload (`faults.rs` tests it at work).
+            .env("DEPLOYSTACK_MIN_FREE_DISK_BYTES", "1048576")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -335,6 +338,13 @@ impl Server {
     }
 
     /// Send SIGTERM and wait for the exit status; hands back the data directory.
+    /// SIGKILL, as a crash or the out-of-memory killer would; returns the data directory.
+    pub async fn kill(mut self) -> tempfile::TempDir {
+        let mut child = self.child.take().expect("child");
+        child.kill().await.expect("kill the server");
+        self.data_dir
+    }
+
     pub async fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
         let mut child = self.child.take().expect("child");
         signal(child.id().expect("pid"), "TERM");

@@ -64,6 +64,22 @@ pub enum StorageError {
     /// A local file could not be read or written.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// The storage has no space left (or the quota is used up): retrying will not help until
+    /// space is freed.
+    #[error("no space left in storage: {0}")]
+    Full(String),
+}
+
+impl StorageError {
+    /// Whether this is running out of space, whatever the variant: [`StorageError::Full`], or
+    /// an i/o error that says so.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StorageError::Full(_) => true,
+            StorageError::Io(err) => crate::services::disk::is_out_of_space(err),
+            _ => false,
+        }
+    }
 }
 
 /// What `head` and `list` say about an object.

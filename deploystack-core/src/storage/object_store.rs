@@ -88,6 +88,10 @@ fn map_err(key: &str, err: object_store::Error) -> StorageError {
     match err {
         object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_owned()),
         object_store::Error::InvalidPath { .. } => StorageError::InvalidKey(key.to_owned()),
+        // A full local disk is not worth retrying; say so rather than "unavailable".
+        other if crate::services::disk::is_out_of_space(&other) => {
+            StorageError::Full(other.to_string())
+        }
         other => StorageError::Unavailable(other.to_string()),
     }
 }

@@ -9,9 +9,19 @@
 //! `services::ingest::validate_settings` and `validate_env`.
 //!
 //! The body is streamed into a temporary file with a byte limit: past it the answer is 413 and
-//! the temporary file is removed (it is deleted when dropped, on every path). Nothing is held
-//! in memory whole. Validation of the archive itself happens in `services::ingest`.
+//! the temporary file is removed (it is deleted when dropped, on every path; after a crash the
+//! next start sweeps it, see `services::scratch`). Nothing is held in memory whole.
+//! Validation of the archive itself happens in `services::ingest`.
+//!
+//! ## Why uploads are limited three ways
+//! An upload holds a connection for as long as its client sends. A body that goes silent for
+//! `body_read_timeout_secs` is answered 408 (the stack's body timeout); one that drips slowly
+//! is cut at [`UPLOAD_TIMEOUT`]; and at most half of `max_connections` uploads are received at
+//! once (503 with `Retry-After` beyond), so stalled uploads can never take every connection
+//! from serving and health checks. A disk below `min_free_disk_bytes` refuses uploads up
+//! front with 507, and running out of space while receiving one answers 507 too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -19,6 +29,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use deploystack_core::model::{BuildSettings, EnvVar, ProjectName, Target};
+use deploystack_core::services::disk;
 use deploystack_core::services::ingest::{
     self, IngestError, MAX_ENV_NAME_BYTES, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_SETTING_BYTES,
     UploadOptions,
@@ -195,7 +206,23 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
     let query = UploadFields::from_query(query.as_deref())?;
-    let limit = state.services.config.max_upload_bytes;
+    let config = &state.services.config;
+    disk::check_floor(&config.data_dir, config.min_free_disk_bytes).map_err(|low| {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            low.to_string(),
+        )
+    })?;
+    let Ok(_receiving) = Arc::clone(&state.uploads).try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_uploads",
+            "too many uploads are being received right now; try again in a few seconds",
+        )
+        .retry_after(5));
+    };
+    let limit = config.max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -218,7 +245,11 @@ pub async fn upload(
         )
     })?;
 
-    let temp = tempfile::NamedTempFile::new().map_err(ApiError::internal)?;
+    let temp = state
+        .services
+        .scratch
+        .file("upload-")
+        .map_err(write_failure)?;
     let file = temp.as_file().try_clone().map_err(ApiError::internal)?;
     let mut file = tokio::fs::File::from_std(file);
 
@@ -264,9 +295,9 @@ pub async fn upload(
                             .await;
                             return Err(too_large(limit));
                         }
-                        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+                        file.write_all(&chunk).await.map_err(write_failure)?;
                     }
-                    file.flush().await.map_err(ApiError::internal)?;
+                    file.flush().await.map_err(write_failure)?;
                 }
                 Some(name) if field_limit(name).is_some() => {
                     let name = name.to_owned();
@@ -325,6 +356,7 @@ pub async fn upload(
                 ApiError::bad_request("invalid_build_settings", message)
             }
             IngestError::InvalidEnv(message) => ApiError::bad_request("invalid_env", message),
+            IngestError::Storage(err) if err.is_full() => out_of_space(&err),
             IngestError::Storage(err) => ApiError::unavailable(err),
             IngestError::Repository(err) => err.into(),
             other => ApiError::internal(other),
@@ -389,6 +421,11 @@ fn multipart_error(err: multer::Error, limit: u64) -> ApiError {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
             too_large(limit)
         }
+        multer::Error::StreamReadFailed(err) if body_timed_out(err.as_ref()) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the upload sent nothing for too long (body_read_timeout_secs); send the body without pausing",
+        ),
         multer::Error::StreamReadFailed(err) => {
             tracing::debug!(error = %err, "upload stream failed");
             ApiError::bad_request("invalid_upload", "the upload stream broke off")
@@ -398,4 +435,35 @@ fn multipart_error(err: multer::Error, limit: u64) -> ApiError {
             format!("the multipart body is malformed: {other}"),
         ),
     }
+}
+
+/// Whether reading the body failed because it went silent (the stack's body timeout,
+/// `crate::middleware`).
+fn body_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// 507 when writing the spool ran out of space, else a 500 that logs `err`.
+fn write_failure(err: std::io::Error) -> ApiError {
+    if disk::is_out_of_space(&err) {
+        out_of_space(&err)
+    } else {
+        ApiError::internal(err)
+    }
+}
+
+fn out_of_space(err: &dyn std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %err, "an upload ran out of disk space");
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        "the server ran out of disk space while receiving the upload; nothing was stored. Free some space (delete old deployments) and try again",
+    )
 }

@@ -37,6 +37,7 @@ impl From<BuildError> for Failure {
                 message,
             },
             BuildError::Canceled => Failure::Stopped,
+            other if crate::services::disk::is_out_of_space(&other) => out_of_space(&other),
             other => Failure::Internal(other.to_string()),
         }
     }
@@ -49,6 +50,8 @@ impl From<ArchiveError> for Failure {
                 code: err.code().to_owned(),
                 message: err.to_string(),
             }
+        } else if crate::services::disk::is_out_of_space(&err) {
+            out_of_space(&err)
         } else {
             Failure::Internal(err.to_string())
         }
@@ -57,8 +60,23 @@ impl From<ArchiveError> for Failure {
 
 impl From<StorageError> for Failure {
     fn from(err: StorageError) -> Self {
+        if err.is_full() {
+            return out_of_space(&err);
+        }
         Failure::Internal(err.to_string())
     }
+}
+
+/// A full disk ends the deployment at once: retrying fills the same disk again, and five
+/// attempts ending in `internal_error` would hide the reason.
+fn out_of_space(err: &dyn std::fmt::Display) -> Failure {
+    user(
+        "insufficient_storage",
+        format!(
+            "the server ran out of disk space while building this deployment ({err}); free some \
+             space (delete old deployments) and deploy again"
+        ),
+    )
 }
 
 impl From<RepositoryError> for Failure {
@@ -72,6 +90,9 @@ impl From<RepositoryError> for Failure {
 
 impl From<std::io::Error> for Failure {
     fn from(err: std::io::Error) -> Self {
+        if crate::services::disk::is_out_of_space(&err) {
+            return out_of_space(&err);
+        }
         Failure::Internal(err.to_string())
     }
 }

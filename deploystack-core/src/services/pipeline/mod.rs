@@ -150,11 +150,14 @@ impl Pipeline {
             self.worker_id
         ));
         let timeout = self.services.config.build_timeout();
-        let scratch = tempfile::Builder::new()
-            .prefix("deploystack-build-")
-            .tempdir();
+        // Under the data directory when the services came from the configuration, so a
+        // crash leaves nothing behind that the next start does not sweep.
+        let scratch = self.services.scratch.folder("build-");
         let result = match &scratch {
-            Err(err) => Err(Failure::Internal(err.to_string())),
+            Err(err) => Err(Failure::from(std::io::Error::new(
+                err.kind(),
+                err.to_string(),
+            ))),
             Ok(scratch) => match tokio::time::timeout(
                 timeout,
                 self.build(
