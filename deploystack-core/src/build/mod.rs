@@ -77,6 +77,16 @@ pub enum BuildError {
 
 impl From<std::io::Error> for BuildError {
     fn from(err: std::io::Error) -> Self {
+        // A full disk is final: retrying the build fills the same disk again.
+        if crate::services::disk::is_out_of_space(&err) {
+            return BuildError::Failed {
+                code: "insufficient_storage",
+                message: format!(
+                    "the server ran out of disk space while building ({err}); free some space \
+                     (delete old deployments) and deploy again"
+                ),
+            };
+        }
         BuildError::Unavailable(err.to_string())
     }
 }

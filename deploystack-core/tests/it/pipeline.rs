@@ -538,6 +538,22 @@ async fn a_platform_failure_is_retried_then_fails_on_the_last_delivery() {
 }
 
 #[tokio::test]
+async fn a_full_disk_ends_the_deployment_at_once_with_that_reason() {
+    let services = services_with(Config::default(), Scripted::new(Script::DiskFull)).await;
+    let id = upload(&services, &[("index.html", b"home")]).await.id;
+
+    assert_eq!(build_next(&services).await, Outcome::Failed);
+
+    let failed = deployment(&services, &id).await;
+    assert_eq!(failed.status, DeploymentStatus::Error);
+    assert_eq!(failed.attempt, 1, "a full disk is not retried");
+    let error = failed.error.expect("an error");
+    assert_eq!(error.code, "insufficient_storage");
+    assert!(error.message.contains("disk space"), "{}", error.message);
+    assert_eq!(depth(&services).await, (0, 0, 0));
+}
+
+#[tokio::test]
 async fn a_corrupt_source_ends_in_archive_invalid() {
     let services = services(Config::default()).await;
     let uploaded = upload(&services, &[("index.html", b"home")]).await;

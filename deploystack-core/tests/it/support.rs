@@ -149,6 +149,8 @@ pub enum Script {
     EmptyOutput,
     /// Fails on the platform's side (`Unavailable`).
     Unavailable,
+    /// Fails writing its output because the disk is full (`ENOSPC`).
+    DiskFull,
     /// Waits until the build is canceled, then says so: a well-behaved long build.
     UntilCanceled,
     /// Ignores cancellation and waits until [`Scripted::release`], then publishes the source
@@ -248,6 +250,7 @@ impl BuildStrategy for Scripted {
             Script::Unavailable => Err(BuildError::Unavailable(
                 "the build sandbox could not start".to_owned(),
             )),
+            Script::DiskFull => Err(std::io::Error::from(std::io::ErrorKind::StorageFull).into()),
             Script::UntilCanceled => {
                 ctx.cancel.cancelled().await;
                 Err(BuildError::Canceled)

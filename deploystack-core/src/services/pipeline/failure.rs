@@ -37,7 +37,6 @@ impl From<BuildError> for Failure {
                 message,
             },
             BuildError::Canceled => Failure::Stopped,
-            other if crate::services::disk::is_out_of_space(&other) => out_of_space(&other),
             other => Failure::Internal(other.to_string()),
         }
     }
