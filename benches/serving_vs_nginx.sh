@@ -11,6 +11,8 @@
 #   ROUNDS=5 DURATION=10 benches/serving_vs_nginx.sh   # and the median ratio per case
 #   NO_BUILD=1 SERVER_BIN=/tmp/ds benches/serving_vs_nginx.sh   # an existing binary
 #
+#   LOADGEN=oha benches/serving_vs_nginx.sh     # oha instead of wrk (cargo install oha)
+#
 # SPLIT=1 gives the servers and wrk a core each instead of sharing both: the servers are
 # pinned to CPU 0 (nginx with one worker, ours with one serve thread) and wrk to CPU 1, which
 # takes the way the kernel interleaves server and load-generator threads out of the tail.
@@ -34,7 +36,9 @@ if [[ -n "${SPLIT:-}" ]]; then
   WRK_PIN=(taskset -c 1)
   WORKERS=1
 fi
-for tool in wrk nginx zip curl; do
+LOADGEN=${LOADGEN:-wrk}
+[[ $LOADGEN == wrk || $LOADGEN == oha ]] || { echo "LOADGEN is wrk or oha, not $LOADGEN" >&2; exit 1; }
+for tool in "$LOADGEN" nginx zip curl python3; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install -y $tool)" >&2; exit 1; }
 done
 
@@ -134,8 +138,28 @@ for _ in $(seq 50); do
 done
 
 # --- Load ---------------------------------------------------------------------------------
-# run URL [HEADER]: "req/s p50 p99" from one wrk run (latencies in ms).
+# run URL [HEADER]: "req/s p50 p99 requests" from one run of the load generator (latencies
+# in ms).
 run() {
+  if [[ $LOADGEN == oha ]]; then run_oha "$@"; else run_wrk "$@"; fi
+}
+
+# The same with oha: 64 connections for DURATION seconds, its JSON summary read by python3.
+run_oha() {
+  local url=$1 header=${2:-}
+  local args=(-z "${DURATION}s" -c 64 --no-tui)
+  # Newer oha spells JSON output `--output-format json`, older `--json`.
+  if oha --help | grep -q -- '--output-format'; then args+=(--output-format json); else args+=(--json); fi
+  [[ -n "$header" ]] && args+=(-H "$header")
+  "${WRK_PIN[@]}" oha "${args[@]}" "$url" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+p = r["latencyPercentiles"]
+total = sum(r["statusCodeDistribution"].values())
+print("%.0f %.2f %.2f %d" % (r["summary"]["requestsPerSec"], p["p50"] * 1000, p["p99"] * 1000, total))'
+}
+
+run_wrk() {
   local url=$1 header=${2:-}
   local args=(-t2 -c64 "-d${DURATION}s" --latency)
   [[ -n "$header" ]] && args+=(-H "$header")
@@ -190,7 +214,7 @@ CASES=(
   "asset-gzip|/assets/app.js|Accept-Encoding: gzip"
 )
 
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores; ${DURATION}s per run, $ROUNDS round(s); $WORKERS serve thread(s) / nginx worker(s)${SPLIT:+, servers on CPU 0, wrk on CPU 1}"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) on $(nproc) cores; $LOADGEN, ${DURATION}s per run, $ROUNDS round(s); $WORKERS serve thread(s) / nginx worker(s)${SPLIT:+, servers on CPU 0, $LOADGEN on CPU 1}"
 echo "ours:  http://$OURS/$ID/  nginx: http://127.0.0.1:$NGINX_PORT/"
 for case in "${CASES[@]}"; do
   IFS='|' read -r name path header <<<"$case"
