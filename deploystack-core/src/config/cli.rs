@@ -216,10 +216,16 @@ mod tests {
         config: ConfigArgs,
     }
 
+    /// The configuration from `args` alone: the process environment is not read (the test
+    /// command exports `AWS_*` for the S3 tests, and other tests must not see them).
     fn load(args: &[&str]) -> Config {
-        let flags: Flags =
-            try_parse_from(std::iter::once("deploystack-test").chain(args.iter().copied()))
-                .unwrap();
+        let mut command = Flags::command().mut_args(|arg| arg.env(None));
+        let mut matches = command
+            .try_get_matches_from_mut(
+                std::iter::once("deploystack-test").chain(args.iter().copied()),
+            )
+            .unwrap();
+        let flags = Flags::from_arg_matches_mut(&mut matches).unwrap();
         flags.config.load().unwrap()
     }
 
