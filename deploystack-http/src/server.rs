@@ -15,7 +15,7 @@
 //!   closes the connection.
 //! - **Threads** (`serve_threads`, one per core by default): one single-threaded event loop
 //!   per thread on the shared listening socket, with connections balanced between them; see
-//!   [`run`] and [`Balancer`].
+//!   [`run`] and `Balancer`.
 //!
 //! Graceful shutdown matches `axum::serve`: stop accepting, let each connection finish its
 //! in-flight request (idle ones close at once), then return.
@@ -25,7 +25,7 @@
 //! can report the address it got; per-thread `SO_REUSEPORT` sockets would have to be bound
 //! here, beside it, and only work if the caller's socket had the option too. The kernel
 //! spreads `SO_REUSEPORT` connections by a hash of their addresses, which balances no better
-//! than luck, so the [`Balancer`] would still be needed.
+//! than luck, so the `Balancer` would still be needed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +42,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::middleware::Stack;
 
-/// How many connections each serve thread has open: what the [`Balancer`] evens out, and
+/// How many connections each serve thread has open: what the `Balancer` evens out, and
 /// what `/metrics` shows (`deploystack_http_connections`). Cheap to clone; clones share the
 /// counts.
 #[derive(Clone, Debug)]
@@ -86,7 +86,7 @@ struct Shared {
 /// model of one event loop per core: a connection's requests never wait for another thread
 /// to pick up its task, and the caller's runtime (the API's background work, builds) never
 /// shares a thread with serving. Which thread the kernel wakes for a new connection is luck,
-/// though, so the [`Balancer`] evens the threads' shares out.
+/// though, so the `Balancer` evens the threads' shares out.
 pub async fn run(
     listener: TcpListener,
     stack: Stack,

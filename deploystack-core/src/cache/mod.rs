@@ -54,7 +54,7 @@
 //! to (`crate::services::serving::ResolutionCache`), so a warm request asks one lookup after
 //! the deployment record instead of one per routing step. It lives with serving, which it
 //! serves; it takes a share of `cache_max_bytes` ([`RESOLUTION_SHARE_DIVISOR`]) and this
-//! module's keyed hasher ([`keyed_hasher`]).
+//! module's keyed hasher (`keyed_hasher`).
 //!
 //! # Why cache only what cannot change?
 //! Then the cache needs no protocol with the workers: a deployment becomes cacheable the

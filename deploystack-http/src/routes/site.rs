@@ -6,7 +6,7 @@
 //! in the deployment's manifest and streamed from storage by its content hash.
 //!
 //! The answer follows RFC 9110 for a static representation: strong ETags and `Last-Modified`,
-//! conditional requests ([`conditional`]), single byte ranges ([`range`]), `HEAD` and
+//! conditional requests (`conditional`), single byte ranges (`range`), `HEAD` and
 //! `OPTIONS`. Content negotiation has one place, `negotiate`, which picks the bytes that
 //! everything after it (preconditions, ranges, lengths) applies to.
 //!
@@ -16,7 +16,7 @@
 //! into HTTP: a redirect's site-relative `Location` gets the `/<deployment-id>` prefix under
 //! path-based serving, and the configuration's headers are set last, over the defaults.
 //! The answer to a plain request for a file is built once and kept with the resolution
-//! ([`prepared`]).
+//! (`prepared`).
 
 mod conditional;
 mod negotiation;

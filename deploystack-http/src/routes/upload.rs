@@ -16,7 +16,7 @@
 //! ## Why uploads are limited three ways
 //! An upload holds a connection for as long as its client sends. A body that goes silent for
 //! `body_read_timeout_secs` is answered 408 (the stack's body timeout); one that drips slowly
-//! is cut at [`UPLOAD_TIMEOUT`]; and at most half of `max_connections` uploads are received at
+//! is cut at `UPLOAD_TIMEOUT`; and at most half of `max_connections` uploads are received at
 //! once (503 with `Retry-After` beyond), so stalled uploads can never take every connection
 //! from serving and health checks. A disk below `min_free_disk_bytes` refuses uploads up
 //! front with 507, and running out of space while receiving one answers 507 too.
