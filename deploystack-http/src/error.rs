@@ -89,6 +89,14 @@ impl From<RepositoryError> for ApiError {
             RepositoryError::NotFound => ApiError::deployment_not_found(),
             RepositoryError::Final(status) => ApiError::deployment_final(status),
             RepositoryError::Unavailable(_) => ApiError::unavailable(err),
+            RepositoryError::Full(_) => {
+                tracing::error!(error = %err, "the repository's disk is full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the server's database has no disk space left; free some space and try again",
+                )
+            }
             other => ApiError::internal(other),
         }
     }
@@ -104,5 +112,19 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_repository_is_507_not_a_transient_503() {
+        let full = ApiError::from(RepositoryError::Full("database or disk is full".into()));
+        assert_eq!(full.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(full.code, "insufficient_storage");
+        let down = ApiError::from(RepositoryError::Unavailable("connection refused".into()));
+        assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -66,6 +66,9 @@ pub enum RepositoryError {
     /// Stored data could not be understood (a bug or a manual edit).
     #[error("corrupt data in repository: {0}")]
     Corrupt(String),
+    /// The database's disk is full: retrying will not help until space is freed.
+    #[error("the repository's disk is full: {0}")]
+    Full(String),
 }
 
 /// A successful claim: the caller now holds `attempt` until `lease_expires_at`.

@@ -1015,6 +1015,8 @@ fn db(error: sqlx::Error) -> RepositoryError {
             _ if matches!(e.code().as_deref(), Some("XX001" | "XX002")) => {
                 RepositoryError::Corrupt(e.to_string())
             }
+            // disk_full: the server's disk has no room; retrying will not help.
+            _ if e.code().as_deref() == Some("53100") => RepositoryError::Full(e.to_string()),
             // Everything else (lost connections, a server shutting down, a deadlock or a
             // statement timeout) is worth retrying.
             _ => RepositoryError::Unavailable(e.to_string()),

@@ -1001,6 +1001,8 @@ fn db(error: sqlx::Error) -> RepositoryError {
                 Some(code) if matches!(code & 0xff, 11 | 26) => {
                     RepositoryError::Corrupt(e.to_string())
                 }
+                // SQLITE_FULL: the disk (or `max_page_count`) has no room.
+                Some(code) if code & 0xff == 13 => RepositoryError::Full(e.to_string()),
                 _ => RepositoryError::Unavailable(e.to_string()),
             },
         },
@@ -1203,6 +1205,31 @@ mod tests {
 
     fn file_url(dir: &tempfile::TempDir, name: &str) -> String {
         format!("sqlite://{}", dir.path().join(name).display())
+    }
+
+    #[tokio::test]
+    async fn a_full_database_is_full_not_unavailable() {
+        use sqlx::ConnectOptions;
+        // A database that may not grow: SQLite answers SQLITE_FULL, as on a full disk.
+        let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+            .in_memory(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (v BLOB)")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        // It cannot shrink below its size, so this caps it where it is.
+        sqlx::query("PRAGMA max_page_count = 1")
+            .execute(&mut connection)
+            .await
+            .unwrap();
+        let err = sqlx::query("INSERT INTO t VALUES (zeroblob(1000000))")
+            .execute(&mut connection)
+            .await
+            .unwrap_err();
+        assert!(matches!(db(err), RepositoryError::Full(_)));
     }
 
     #[tokio::test]

@@ -82,6 +82,7 @@ impl From<RepositoryError> for Failure {
     fn from(err: RepositoryError) -> Self {
         match err {
             RepositoryError::LeaseLost => Failure::LeaseLost,
+            RepositoryError::Full(_) => out_of_space(&err),
             other => Failure::Internal(other.to_string()),
         }
     }
