@@ -3,46 +3,30 @@
 //! right status, never a text page or an empty body.
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::support::Server;
+use crate::support::{Answer, RawConnection, Server};
 
-/// An answer as a client sees it: status, header lines (names lowercased) and body.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// The error code of a JSON error body, after checking its content type and shape.
+fn error_code(answer: &Answer) -> String {
+    assert_eq!(
+        answer.field("content-type"),
+        Some("application/json"),
+        "status {}, body {:?}",
+        answer.status,
+        String::from_utf8_lossy(&answer.body)
+    );
+    let body: Value = serde_json::from_slice(&answer.body).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&answer.body)
+        )
+    });
+    assert!(body["error"]["message"].is_string(), "{body}");
+    body["error"]["code"].as_str().unwrap().to_owned()
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The error code of a JSON error body, after checking its content type and shape.
-    fn error_code(&self) -> String {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/json"),
-            "status {}, body {:?}",
-            self.status,
-            String::from_utf8_lossy(&self.body)
-        );
-        let body: Value = serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body))
-        });
-        assert!(body["error"]["message"].is_string(), "{body}");
-        body["error"]["code"].as_str().unwrap().to_owned()
-    }
-}
-
-/// Send `method path` byte for byte (clients normalise `..`) and read the whole answer.
+/// Send `method path` byte for byte (clients normalise `..`) and read the answer.
 async fn raw(address: &str, method: &str, path: &str) -> Answer {
-    let mut stream = TcpStream::connect(address).await.unwrap();
     // GET and HEAD go without a body, as browsers send them; the other methods send an empty
     // one, as clients of the API do.
     let length = if matches!(method, "GET" | "HEAD") {
@@ -50,34 +34,13 @@ async fn raw(address: &str, method: &str, path: &str) -> Answer {
     } else {
         "Content-Length: 0\r\n"
     };
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n{length}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&answer)));
-    let head = String::from_utf8(answer[..end].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: answer[end + 4..].to_vec(),
-    }
+    let mut connection = RawConnection::open(address).await;
+    connection
+        .send(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{length}Connection: close\r\n\r\n"
+        ))
+        .await;
+    connection.answer(method == "HEAD").await
 }
 
 #[tokio::test]
@@ -88,10 +51,10 @@ async fn an_unknown_api_path_is_a_json_404() {
             let answer = raw(server.address(), method, path).await;
             assert_eq!(answer.status, 404, "{method} {path}");
             if method == "HEAD" {
-                assert_eq!(answer.header("content-type"), Some("application/json"));
+                assert_eq!(answer.field("content-type"), Some("application/json"));
                 assert!(answer.body.is_empty(), "{method} {path}");
             } else {
-                assert_eq!(answer.error_code(), "not_found", "{method} {path}");
+                assert_eq!(error_code(&answer), "not_found", "{method} {path}");
             }
         }
     }
@@ -107,7 +70,7 @@ async fn an_api_path_with_dot_segments_is_a_json_404() {
     ] {
         let answer = raw(server.address(), "GET", path).await;
         assert_eq!(answer.status, 404, "{path}");
-        assert_eq!(answer.error_code(), "not_found", "{path}");
+        assert_eq!(error_code(&answer), "not_found", "{path}");
     }
 }
 
@@ -132,9 +95,9 @@ async fn a_method_an_api_route_does_not_take_is_a_json_405_with_allow() {
     ] {
         let answer = raw(server.address(), method, &path).await;
         assert_eq!(answer.status, 405, "{method} {path}");
-        assert_eq!(answer.error_code(), "method_not_allowed", "{method} {path}");
+        assert_eq!(error_code(&answer), "method_not_allowed", "{method} {path}");
         let mut allow: Vec<&str> = answer
-            .header("allow")
+            .field("allow")
             .unwrap_or_else(|| panic!("no Allow on {method} {path}"))
             .split(',')
             .map(str::trim)
@@ -150,12 +113,12 @@ async fn platform_routes_outside_the_api_are_unchanged() {
     // A site path under the platform host is still a site path, answered as a page.
     let answer = raw(server.address(), "GET", "/nope").await;
     assert_eq!(answer.status, 404);
-    assert_ne!(answer.header("content-type"), Some("application/json"));
+    assert_ne!(answer.field("content-type"), Some("application/json"));
     // A path that only starts with the letters of the API is not under it.
     let answer = raw(server.address(), "GET", "/apis").await;
     assert_eq!(answer.status, 404);
-    assert_ne!(answer.header("content-type"), Some("application/json"));
+    assert_ne!(answer.field("content-type"), Some("application/json"));
     let answer = raw(server.address(), "GET", "/api/v1/deployments").await;
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.field("content-type"), Some("application/json"));
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// Path of the server binary, built once per test run with the same profile and engine
@@ -359,9 +360,7 @@ impl Server {
 /// A raw HTTP/1.1 GET with the path sent byte for byte (clients normalise `..`); returns the
 /// status code and the body.
 pub async fn raw_get(address: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
+    let mut stream = TcpStream::connect(address).await.expect("connect");
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut answer = Vec::new();
@@ -572,4 +571,97 @@ pub fn processes_with(token: &str) -> Vec<(u32, String)> {
             (pid != own && cmdline.contains(token)).then_some((pid, cmdline))
         })
         .collect()
+}
+
+/// One HTTP/1.1 response read off a connection.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// Header lines as sent, lowercase names, without `date` (it changes every second).
+    pub fields: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The value of header `name` (lowercase).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find_map(|line| {
+            let (n, v) = line.split_once(": ")?;
+            n.eq_ignore_ascii_case(name).then_some(v)
+        })
+    }
+}
+
+/// A raw HTTP/1.1 connection that remembers what it read beyond the last answer: requests
+/// are sent byte for byte (clients normalise paths), answers read one at a time.
+pub struct RawConnection {
+    tcp: TcpStream,
+    pending: Vec<u8>,
+}
+
+impl RawConnection {
+    pub async fn open(address: &str) -> RawConnection {
+        RawConnection {
+            tcp: TcpStream::connect(address).await.unwrap(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, raw: &str) {
+        self.tcp.write_all(raw.as_bytes()).await.unwrap();
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        let read = tokio::time::timeout(Duration::from_secs(10), self.tcp.read(&mut chunk))
+            .await
+            .expect("no answer within 10 s")
+            .unwrap();
+        self.pending.extend_from_slice(&chunk[..read]);
+        read > 0
+    }
+
+    /// The next answer; `head_only` for the answer to a `HEAD`, which has no body.
+    pub async fn answer(&mut self, head_only: bool) -> Answer {
+        let end = loop {
+            if let Some(at) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at;
+            }
+            assert!(self.fill().await, "closed before a whole head");
+        };
+        let head = String::from_utf8(self.pending[..end].to_vec()).unwrap();
+        self.pending.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let fields: Vec<String> = lines
+            .filter(|line| !line.starts_with("date: "))
+            .map(str::to_owned)
+            .collect();
+        let mut answer = Answer {
+            status,
+            fields,
+            body: Vec::new(),
+        };
+        let length: usize = match answer.field("content-length") {
+            Some(length) if !head_only => length.parse().unwrap(),
+            _ => 0,
+        };
+        while self.pending.len() < length {
+            assert!(self.fill().await, "closed before the whole body");
+        }
+        answer.body = self.pending.drain(..length).collect();
+        answer
+    }
+
+    /// Whether the server closes the connection (with nothing more to read) within 10 s.
+    pub async fn closed(&mut self) -> bool {
+        self.pending.is_empty() && !self.fill().await
+    }
 }
