@@ -5,7 +5,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use deploystack_core::repository::RepositoryError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// An error answer of the API.
 #[derive(Debug)]
@@ -102,9 +103,33 @@ impl From<RepositoryError> for ApiError {
     }
 }
 
+/// The body of every error answer of the API: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The error of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (`deployment_not_found`, `invalid_query`, …): what a
+    /// program branches on.
+    #[schema(example = "deployment_not_found")]
+    pub code: String,
+    /// What went wrong and, where possible, how to fix it: what a person reads.
+    #[schema(example = "no deployment with this id")]
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Overrides of what framework detection would choose. `None` means "detect".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BuildSettings {
     /// A preset name (`vite`, `nextjs`, …, or `static`) instead of detection.

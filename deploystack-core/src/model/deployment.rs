@@ -11,6 +11,7 @@ use super::{BuildSettings, DeploymentId, EnvVar, ProjectName};
 /// Where a deployment is meant to go. Production deployments of a project will move its
 /// production alias when they become ready; previews never do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// A preview: served at its own URL only.
@@ -46,6 +47,7 @@ impl FromStr for Target {
 /// The life cycle of a deployment: `QUEUED → BUILDING → READY | ERROR | CANCELED`.
 /// `BUILDING` may fall back to `QUEUED` when a worker gives a job back (shutdown, lost lease).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeploymentStatus {
     /// Accepted and waiting for a worker.
@@ -100,6 +102,7 @@ impl fmt::Display for DeploymentStatus {
 
 /// Why a deployment ended in `ERROR`: a stable code for programs and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeploymentError {
     /// Stable, machine-readable, e.g. `build_failed`, `unsafe_output`.
     pub code: String,
@@ -213,6 +216,7 @@ pub struct Page<T> {
 
 /// Which output stream a build log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     /// Standard output of a build command.
@@ -259,11 +263,13 @@ pub struct StoredLogLine {
 
 /// One line of a build's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// The build attempt that wrote it.
     pub attempt: i64,
     /// When it was written.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: OffsetDateTime,
     /// Where it came from.
     pub stream: LogStream,

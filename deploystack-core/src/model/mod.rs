@@ -7,6 +7,8 @@ mod build;
 mod deployment;
 mod file;
 mod ids;
+#[cfg(feature = "openapi")]
+mod openapi;
 
 pub use build::{BuildSettings, EnvVar};
 pub use deployment::{

@@ -31,6 +31,7 @@ use deploystack_core::repository::RepositoryError;
 use deploystack_core::services::deployments;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 /// How often a followed log asks the repository for new lines.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
@@ -42,11 +43,11 @@ pub const FOLLOW_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Most lines read from the repository per poll.
 const FOLLOW_BATCH: u32 = 1000;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// Links a client follows from a deployment.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Links {
     /// This resource.
     #[serde(rename = "self")]
@@ -59,7 +60,7 @@ pub struct Links {
 
 /// A deployment as the API shows it: what a client needs, nothing internal (storage keys and
 /// lease bookkeeping stay inside).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeploymentView {
     /// The id, as `POST /deploy` clients expect it.
     pub deployment_id: DeploymentId,
@@ -85,12 +86,15 @@ pub struct DeploymentView {
     pub total_bytes: i64,
     /// When it was accepted.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     /// Last status change.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
     /// When it became `READY`.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub ready_at: Option<OffsetDateTime>,
     /// The overrides of detection it was uploaded with (`{}`: detect everything).
     pub build_settings: BuildSettings,
@@ -102,7 +106,7 @@ pub struct DeploymentView {
 
 /// An environment variable as the API shows it. Sensitive values are write-only, as on
 /// Vercel: given at upload, used by the build, never shown again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EnvVarView {
     /// Its name.
     pub name: String,
@@ -173,6 +177,19 @@ async fn live(state: &AppState, raw: &str) -> Result<Deployment, ApiError> {
 }
 
 /// `GET /api/v1/deployments/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/deployments/{id}",
+    tag = "deployments",
+    summary = "Get a deployment",
+    params(("id" = DeploymentId, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "The deployment", body = DeploymentView),
+        (status = 400, description = "`invalid_deployment_id`: not a deployment id", body = ErrorBody),
+        (status = 404, description = "`deployment_not_found`", body = ErrorBody),
+        (status = 410, description = "`deployment_deleted`: it was deleted", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -182,7 +199,8 @@ pub async fn get(
 }
 
 /// Query of the list endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1–100 (default 20).
     pub limit: Option<u32>,
@@ -191,7 +209,7 @@ pub struct ListQuery {
 }
 
 /// A page of deployments.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListView {
     /// Newest first.
     pub deployments: Vec<DeploymentView>,
@@ -201,6 +219,17 @@ pub struct ListView {
 }
 
 /// `GET /api/v1/deployments?limit=&cursor=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/deployments",
+    tag = "deployments",
+    summary = "List deployments, newest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of live deployments", body = ListView),
+        (status = 400, description = "`invalid_query` or `invalid_cursor`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -239,7 +268,7 @@ pub async fn list(
 }
 
 /// The build log of a deployment.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LogsView {
     /// The deployment.
     pub deployment_id: DeploymentId,
@@ -250,7 +279,8 @@ pub struct LogsView {
 }
 
 /// Query of the logs endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// `true` (or `1`) to stream the log as server-sent events until the build ends.
     pub follow: Option<String>,
@@ -258,6 +288,27 @@ pub struct LogsQuery {
 
 /// `GET /api/v1/deployments/{id}/logs[?follow=true]`: the whole log as JSON, or followed
 /// as server-sent events (see the module docs).
+#[utoipa::path(
+    get,
+    path = "/v1/deployments/{id}/logs",
+    tag = "deployments",
+    summary = "Read or follow a build log",
+    description = "The whole log as JSON; with `follow=true`, a `text/event-stream` of `log` events (each line as JSON, its sequence number as the event id) that ends with an `end` event carrying the final status. A client that reconnects with `Last-Event-ID` continues after that line.",
+    params(
+        ("id" = DeploymentId, Path, description = "The deployment's id"),
+        LogsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "With `follow`: continue after this line"),
+    ),
+    responses(
+        (status = 200, description = "The log", content(
+            (LogsView = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, description = "`invalid_deployment_id` or `invalid_query`", body = ErrorBody),
+        (status = 404, description = "`deployment_not_found`", body = ErrorBody),
+        (status = 410, description = "`deployment_deleted`", body = ErrorBody),
+    )
+)]
 pub async fn logs(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -395,6 +446,20 @@ fn end_event(status: DeploymentStatus) -> SseEvent {
 
 /// `POST /api/v1/deployments/{id}/cancel`: stop a queued or running build. 200 with the
 /// deployment, now `CANCELED`; 409 `deployment_final` if it is final already.
+#[utoipa::path(
+    post,
+    path = "/v1/deployments/{id}/cancel",
+    tag = "deployments",
+    summary = "Cancel a queued or running build",
+    params(("id" = DeploymentId, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "The deployment, now `CANCELED`", body = DeploymentView),
+        (status = 400, description = "`invalid_deployment_id`", body = ErrorBody),
+        (status = 404, description = "`deployment_not_found`", body = ErrorBody),
+        (status = 409, description = "`deployment_final`: it is READY, ERROR or CANCELED already", body = ErrorBody),
+        (status = 410, description = "`deployment_deleted`", body = ErrorBody),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -409,10 +474,24 @@ pub async fn cancel(
 
 /// `DELETE /api/v1/deployments/{id}`: stops serving at once; blobs nothing else references
 /// are collected once the grace period has passed.
+#[utoipa::path(
+    delete,
+    path = "/v1/deployments/{id}",
+    tag = "deployments",
+    summary = "Delete a deployment",
+    description = "Stops serving it at once (its URLs answer 410 afterwards) and cancels its build if it has not finished. Blobs no other deployment uses are collected after the grace period.",
+    params(("id" = DeploymentId, Path, description = "The deployment's id")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedView),
+        (status = 400, description = "`invalid_deployment_id`", body = ErrorBody),
+        (status = 404, description = "`deployment_not_found`", body = ErrorBody),
+        (status = 410, description = "`deployment_deleted`: deleted already", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeletedView>, ApiError> {
     let deployment = live(&state, &raw).await?;
     let before = deployments::delete(&state.services, &deployment.id).await?;
     // Collect right away too: with a zero grace period the blobs go now.
@@ -422,9 +501,20 @@ pub async fn delete(
             tracing::warn!(error = %err, "blob collection after delete failed");
         }
     });
-    Ok(Json(serde_json::json!({
-        "deployment_id": before.id,
-        "deleted": true,
-        "previous_status": before.status,
-    })))
+    Ok(Json(DeletedView {
+        deployment_id: before.id,
+        deleted: true,
+        previous_status: before.status,
+    }))
+}
+
+/// The answer to a delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedView {
+    /// The deployment.
+    pub deployment_id: DeploymentId,
+    /// Always `true`.
+    pub deleted: bool,
+    /// Its status before the delete (`QUEUED` and `BUILDING` ones are now `CANCELED`).
+    pub previous_status: DeploymentStatus,
 }

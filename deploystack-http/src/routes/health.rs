@@ -1,29 +1,72 @@
 //! Liveness and readiness for load balancers and orchestrators.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use deploystack_core::services::disk;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::state::AppState;
 
+/// The answer of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The answer of `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// Each dependency: `repository`, `storage` and `queue` are `ok` or `unavailable`,
+    /// `disk` is `ok` or `low`.
+    pub checks: BTreeMap<&'static str, &'static str>,
+    /// Why the disk check failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 /// `GET /healthz`: the process is up and answering.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    responses((status = 200, description = "The process answers", body = Health)),
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: 200 when the repository, storage and queue all answer and the data
 /// directory has at least `min_free_disk_bytes` free, else 503 naming what is wrong (details
 /// go to the log; a low disk also says so in `message`, as uploads are refused meanwhile).
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    description = "200 when the repository, storage and queue answer and the data directory has at least `min_free_disk_bytes` free; 503 naming what is wrong otherwise.",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: `checks` says what is wrong", body = Readiness),
+    ),
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let services = &state.services;
     let (repository, storage, queue) = tokio::join!(
         services.repository.ping(),
         services.storage.ping(),
         services.queue.ping()
     );
-    let mut checks = serde_json::Map::new();
+    let mut checks = BTreeMap::new();
     let mut ready = true;
     for (name, result) in [
         ("repository", repository.map_err(|e| e.to_string())),
@@ -38,14 +81,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 "unavailable"
             }
         };
-        checks.insert(name.to_owned(), json!(status));
+        checks.insert(name, status);
     }
     let config = &services.config;
     let disk = disk::check_floor(&config.data_dir, config.min_free_disk_bytes);
     let mut message = None;
     match &disk {
         Ok(()) => {
-            checks.insert("disk".to_owned(), json!("ok"));
+            checks.insert("disk", "ok");
         }
         Err(low) => {
             tracing::warn!(
@@ -53,7 +96,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
                 floor = low.floor,
                 "readiness check failed: disk"
             );
-            checks.insert("disk".to_owned(), json!("low"));
+            checks.insert("disk", "low");
             message = Some(low.to_string());
             ready = false;
         }
@@ -63,10 +106,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body =
-        json!({ "status": if ready { "ready" } else { "unavailable" }, "checks": checks });
-    if let Some(message) = message {
-        body["message"] = json!(message);
-    }
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        checks,
+        message,
+    };
     (status, Json(body))
 }

@@ -26,6 +26,14 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`. Always 200: a queue that cannot be asked shows as
 /// `deploystack_queue_up 0`, so the scrape itself still succeeds.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Metrics for Prometheus",
+    description = "The text exposition format: requests by status class, connections, caches, the queue. docs/operations.md lists every metric.",
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4")),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let services = &state.services;
     let cache = services

@@ -5,6 +5,8 @@
 //!   followed live as server-sent events).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
+//! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
+//!   and the `/docs` page.
 //! - [`site`]: everything else — serving deployed sites at `/<deployment-id>/…`.
 //!
 //! ## Why the API has a router of its own
@@ -15,6 +17,7 @@
 //! `Allow` header the router adds.
 
 pub mod deployments;
+pub mod docs;
 pub mod health;
 pub mod metrics;
 pub mod site;
@@ -23,8 +26,10 @@ pub mod upload;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use deploystack_core::model::DeploymentId;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,37 +58,38 @@ pub fn is_site_path(path: &str) -> bool {
 
 /// The whole HTTP surface of the platform host (deployment hosts never reach it).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/deploy", post(upload::upload))
-        .nest("/api", api())
+    let (api, api_paths) = api().split_for_parts();
+    let api = api
+        .fallback(api_not_found)
+        // After the routes: it applies to those registered before it.
+        .method_not_allowed_fallback(api_method_not_allowed);
+    let (platform, platform_paths) = OpenApiRouter::new()
+        .routes(routes!(upload::deploy))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
+        .split_for_parts();
+    let document = docs::document(platform_paths.nest("/api", api_paths));
+    platform
+        .nest("/api", api)
         // The nested router takes `/api` and `/api/<something>`; its fallback never sees
         // `/api/` itself.
         .route("/api/", any(api_not_found))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .merge(docs::router(document))
         .fallback(site::serve)
         // Uploads enforce their own streaming limit (413 mid-stream, temp file removed).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
-/// The routes under `/api`, with JSON answers for unknown paths and unsupported methods.
-fn api() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/deployments",
-            post(upload::upload).get(deployments::list),
-        )
-        .route(
-            "/v1/deployments/{id}",
-            get(deployments::get).delete(deployments::delete),
-        )
-        .route("/v1/deployments/{id}/logs", get(deployments::logs))
-        .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
-        .fallback(api_not_found)
-        // After the routes: it applies to those registered before it.
-        .method_not_allowed_fallback(api_method_not_allowed)
+/// The routes under `/api`, each registered with its description (see [`docs`]). Handlers
+/// sharing a path go into one `routes!`.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload::upload, deployments::list))
+        .routes(routes!(deployments::get, deployments::delete))
+        .routes(routes!(deployments::logs))
+        .routes(routes!(deployments::cancel))
 }
 
 async fn api_not_found() -> ApiError {

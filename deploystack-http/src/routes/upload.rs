@@ -35,8 +35,9 @@ use deploystack_core::services::ingest::{
     UploadOptions,
 };
 use tokio::io::AsyncWriteExt;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::deployments::DeploymentView;
 use crate::state::AppState;
 
@@ -198,7 +199,80 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
+/// The form an upload sends, as the API documentation shows it (the handler reads the
+/// multipart stream itself, field by field). Each field but `file` may also be a query
+/// parameter; a form field wins over a parameter of the same name.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used.
+pub struct UploadForm {
+    /// The site or project as a zip archive.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/zip")]
+    file: Vec<u8>,
+    /// The project it belongs to (a DNS-safe slug).
+    project: Option<String>,
+    /// `preview` (default) or `production`.
+    target: Option<String>,
+    /// A framework preset (`vite`, `nextjs`, …, or `static`) instead of detection.
+    framework: Option<String>,
+    /// The folder inside the archive that holds the project.
+    root_directory: Option<String>,
+    /// The command that installs dependencies.
+    install_command: Option<String>,
+    /// The command that builds the site.
+    build_command: Option<String>,
+    /// The folder the build writes the site to.
+    output_directory: Option<String>,
+    /// Environment variables for the build, each `NAME=value`; repeat the field for more.
+    env: Option<Vec<String>>,
+    /// Write-only environment variables, `NAME=value`: masked in logs, never shown again.
+    sensitive_env: Option<Vec<String>>,
+}
+
+/// `POST /deploy`: the seed API's name for [`upload`].
+#[utoipa::path(
+    post,
+    path = "/deploy",
+    tag = "deployments",
+    summary = "Upload a site (the original endpoint)",
+    description = "The same as `POST /api/v1/deployments`.",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Accepted and queued for its build", body = DeploymentView),
+        (status = 400, description = "Not a usable zip archive, or a bad option", body = ErrorBody),
+        (status = 408, description = "`body_timeout` or `upload_timeout`", body = ErrorBody),
+        (status = 413, description = "`upload_too_large`", body = ErrorBody),
+        (status = 415, description = "Not a multipart form", body = ErrorBody),
+        (status = 503, description = "`too_many_uploads` (see `Retry-After`) or a dependency is down", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: the server's disk is (nearly) full", body = ErrorBody),
+    )
+)]
+pub async fn deploy(
+    state: State<AppState>,
+    headers: HeaderMap,
+    query: RawQuery,
+    body: Body,
+) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
+    upload(state, headers, query, body).await
+}
+
 /// `POST /deploy`, `POST /api/v1/deployments`: accept a zip; 202 with the deployment.
+#[utoipa::path(
+    post,
+    path = "/v1/deployments",
+    tag = "deployments",
+    summary = "Upload a site",
+    description = "Streams a zip archive in the multipart field `file`, checks it, stores it and queues its build. Poll `status_url` or follow the log until the status is `READY`.",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Accepted and queued for its build", body = DeploymentView),
+        (status = 400, description = "Not a usable zip archive, or a bad option", body = ErrorBody),
+        (status = 408, description = "`body_timeout` or `upload_timeout`", body = ErrorBody),
+        (status = 413, description = "`upload_too_large`", body = ErrorBody),
+        (status = 415, description = "Not a multipart form", body = ErrorBody),
+        (status = 503, description = "`too_many_uploads` (see `Retry-After`) or a dependency is down", body = ErrorBody),
+        (status = 507, description = "`insufficient_storage`: the server's disk is (nearly) full", body = ErrorBody),
+    )
+)]
 pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
