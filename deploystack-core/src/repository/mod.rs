@@ -18,6 +18,7 @@
 //! `PostgresRepository` (feature `postgres`: the cluster's shared database). Each embeds its
 //! own migration set, and every adapter passes `crate::testing::repository::run_all`.
 
+pub mod idempotency;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
@@ -34,6 +35,7 @@ use crate::model::{
     StoredLogLine,
 };
 
+pub use idempotency::{IdempotencyKeys, Reservation, StoredAnswer};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresRepository;
 pub use sqlite::SqliteRepository;

@@ -62,6 +62,8 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+mod idempotency;
+
 use async_trait::async_trait;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -116,6 +118,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "build settings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0004_build_settings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            "idempotency keys".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0005_idempotency_keys.sql").into_sql_str(),
             false,
         ),
     ])

@@ -40,6 +40,8 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+mod idempotency;
+
 use async_trait::async_trait;
 use serde::Serialize;
 use sqlx::error::ErrorKind;
@@ -96,6 +98,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "build settings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0004_build_settings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            "idempotency keys".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0005_idempotency_keys.sql").into_sql_str(),
             false,
         ),
     ])
@@ -1250,6 +1259,15 @@ mod tests {
         run_all(&repo).await;
         // The suite leaves data behind; it must pass again on a database in use.
         run_all(&repo).await;
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_pass_their_conformance_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = SqliteRepository::connect(&file_url(&dir, "deploystack.db"))
+            .await
+            .expect("connect");
+        crate::testing::idempotency::run_all(&repo).await;
     }
 
     #[tokio::test]

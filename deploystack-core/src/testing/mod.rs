@@ -6,6 +6,7 @@ pub mod build;
 pub mod env;
 pub mod events;
 pub mod fixtures;
+pub mod idempotency;
 pub mod queue;
 pub mod repository;
 pub mod storage;

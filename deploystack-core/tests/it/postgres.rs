@@ -71,6 +71,17 @@ async fn a_fresh_database_passes_the_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idempotency_keys_pass_their_conformance_suite() {
+    let Some(admin) = env::postgres_url() else {
+        return;
+    };
+    let url = env::fresh_postgres_database(&admin).await;
+    let repo = connect(&url).await;
+    deploystack_core::testing::idempotency::run_all(&repo).await;
+    env::drop_postgres_database(&admin, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
     let Some(admin) = env::postgres_url() else {
         return;
