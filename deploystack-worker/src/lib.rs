@@ -19,6 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use deploystack_core::Services;
+use deploystack_core::repository::idempotency::IDEMPOTENCY_TTL;
 use deploystack_core::services::deployments::collect_garbage;
 use deploystack_core::services::pipeline::{Outcome, Pipeline};
 use deploystack_core::services::reconciler::reconcile;
@@ -113,7 +114,7 @@ async fn build_loop(
     }
 }
 
-/// Reconciles and collects garbage periodically. With an in-process queue the first
+/// Reconciles, collects garbage and purges expired idempotency keys periodically. With an in-process queue the first
 /// reconciliation takes every queued deployment (that queue starts empty after a restart); a
 /// shared queue still holds them, so a worker joining a cluster does not enqueue them twice.
 async fn maintenance_loop(services: Services, stop: CancellationToken) {
@@ -140,6 +141,11 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
             _ = collect_tick.tick() => {
                 if let Err(err) = collect_garbage(&services, 1000).await {
                     tracing::warn!(error = %err, "blob collection failed");
+                }
+                // Answers of idempotent requests are kept for a day.
+                let expired = OffsetDateTime::now_utc() - IDEMPOTENCY_TTL;
+                if let Err(err) = services.repository.purge_idempotency_keys(expired).await {
+                    tracing::warn!(error = %err, "purging expired idempotency keys failed");
                 }
             }
         }

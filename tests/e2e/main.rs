@@ -19,6 +19,7 @@ mod deploy;
 mod faults;
 mod hardening;
 mod hosts;
+mod idempotency;
 mod keepalive;
 mod lifecycle;
 mod metrics;

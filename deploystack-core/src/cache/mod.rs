@@ -68,6 +68,7 @@
 //! RESP3. One `PUBLISH` per change works with any Redis and keeps both layers independent.
 
 mod blobs;
+mod idempotency;
 #[cfg(feature = "redis")]
 mod redis;
 

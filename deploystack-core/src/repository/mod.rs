@@ -98,9 +98,8 @@ pub struct PublishedBuild {
 }
 
 /// The source of truth. See the module docs for the contract.
-#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait Repository: Send + Sync + 'static {
+pub trait Repository: IdempotencyKeys + Send + Sync + 'static {
     /// Insert a new `QUEUED` deployment. `Conflict` if the id exists.
     async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError>;
 
@@ -232,6 +231,132 @@ pub trait Repository: Send + Sync + 'static {
 
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), RepositoryError>;
+}
+
+// The mock of the whole port: `automock` cannot mock a trait together with its supertraits,
+// so the methods are listed again here (the compiler checks them against the traits).
+#[cfg(feature = "mock")]
+mockall::mock! {
+    /// A mock [`Repository`], with every method of every part of the port.
+    pub Repository {}
+
+    #[async_trait]
+    impl Repository for Repository {
+        async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError>;
+
+        async fn get_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError>;
+
+        async fn list_deployments(
+            &self,
+            page: &PageRequest,
+        ) -> Result<Page<Deployment>, RepositoryError>;
+
+        async fn claim_deployment(
+            &self,
+            id: &DeploymentId,
+            worker: &str,
+            lease: Duration,
+        ) -> Result<Option<Claim>, RepositoryError>;
+
+        async fn renew_lease(
+            &self,
+            id: &DeploymentId,
+            attempt: i64,
+            lease: Duration,
+        ) -> Result<(), RepositoryError>;
+
+        async fn release_claim(&self, id: &DeploymentId, attempt: i64) -> Result<(), RepositoryError>;
+
+        async fn publish(
+            &self,
+            id: &DeploymentId,
+            attempt: i64,
+            build: &PublishedBuild,
+        ) -> Result<Deployment, RepositoryError>;
+
+        async fn fail_deployment(
+            &self,
+            id: &DeploymentId,
+            attempt: i64,
+            error: &DeploymentError,
+        ) -> Result<Deployment, RepositoryError>;
+
+        async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError>;
+
+        async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError>;
+
+        async fn append_log(&self, id: &DeploymentId, lines: &[LogLine])
+        -> Result<(), RepositoryError>;
+
+        async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError>;
+
+        async fn logs_after(
+            &self,
+            id: &DeploymentId,
+            after: i64,
+            limit: u32,
+        ) -> Result<Vec<StoredLogLine>, RepositoryError>;
+
+        async fn find_file(
+            &self,
+            id: &DeploymentId,
+            path: &str,
+        ) -> Result<Option<FileEntry>, RepositoryError>;
+
+        async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError>;
+
+        async fn known_encodings(
+            &self,
+            hashes: &[ContentHash],
+        ) -> Result<HashMap<ContentHash, Vec<EncodedVariant>>, RepositoryError>;
+
+        async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError>;
+
+        async fn claim_unreferenced_blobs(
+            &self,
+            unused_since: OffsetDateTime,
+            limit: u32,
+        ) -> Result<Vec<ContentHash>, RepositoryError>;
+
+        async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError>;
+
+        async fn stalled_deployments(
+            &self,
+            older_than: OffsetDateTime,
+            limit: u32,
+        ) -> Result<Vec<DeploymentId>, RepositoryError>;
+
+        async fn ping(&self) -> Result<(), RepositoryError>;
+    }
+
+    #[async_trait]
+    impl IdempotencyKeys for Repository {
+        async fn reserve_idempotency_key(
+            &self,
+            scope: &str,
+            key: &str,
+            lock: Duration,
+            ttl: Duration,
+        ) -> Result<Reservation, RepositoryError>;
+        async fn complete_idempotency_key(
+            &self,
+            scope: &str,
+            key: &str,
+            token: &str,
+            fingerprint: &ContentHash,
+            answer: &StoredAnswer,
+        ) -> Result<(), RepositoryError>;
+        async fn release_idempotency_key(
+            &self,
+            scope: &str,
+            key: &str,
+            token: &str,
+        ) -> Result<(), RepositoryError>;
+        async fn purge_idempotency_keys(
+            &self,
+            before: OffsetDateTime,
+        ) -> Result<u64, RepositoryError>;
+    }
 }
 
 /// The `routing` column's text: the compiled configuration as JSON, or NULL.

@@ -9,12 +9,17 @@
 //!    `request_timeout_secs` gets a 503.
 //! 4. [`crate::dispatch::App`]: host validation and dispatch to the site or the router.
 //!
+//! One middleware sits inside the router instead, because it needs the repository and only
+//! concerns the API: [`idempotency`], which makes a retried `POST` with an
+//! `Idempotency-Key` answer as the first attempt did.
+//!
 //! ## Why one stack?
 //! Whatever must happen to every request — authentication, rate limits, request ids, access
 //! logs — becomes one more layer here and wraps serving, the API and uploads alike. hyper
 //! parses and writes every request; nothing reaches the application beside this stack.
 
 pub mod accounting;
+pub mod idempotency;
 pub mod timeout;
 
 use std::convert::Infallible;

@@ -32,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
+use crate::middleware::idempotency;
 use crate::state::AppState;
 
 /// Whether a platform request is one of the upload routes below, which stream their body
@@ -76,6 +77,11 @@ pub fn router(state: AppState) -> Router {
         // `/api/` itself.
         .route("/api/", any(api_not_found))
         .merge(docs::router(document))
+        // A retried POST with an Idempotency-Key gets the first answer.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::guard,
+        ))
         .fallback(site::serve)
         // Uploads enforce their own streaming limit (413 mid-stream, temp file removed).
         .layer(DefaultBodyLimit::disable())
