@@ -236,12 +236,15 @@ pub struct UploadForm {
     summary = "Upload a site (the original endpoint)",
     description = "The same as `POST /api/v1/deployments`.",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key gets the first answer (docs/api.md, Retries)")),
     responses(
         (status = 202, description = "Accepted and queued for its build", body = DeploymentView),
         (status = 400, description = "Not a usable zip archive, or a bad option", body = ErrorBody),
         (status = 408, description = "`body_timeout` or `upload_timeout`", body = ErrorBody),
         (status = 413, description = "`upload_too_large`", body = ErrorBody),
         (status = 415, description = "Not a multipart form", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this key still runs", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the key was used for another request", body = ErrorBody),
         (status = 503, description = "`too_many_uploads` (see `Retry-After`) or a dependency is down", body = ErrorBody),
         (status = 507, description = "`insufficient_storage`: the server's disk is (nearly) full", body = ErrorBody),
     )
@@ -263,12 +266,15 @@ pub async fn deploy(
     summary = "Upload a site",
     description = "Streams a zip archive in the multipart field `file`, checks it, stores it and queues its build. Poll `status_url` or follow the log until the status is `READY`.",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key gets the first answer (docs/api.md, Retries)")),
     responses(
         (status = 202, description = "Accepted and queued for its build", body = DeploymentView),
         (status = 400, description = "Not a usable zip archive, or a bad option", body = ErrorBody),
         (status = 408, description = "`body_timeout` or `upload_timeout`", body = ErrorBody),
         (status = 413, description = "`upload_too_large`", body = ErrorBody),
         (status = 415, description = "Not a multipart form", body = ErrorBody),
+        (status = 409, description = "`idempotency_key_in_use`: the first request with this key still runs", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the key was used for another request", body = ErrorBody),
         (status = 503, description = "`too_many_uploads` (see `Retry-After`) or a dependency is down", body = ErrorBody),
         (status = 507, description = "`insufficient_storage`: the server's disk is (nearly) full", body = ErrorBody),
     )
