@@ -596,6 +596,22 @@ mod tests {
             "{message}"
         );
     }
+
+    #[tokio::test]
+    async fn a_secret_printed_in_pieces_is_masked_once_its_line_is_whole() {
+        use tokio::io::AsyncReadExt as _;
+        let log = BuildLog::new(1);
+        log.mask(["hunter22".to_owned()]);
+        // Three reads, the secret split between the first two, as a pipe may deliver it.
+        let chunks = (&b"token=hun"[..])
+            .chain(&b"ter22 ok\nnext"[..])
+            .chain(&b" line hunter22\r\n"[..]);
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        pump(chunks, LogStream::Stdout, log.clone(), tail.clone()).await;
+        let lines: Vec<String> = log.drain().into_iter().map(|l| l.message).collect();
+        assert_eq!(lines, ["token=*** ok", "next line ***"]);
+        assert!(tail.lock().unwrap().iter().all(|l| !l.contains("hunter22")));
+    }
 }
 
 /// Tests that run real commands under bubblewrap. Without bwrap they print why they skip;
