@@ -107,6 +107,13 @@ pub enum DomainProblem {
     },
 }
 
+impl InvalidDomain {
+    /// The stable machine-readable code of every invalid name, for the API's error body.
+    pub fn code(&self) -> &'static str {
+        "invalid_domain"
+    }
+}
+
 impl DomainName {
     /// Validate and normalise a name as a user typed it: IDNA mapping (case folding, full-width
     /// characters) and punycode, lowercase, one trailing dot dropped.

@@ -105,6 +105,19 @@ pub enum RedirectError {
     Cycle(Cycle),
 }
 
+impl RedirectError {
+    /// A stable machine-readable code for the API's error body (all are 422s: the request
+    /// is well-formed, the domains it lists are not consistent).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Duplicate(_) => "duplicate_domain",
+            Self::UnknownTarget { .. } => "unknown_redirect_target",
+            Self::StatusWithoutRedirect(_) => "redirect_status_without_redirect",
+            Self::Cycle(_) => "redirect_cycle",
+        }
+    }
+}
+
 /// A cycle of redirects, starting and ending at its smallest name: `a → b → c → a`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cycle(pub Vec<DomainName>);
@@ -342,6 +355,7 @@ mod tests {
             err.to_string(),
             "the redirects form a cycle: a.example → b.example → c.example → a.example"
         );
+        assert_eq!(err.code(), "redirect_cycle");
         let err = RedirectGraph::new(&[spec("a.example", Some("a.example"))]).unwrap_err();
         assert_eq!(
             err.to_string(),
