@@ -42,6 +42,17 @@ impl VerifyOutcome {
         matches!(self, Self::Verified)
     }
 
+    /// A stable machine-readable name of the outcome, for API answers and events:
+    /// `verified`, `record_missing`, `other_value` or `lookup_failed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Missing => "record_missing",
+            Self::OtherValue { .. } => "other_value",
+            Self::LookupFailed { .. } => "lookup_failed",
+        }
+    }
+
     /// A sentence for the user saying what to do next.
     pub fn explain(&self, domain: &DomainName, token: &VerificationToken) -> String {
         let name = record_name(domain);

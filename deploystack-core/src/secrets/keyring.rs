@@ -20,6 +20,21 @@ const TAG_BYTES: usize = 16;
 
 /// The current key, which seals, and older keys, which only open. Values are picked by the
 /// key id they name, so any configured key opens what it sealed. `Debug` shows key ids only.
+///
+/// ```
+/// use deploystack_core::secrets::{Keyring, SecretKey};
+///
+/// let old = SecretKey::generate();
+/// let sealed = Keyring::new(old.clone(), []).seal("s3cr3t-token")?;
+///
+/// // After a rotation the old key only opens; reseal moves the value to the new key.
+/// let keyring = Keyring::new(SecretKey::generate(), [old]);
+/// assert_eq!(keyring.open(&sealed)?, "s3cr3t-token");
+/// let moved = keyring.reseal(&sealed)?.expect("sealed under the old key");
+/// assert_eq!(Keyring::key_id_of(&moved)?, keyring.current_key_id());
+/// assert_eq!(keyring.reseal(&moved)?, None);
+/// # Ok::<(), deploystack_core::secrets::SecretsError>(())
+/// ```
 #[derive(Clone)]
 pub struct Keyring {
     /// Seals every new value; first in `keys`.

@@ -37,6 +37,7 @@ async fn a_published_token_verifies_the_domain() {
     let outcome = verifier(&dns).check(&name, &token).await;
     assert_eq!(outcome, VerifyOutcome::Verified);
     assert!(outcome.is_verified());
+    assert_eq!(outcome.code(), "verified");
 }
 
 #[tokio::test]
@@ -48,6 +49,7 @@ async fn a_missing_record_and_another_value_say_what_to_fix() {
 
     let outcome = verifier.check(&name, &token).await;
     assert_eq!(outcome, VerifyOutcome::Missing);
+    assert_eq!(outcome.code(), "record_missing");
     let advice = outcome.explain(&name, &token);
     assert!(advice.contains("_deploystack.example.org") && advice.contains(token.as_str()));
 
