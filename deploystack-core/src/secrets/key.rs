@@ -96,8 +96,7 @@ impl fmt::Debug for SecretKey {
 ///
 /// Publishing it reveals nothing useful about the key (a 256-bit random key cannot be
 /// recovered from a hash), and 64 bits keep accidental collisions among the handful of keys
-/// an installation ever has out of reach (a collision would be refused when the keyring is
-/// built).
+/// an installation ever has out of reach (below one chance in 10¹⁵ for a hundred keys).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyId([u8; KeyId::BYTES]);
 
