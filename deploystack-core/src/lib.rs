@@ -20,6 +20,10 @@
 //!   `_headers` compiled at deploy time into one model, and its pure evaluation at serve time.
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline (with
 //!   deploy-time precompression), serving resolution, garbage collection — and [`Services`], the one place that picks adapters.
+//! - [`secrets`]: environment-variable values sealed at rest under a platform key (a keyring
+//!   with rotation, the key file and its rules), and the masker that keeps them out of logs.
+//! - [`domains`]: custom domain names (validated, IDNA-normalised), their redirect graph
+//!   (cycles refused, applied in topological order) and DNS TXT verification with re-checks.
 //! - [`config`]: settings, with defaults, a TOML file and `DEPLOYSTACK_*` variables.
 //! - `testing` (feature `testing`): the conformance suites every adapter must pass.
 //!
@@ -47,11 +51,13 @@ pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod config;
+pub mod domains;
 pub mod events;
 pub mod model;
 pub mod queue;
 pub mod repository;
 pub mod routing;
+pub mod secrets;
 pub mod services;
 pub mod storage;
 #[cfg(feature = "testing")]

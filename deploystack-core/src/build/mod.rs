@@ -23,13 +23,15 @@ pub mod sandbox;
 mod static_site;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{BuildSettings, EnvVar, LogLine, LogStream, ProjectName};
+pub use crate::secrets::MASK;
+use crate::secrets::Masker;
 
 pub use preset_strategy::{BuildPlan, PackageManager, PresetStrategy};
 pub use registry::{Selection, StrategyRegistry};
@@ -134,27 +136,14 @@ pub struct Detection {
 pub struct BuildLog {
     attempt: i64,
     lines: Arc<Mutex<Vec<LogLine>>>,
-    masks: Arc<Mutex<Masks>>,
+    masker: Arc<Mutex<Masker>>,
 }
 
-/// What a masked value is replaced with.
-pub const MASK: &str = "***";
-
-/// Values that never appear in the log. Its `Debug` shows only how many there are.
-#[derive(Default)]
-struct Masks(Vec<String>);
-
-impl std::fmt::Debug for Masks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<{} masked values>", self.0.len())
-    }
-}
-
-/// The values of the sensitive variables among `env` that are long enough to mask (four
-/// characters or more: shorter ones would blank out ordinary words).
+/// The values of the sensitive variables among `env` that are long enough to mask (see
+/// [`Masker::MIN_CHARS`]: shorter ones would blank out ordinary words).
 pub fn sensitive_values(env: &[EnvVar]) -> Vec<String> {
     env.iter()
-        .filter(|v| v.sensitive && v.value.chars().count() >= 4)
+        .filter(|v| v.sensitive && v.value.chars().count() >= Masker::MIN_CHARS)
         .map(|v| v.value.clone())
         .collect()
 }
@@ -169,32 +158,24 @@ impl BuildLog {
     }
 
     /// Replace each of `values` with [`MASK`] in every line written from now on, through this
-    /// log or any clone of it. Values shorter than four characters are ignored.
+    /// log or any clone of it (see [`Masker`]: values shorter than four characters are
+    /// ignored, multi-line values are masked line by line too).
     pub fn mask(&self, values: impl IntoIterator<Item = String>) {
-        if let Ok(mut masks) = self.masks.lock() {
-            for value in values {
-                if value.chars().count() >= 4 && !masks.0.contains(&value) {
-                    masks.0.push(value);
-                }
-            }
-            // Longest first, so a value that contains another is masked whole.
-            masks.0.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        }
+        // A poisoned lock still holds every value: masking goes on rather than leak.
+        self.masker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(values);
     }
 
     /// `text` with every masked value replaced by [`MASK`] (for error messages built from
     /// log lines).
     pub fn masked(&self, text: &str) -> String {
-        let Ok(masks) = self.masks.lock() else {
-            return text.to_owned();
-        };
-        let mut text = text.to_owned();
-        for value in &masks.0 {
-            if text.contains(value.as_str()) {
-                text = text.replace(value.as_str(), MASK);
-            }
-        }
-        text
+        self.masker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mask(text)
+            .into_owned()
     }
 
     /// Add one line.

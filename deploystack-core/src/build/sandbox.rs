@@ -596,6 +596,83 @@ mod tests {
             "{message}"
         );
     }
+
+    #[tokio::test]
+    async fn a_secret_printed_in_pieces_is_masked_once_its_line_is_whole() {
+        use tokio::io::AsyncReadExt as _;
+        let log = BuildLog::new(1);
+        log.mask(["hunter22".to_owned()]);
+        // Three reads, the secret split between the first two, as a pipe may deliver it.
+        let chunks = (&b"token=hun"[..])
+            .chain(&b"ter22 ok\nnext"[..])
+            .chain(&b" line hunter22\r\n"[..]);
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        pump(chunks, LogStream::Stdout, log.clone(), tail.clone()).await;
+        let lines: Vec<String> = log.drain().into_iter().map(|l| l.message).collect();
+        assert_eq!(lines, ["token=*** ok", "next line ***"]);
+        assert!(tail.lock().unwrap().iter().all(|l| !l.contains("hunter22")));
+    }
+
+    /// A pipe that delivers its bytes in the given pieces, one per read.
+    struct Pieces(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(mut piece) = self.0.pop_front() {
+                let n = piece.len().min(buf.remaining());
+                buf.put_slice(&piece[..n]);
+                if n < piece.len() {
+                    self.0.push_front(piece.split_off(n));
+                }
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    proptest::proptest! {
+        /// Wherever the pipe cuts the output, no secret reaches a log line or the tail.
+        #[test]
+        fn secrets_are_masked_however_the_output_is_cut(
+            secrets in proptest::collection::vec("[a-z]{4,12}", 1..3),
+            words in proptest::collection::vec("[a-z ]{0,8}", 1..6),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let mut output = String::new();
+            for (n, word) in words.iter().enumerate() {
+                output.push_str(word);
+                output.push_str(&secrets[n % secrets.len()]);
+                output.push(if n % 2 == 0 { ' ' } else { '\n' });
+            }
+            let bytes = output.into_bytes();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut pieces = VecDeque::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                // An empty read means end of file on a pipe: only non-empty pieces.
+                if cut > from {
+                    pieces.push_back(bytes[from..cut].to_vec());
+                }
+                from = cut;
+            }
+            let log = BuildLog::new(1);
+            log.mask(secrets.clone());
+            let tail = Arc::new(Mutex::new(VecDeque::new()));
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(pump(Pieces(pieces), LogStream::Stdout, log.clone(), tail.clone()));
+            let lines = log.drain();
+            proptest::prop_assert!(!lines.is_empty());
+            for line in &lines {
+                for secret in &secrets {
+                    proptest::prop_assert!(!line.message.contains(secret.as_str()), "{}", line.message);
+                }
+            }
+        }
+    }
 }
 
 /// Tests that run real commands under bubblewrap. Without bwrap they print why they skip;

@@ -276,6 +276,10 @@ mod tests {
             "0",
             "--s3-allow-http",
             "true",
+            "--dns-servers",
+            "127.0.0.1:5353,127.0.0.2:53",
+            "--previous-secret-keys",
+            "a,b",
         ]);
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.lease_secs, 7);
@@ -284,6 +288,14 @@ mod tests {
         assert_eq!(config.min_free_disk_bytes, 0);
         assert_eq!(config.s3.region.as_deref(), Some("eu-west-1"));
         assert_eq!(config.s3.allow_http, Some(true));
+        assert_eq!(
+            config.dns_servers,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "127.0.0.2:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.previous_secret_keys.len(), 2);
     }
 
     #[test]
@@ -349,6 +361,7 @@ mod tests {
         assert!(help.contains("[default: 536870912]"), "{help}");
         assert!(help.contains("[default: auto]"), "{help}");
         assert!(help.contains("[env: AWS_SECRET_ACCESS_KEY]"), "{help}");
+        assert!(help.contains("[env: DEPLOYSTACK_SECRET_KEY]"), "{help}");
     }
 
     /// docs/configuration.md has a row per setting with its key, variable, flag and default,

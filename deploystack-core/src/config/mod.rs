@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::ArchiveLimits;
 use crate::build::SandboxMode;
+use crate::secrets::SecretText;
 use crate::services::hosts::BaseDomain;
 
 /// A setting that could not be read.
@@ -360,6 +361,51 @@ pub struct Config {
         arg(long, env = "DEPLOYSTACK_REQUEST_TIMEOUT_SECS", value_name = "SECS")
     )]
     pub request_timeout_secs: u64,
+    /// The platform key that seals environment variables at rest: 32 bytes as base64 or 64
+    /// hex digits; never printed. Unset, and no `secret_key_file`: the key file
+    /// `<data_dir>/secret.key`, created on first start.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "DEPLOYSTACK_SECRET_KEY",
+            value_name = "KEY",
+            hide_env_values = true
+        )
+    )]
+    pub secret_key: Option<SecretText>,
+    /// A file holding the platform key instead: one key a line, the current key first and
+    /// older ones after it; it must be readable by its owner only.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_SECRET_KEY_FILE", value_name = "FILE")
+    )]
+    pub secret_key_file: Option<PathBuf>,
+    /// Older platform keys, comma-separated: they only open values sealed before a rotation;
+    /// never printed.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "DEPLOYSTACK_PREVIOUS_SECRET_KEYS",
+            value_name = "KEYS",
+            value_delimiter = ',',
+            hide_env_values = true
+        )
+    )]
+    pub previous_secret_keys: Vec<SecretText>,
+    /// Name servers asked for custom domains' verification records, comma-separated
+    /// `ip:port`; empty: the system's (resolv.conf).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "DEPLOYSTACK_DNS_SERVERS",
+            value_name = "IP:PORT",
+            value_delimiter = ','
+        )
+    )]
+    pub dns_servers: Vec<SocketAddr>,
     /// S3 connection settings (`[s3]` in the file, the standard `AWS_*` variables).
     #[cfg_attr(feature = "cli", command(flatten))]
     pub s3: S3Settings,
@@ -470,6 +516,10 @@ impl Default for Config {
             body_read_timeout_secs: 30,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
+            secret_key: None,
+            secret_key_file: None,
+            previous_secret_keys: Vec::new(),
+            dns_servers: Vec::new(),
             s3: S3Settings::default(),
         }
     }
@@ -645,6 +695,30 @@ mod tests {
         assert_eq!(config.base_domain().unwrap().as_str(), "localhost");
         let printed = format!("{config:?}");
         assert!(!printed.contains("from-file"), "{printed}");
+    }
+
+    #[test]
+    fn secret_and_dns_settings_come_from_the_file_and_keys_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.toml");
+        std::fs::write(
+            &path,
+            "secret_key = \"key-in-the-file\"\nprevious_secret_keys = [\"old-key-1\", \"old-key-2\"]\n\
+             dns_servers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(
+            config.secret_key.as_ref().map(SecretText::expose),
+            Some("key-in-the-file")
+        );
+        assert_eq!(config.previous_secret_keys.len(), 2);
+        assert_eq!(config.dns_servers[0].port(), 5353);
+        assert!(config.dns_servers[1].is_ipv6());
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("key-in-the-file"), "{printed}");
+        assert!(!printed.contains("old-key"), "{printed}");
+        assert!(Config::default().dns_servers.is_empty());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! S3, your own) proves itself by passing the same checks as the defaults.
 
 pub mod build;
+pub mod dns;
 pub mod env;
 pub mod events;
 pub mod fixtures;

@@ -6,6 +6,7 @@
 //! - `support`: services, zips, uploads and scripted build strategies the tests share.
 //! - `pipeline`: one delivery through the pipeline, on every path it can take.
 //! - `maintenance`: the reconciler and garbage collection.
+//! - `domains`: custom-domain verification against a DNS server started on loopback.
 //! - `cache`: the read cache over the repository, in one process and across nodes (Redis).
 //! - `postgres` (feature `postgres`): the PostgreSQL repository on a real server, shared by
 //!   several pools as a cluster shares it.
@@ -17,6 +18,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cache;
+mod domains;
 mod maintenance;
 mod pipeline;
 #[cfg(feature = "postgres")]
