@@ -76,7 +76,7 @@ impl BuildStrategy for MarkdownStrategy {
                 if is_markdown(&relative) {
                     let text =
                         std::fs::read_to_string(&from).map_err(|err| BuildError::Failed {
-                            code: "build_failed",
+                            code: "build_failed".into(),
                             message: format!("{} is not UTF-8 text: {err}", relative.display()),
                         })?;
                     std::fs::write(&to, render_page(&text))?;

@@ -47,7 +47,7 @@ impl BuildStrategy for SlowStrategy {
     async fn build(&self, ctx: &BuildContext) -> Result<BuildOutput, BuildError> {
         let text = tokio::fs::read_to_string(ctx.source.root().join(MARKER)).await?;
         let millis: u64 = text.trim().parse().map_err(|_| BuildError::Failed {
-            code: "bad_marker",
+            code: "bad_marker".into(),
             message: format!("{MARKER} must hold a number of milliseconds, not {text:?}"),
         })?;
         ctx.log.system(format!("slow build: sleeping {millis} ms"));

@@ -1,7 +1,7 @@
 //! # deploystack-http
 //!
 //! DeployStack's HTTP surface: uploads, the deployments API, health checks and the serving of
-//! deployed sites, plus the `deploystack-server` binary.
+//! deployed sites, plus the `deploystack-server` binary (feature `server`).
 //!
 //! ## Layout
 //! - [`serve`]: the entry point — takes a bound listener, the services and a shutdown future;
@@ -17,6 +17,81 @@
 //!   site; warm site answers are built once and kept with the cached resolution).
 //! - [`state`]: what handlers share. [`error`]: JSON errors.
 //!
+//! ## Feature flags
+//! Every feature is also described beside its definition in `Cargo.toml`.
+//! - `server` (default): the `deploystack-server` binary — clap, anyhow and the log setup
+//!   (`deploystack-core`'s `cli`). The library never needs them: an embedder that only calls
+//!   [`serve`] depends on this crate with `default-features = false`.
+//! - `sqlite` (default): `deploystack-core`'s SQLite repository, the default
+//!   `DEPLOYSTACK_DATABASE_URL`. Keep it (`features = ["sqlite"]`) beside
+//!   `default-features = false` unless you bring your own repository.
+//! - `postgres`, `redis`, `s3`: the cluster engines, forwarded to `deploystack-core`.
+//!
+//! ## Re-exported crates
+//! The types of this crate's public signatures come from [`axum`] (the router and its
+//! handlers), [`http`] (requests, responses, status codes), [`hyper`] (the connections and
+//! their bodies) and [`tower`] (the request stack's `Service` and `Layer`); each is
+//! re-exported here in the version this crate uses. The rest — `tokio` included — comes
+//! from `deploystack_core`'s re-exports.
+//!
+//! ## Embedding: your own build strategy, served
+//! A [`BuildStrategy`](deploystack_core::build::BuildStrategy) of your own, registered
+//! before the built-in presets and served with in-process builders; `deploystack_core`'s
+//! `embedding` module has the whole guide.
+//!
+//! ```rust
+//! # #[cfg(not(feature = "sqlite"))] fn main() {}
+//! # #[cfg(feature = "sqlite")]
+//! #[deploystack_core::tokio::main(crate = "deploystack_core::tokio")]
+//! async fn main() -> std::io::Result<()> {
+//!     use std::sync::Arc;
+//!
+//!     use deploystack_core::async_trait;
+//!     use deploystack_core::build::{
+//!         BuildContext, BuildError, BuildOutput, BuildStrategy, Detection, SourceTree,
+//!     };
+//!     use deploystack_core::tokio::net::TcpListener;
+//!     use deploystack_core::{Config, Services};
+//!
+//!     /// Publishes `shout.txt`, upper-cased, as the home page.
+//!     struct Shout;
+//!
+//!     #[async_trait]
+//!     impl BuildStrategy for Shout {
+//!         fn name(&self) -> &str {
+//!             "shout"
+//!         }
+//!
+//!         async fn detect(&self, source: &SourceTree) -> Result<Option<Detection>, BuildError> {
+//!             Ok(source.has_file("shout.txt").then(|| Detection {
+//!                 strategy: "shout".into(),
+//!                 reason: "shout.txt found".into(),
+//!             }))
+//!         }
+//!
+//!         async fn build(&self, ctx: &BuildContext) -> Result<BuildOutput, BuildError> {
+//!             let text = std::fs::read_to_string(ctx.source.root().join("shout.txt"))?;
+//!             if text.trim().is_empty() {
+//!                 // A code made at run time: it becomes the deployment's `error.code`.
+//!                 return Err(BuildError::failed(format!("{}_empty", self.name()), "nothing to shout"));
+//!             }
+//!             let out = ctx.work_dir.join("out");
+//!             std::fs::create_dir_all(&out)?;
+//!             std::fs::write(out.join("index.html"), text.to_uppercase())?;
+//!             Ok(BuildOutput { dir: out })
+//!         }
+//!     }
+//!
+//!     let services = Services::in_memory(Config::default())
+//!         .await
+//!         .map_err(std::io::Error::other)?
+//!         .with_strategy(Arc::new(Shout));
+//!     let listener = TcpListener::bind("127.0.0.1:0").await?;
+//!     // A real program waits for a signal here; this example stops at once.
+//!     deploystack_http::serve(listener, services, async {}).await
+//! }
+//! ```
+//!
 //! ## Why take a listener?
 //! The caller binds, so tests bind port 0 and read the address back, and the binary logs the
 //! address it really got.
@@ -27,6 +102,8 @@
 //! size limit and the connection cap need the builder and the accept loop too.
 
 #![warn(missing_docs)]
+// docs.rs builds with `--cfg docsrs` (see Cargo.toml) and marks what needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod dispatch;
 pub mod error;
@@ -48,6 +125,15 @@ pub use dispatch::App;
 use middleware::StackSettings;
 pub use routes::router;
 pub use state::AppState;
+
+/// The router and handler types of [`routes`].
+pub use axum;
+/// Requests, responses, headers and status codes (the `http` crate, as axum re-exports it).
+pub use axum::http;
+/// The connections [`server`] serves and their request bodies.
+pub use hyper;
+/// `Service` and `Layer`, the shape of the [`middleware`] stack.
+pub use tower;
 
 /// The public URL when none is configured: the bound address, with a wildcard address
 /// replaced by loopback so the URL can be opened.
@@ -82,7 +168,7 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let workers = services.embedded_workers();
     let worker_pool = (workers > 0).then(|| {
-        tokio::spawn(deploystack_worker::run(
+        tokio::spawn(deploystack_core::services::workers::run(
             services.clone(),
             workers,
             stop.clone().cancelled_owned(),

@@ -13,15 +13,18 @@
 //! [`StrategyRegistry`] is the factory: it asks strategies in order and the first match wins.
 //! Adapters: one [`PresetStrategy`] per framework preset ([`presets`]: detection and defaults as
 //! data), run through the [`sandbox`] with a per-project dependency [`cache`], and
-//! [`StaticStrategy`] (publish the files as they are) last.
+//! [`StaticStrategy`] (publish the files as they are) last. `Arc<B>` and `Box<B>` are
+//! strategies too (`forward`), so a decorator can wrap a registered one.
 
 pub mod cache;
+mod forward;
 mod preset_strategy;
 pub mod presets;
 mod registry;
 pub mod sandbox;
 mod static_site;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -64,8 +67,10 @@ pub enum BuildError {
     /// The user's build failed; `code` is stable (`build_failed`, `output_missing`, …).
     #[error("{message}")]
     Failed {
-        /// Stable machine-readable code.
-        code: &'static str,
+        /// Stable machine-readable code: a literal for the built-in strategies, or one a
+        /// strategy computes at run time (`format!("{tool}_failed").into()`). It becomes the
+        /// deployment's `error.code`.
+        code: Cow<'static, str>,
         /// What went wrong, for people.
         message: String,
     },
@@ -77,12 +82,23 @@ pub enum BuildError {
     Unavailable(String),
 }
 
+impl BuildError {
+    /// [`BuildError::Failed`] with `code` (a literal or a `String` made at run time) and a
+    /// message for people.
+    pub fn failed(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        BuildError::Failed {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl From<std::io::Error> for BuildError {
     fn from(err: std::io::Error) -> Self {
         // A full disk is final: retrying the build fills the same disk again.
         if crate::services::disk::is_out_of_space(&err) {
             return BuildError::Failed {
-                code: "insufficient_storage",
+                code: "insufficient_storage".into(),
                 message: format!(
                     "the server ran out of disk space while building ({err}); free some space \
                      (delete old deployments) and deploy again"
@@ -224,6 +240,24 @@ pub struct BuildContext {
     pub project: Option<ProjectName>,
 }
 
+impl BuildContext {
+    /// A context for building `source` in `work_dir`, with everything else empty: attempt 1,
+    /// a cancellation that has not fired, no settings overrides, no environment variables,
+    /// no project. How a test (or a strategy that delegates to another) makes one; set the
+    /// public fields for the rest.
+    pub fn new(source: SourceTree, work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            source,
+            work_dir: work_dir.into(),
+            log: BuildLog::new(1),
+            cancel: CancellationToken::new(),
+            settings: BuildSettings::default(),
+            env: Vec::new(),
+            project: None,
+        }
+    }
+}
+
 /// Whether `path` names something inside the folder it is relative to: not absolute, and
 /// made only of plain names and `.` (no `..`). Settings and `vercel.json` values that name
 /// folders of the upload pass this before they are joined onto a real path.
@@ -250,7 +284,7 @@ impl SourceTree {
         let path = Path::new(relative);
         if root_directory.is_some_and(|r| !is_plain_relative(r)) {
             return Err(BuildError::Failed {
-                code: "invalid_root_directory",
+                code: "invalid_root_directory".into(),
                 message: format!(
                     "the root directory {relative:?} must be a relative path inside the upload, without `..`"
                 ),
@@ -261,7 +295,7 @@ impl SourceTree {
             current.push(part);
             if !std::fs::symlink_metadata(&current).is_ok_and(|m| m.is_dir()) {
                 return Err(BuildError::Failed {
-                    code: "root_directory_missing",
+                    code: "root_directory_missing".into(),
                     message: format!(
                         "the root directory {relative:?} is not a folder of the upload"
                     ),

@@ -94,7 +94,7 @@ fn read_vercel_json(root: &Path) -> Result<VercelBuild, BuildError> {
     }
     let text = std::fs::read_to_string(&path)?;
     serde_json::from_str(&text).map_err(|e| BuildError::Failed {
-        code: "invalid_vercel_json",
+        code: "invalid_vercel_json".into(),
         message: format!("vercel.json is not valid JSON: {e}"),
     })
 }
@@ -138,7 +138,7 @@ impl BuildPlan {
         settings: &BuildSettings,
     ) -> Result<Self, BuildError> {
         let package = PackageJson::read(root).map_err(|e| BuildError::Failed {
-            code: "invalid_package_json",
+            code: "invalid_package_json".into(),
             message: format!("package.json is not valid: {e}"),
         })?;
         let vercel = read_vercel_json(root)?;
@@ -174,7 +174,7 @@ impl BuildPlan {
             && !is_plain_relative(out)
         {
             return Err(BuildError::Failed {
-                code: "invalid_output_directory",
+                code: "invalid_output_directory".into(),
                 message: format!(
                     "the output directory {out:?} must be a relative path inside the project, without `..`"
                 ),
@@ -247,10 +247,7 @@ impl PresetStrategy {
 }
 
 fn failed(code: &'static str, message: impl Into<String>) -> BuildError {
-    BuildError::Failed {
-        code,
-        message: message.into(),
-    }
+    BuildError::failed(code, message)
 }
 
 #[async_trait]
@@ -691,10 +688,7 @@ mod tests {
             assert!(
                 matches!(
                     BuildPlan::new(preset, root, &settings),
-                    Err(BuildError::Failed {
-                        code: "invalid_output_directory",
-                        ..
-                    })
+                    Err(BuildError::Failed { code, .. }) if code == "invalid_output_directory"
                 ),
                 "{bad}"
             );
@@ -757,7 +751,7 @@ mod tests {
         let strategy =
             PresetStrategy::new(presets::by_name(preset).unwrap(), &BuildConfig::default());
         match strategy.build(&context(root, work.path(), settings)).await {
-            Err(BuildError::Failed { code, message }) => (code.to_owned(), message),
+            Err(BuildError::Failed { code, message }) => (code.into_owned(), message),
             other => panic!("expected a failure, got {other:?}"),
         }
     }

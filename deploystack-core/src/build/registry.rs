@@ -103,7 +103,7 @@ impl StrategyRegistry {
         if let Some(name) = settings.framework.as_deref().filter(|n| !n.is_empty()) {
             let Some(strategy) = self.strategies.iter().find(|s| s.name() == name) else {
                 return Err(BuildError::Failed {
-                    code: "unknown_framework",
+                    code: "unknown_framework".into(),
                     message: format!(
                         "unknown framework {name:?}; valid names: {}",
                         self.names().join(", ")
@@ -129,7 +129,7 @@ impl StrategyRegistry {
             }
         }
         Err(BuildError::Failed {
-            code: "no_strategy",
+            code: "no_strategy".into(),
             message: "no build strategy recognised this project".to_owned(),
         })
     }

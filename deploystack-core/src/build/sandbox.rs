@@ -219,7 +219,7 @@ impl Sandbox {
         match self.bwrap().await {
             Ok(_) => Ok("sandbox: bubblewrap".to_owned()),
             Err(why) if self.mode == SandboxMode::Require => Err(BuildError::Failed {
-                code: "sandbox_unavailable",
+                code: "sandbox_unavailable".into(),
                 message: format!("build_sandbox is require, but {why}"),
             }),
             Err(why) => Ok(format!("sandbox: none ({why}; the build runs unsandboxed)")),
@@ -242,7 +242,7 @@ impl Sandbox {
             Ok(bwrap) => Some(bwrap),
             Err(why) if self.mode == SandboxMode::Require => {
                 return Err(BuildError::Failed {
-                    code: "sandbox_unavailable",
+                    code: "sandbox_unavailable".into(),
                     message: format!("build_sandbox is require, but {why}"),
                 });
             }
@@ -336,7 +336,7 @@ impl Sandbox {
             message.push_str(&tail.join("\n"));
         }
         Err(BuildError::Failed {
-            code: step.failure_code,
+            code: step.failure_code.into(),
             message: log.masked(&message),
         })
     }

@@ -272,6 +272,7 @@ impl CachedRepository {
     /// under `<prefix>:cache:`. Subscribes to invalidations before returning, so a node never
     /// serves from memory without hearing about deletes; fails if Redis cannot be reached.
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub async fn with_redis(
         inner: Arc<dyn Repository>,
         config: CacheConfig,

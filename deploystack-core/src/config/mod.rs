@@ -24,6 +24,7 @@
 //! the AWS tooling's environment works unchanged; their flags are `--s3-*`.
 
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 
 use std::net::SocketAddr;

@@ -6,9 +6,12 @@
 //!   error and go on. The repository, not the event stream, is the record of what happened.
 //!
 //! Adapters: [`TracingEventSink`] (structured log lines), [`BroadcastEventSink`] (in-process
-//! subscribers, for live updates), and [`FanoutEventSink`] to send to several.
+//! subscribers, for live updates), and [`FanoutEventSink`] to send to several. `Arc<E>` and
+//! `Box<E>` are sinks too (`forward`), so a decorator can wrap what
+//! [`Services`](crate::Services) holds.
 
 mod broadcast;
+mod forward;
 mod tracing_sink;
 
 use std::sync::Arc;

@@ -16,7 +16,11 @@
 //! - [`MemoryQueue`] (always built): the default; only within one process.
 //! - `RedisQueue` (feature `redis`): Redis Streams and a consumer group, shared by every node
 //!   of a cluster; leases are kept by Redis's clock, so nodes need not agree on the time.
+//!
+//! `Arc<Q>` and `Box<Q>` are queues too (`forward`), so a decorator can wrap what
+//! [`Services`](crate::Services) holds.
 
+mod forward;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -30,6 +34,7 @@ use crate::model::DeploymentId;
 
 pub use memory::MemoryQueue;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::RedisQueue;
 
 /// What can go wrong with the queue, in terms a caller can act on.

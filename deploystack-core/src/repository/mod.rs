@@ -14,13 +14,17 @@
 //!   deployment, so `logs_after` lets a follower read only what is new.
 //! - Timestamps are the repository's own clock, so every node agrees on lease expiry.
 //!
-//! Adapters: [`SqliteRepository`] (default, always compiled: one process, one file) and
+//! Adapters: `SqliteRepository` (feature `sqlite`, on by default: one process, one file) and
 //! `PostgresRepository` (feature `postgres`: the cluster's shared database). Each embeds its
 //! own migration set, and every adapter passes `crate::testing::repository::run_all`.
+//! `Arc<R>` and `Box<R>` are repositories too (`forward`), so a decorator can wrap what
+//! [`Services`](crate::Services) holds.
 
+mod forward;
 pub mod idempotency;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::collections::HashMap;
@@ -30,14 +34,18 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::model::{
-    BlobRef, BuildSettings, ContentHash, Deployment, DeploymentError, DeploymentId,
-    DeploymentStatus, EncodedVariant, EnvVar, FileEntry, LogLine, NewDeployment, Page, PageRequest,
-    StoredLogLine,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
 };
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use crate::model::{BuildSettings, EnvVar};
 
 pub use idempotency::{IdempotencyKeys, Reservation, StoredAnswer};
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresRepository;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteRepository;
 
 /// What can go wrong talking to the repository, in terms a caller can act on.
@@ -359,6 +367,7 @@ mockall::mock! {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The `routing` column's text: the compiled configuration as JSON, or NULL.
 fn routing_to_json(
     routing: Option<&crate::routing::RoutingConfig>,
@@ -374,6 +383,7 @@ fn routing_to_json(
         .transpose()
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The routing configuration back from the `routing` column.
 fn routing_from_json(
     text: Option<String>,
@@ -385,6 +395,7 @@ fn routing_from_json(
     .transpose()
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The `build_settings` column's text.
 fn settings_to_json(settings: &BuildSettings) -> Result<String, RepositoryError> {
     serde_json::to_string(settings).map_err(|e| {
@@ -392,12 +403,14 @@ fn settings_to_json(settings: &BuildSettings) -> Result<String, RepositoryError>
     })
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The build settings back from the `build_settings` column.
 fn settings_from_json(text: &str) -> Result<BuildSettings, RepositoryError> {
     serde_json::from_str(text)
         .map_err(|e| RepositoryError::Corrupt(format!("column build_settings: {e}")))
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The `build_env` column's text: every variable, values included.
 fn env_to_json(env: &[EnvVar]) -> Result<String, RepositoryError> {
     serde_json::to_string(env).map_err(|e| {
@@ -405,6 +418,7 @@ fn env_to_json(env: &[EnvVar]) -> Result<String, RepositoryError> {
     })
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The variables back from the `build_env` column.
 fn env_from_json(text: &str) -> Result<Vec<EnvVar>, RepositoryError> {
     serde_json::from_str(text)

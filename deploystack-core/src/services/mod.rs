@@ -10,6 +10,7 @@
 //! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.
 //! - [`scratch`]: where upload spools and build folders live, swept after a crash.
+//! - [`workers`]: the build worker pool (and its maintenance loops) that runs the pipeline.
 
 pub mod compression;
 pub mod deployments;
@@ -20,6 +21,7 @@ pub mod pipeline;
 pub mod reconciler;
 pub mod scratch;
 pub mod serving;
+pub mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use crate::cache::{
 use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
-use crate::repository::{Repository, SqliteRepository};
+use crate::repository::Repository;
 use crate::storage::{ObjectStoreStorage, Storage};
 
 /// Every port, wired. Cheap to clone; the binaries build one with [`Services::from_config`],
@@ -85,6 +87,7 @@ impl std::fmt::Debug for Services {
 /// so a URL for one that was not compiled in gets "rebuild with the feature", not "unknown".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DatabaseEngine {
+    #[cfg(feature = "sqlite")]
     Sqlite,
     #[cfg(feature = "postgres")]
     Postgres,
@@ -141,7 +144,10 @@ fn unknown(setting: &str, url: &str, expected: &str) -> ConfigError {
 
 fn database_engine(url: &str) -> Result<DatabaseEngine, ConfigError> {
     match scheme(url) {
+        #[cfg(feature = "sqlite")]
         "sqlite" => Ok(DatabaseEngine::Sqlite),
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(not_compiled("DEPLOYSTACK_DATABASE_URL", "sqlite", "sqlite")),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(DatabaseEngine::Postgres),
         #[cfg(not(feature = "postgres"))]
@@ -296,6 +302,12 @@ pub enum ServicesError {
 impl Services {
     /// Choose and open every adapter from the URLs in `config`. This is the only place that
     /// knows which adapters exist.
+    // Built with no repository engine at all (an embedder with its own repository), every
+    // database URL is refused before anything opens, so the rest is unreachable by design.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        allow(unreachable_code, unused_variables)
+    )]
     pub async fn from_config(config: Config) -> Result<Self, ServicesError> {
         let database_url = config.database_url();
         let queue_url = config.queue_url();
@@ -306,6 +318,7 @@ impl Services {
         let storage_kind = storage_engine(&storage_url)?;
         let cache = cache_engine(&config)?;
         let repository: Arc<dyn Repository> = match database {
+            #[cfg(feature = "sqlite")]
             DatabaseEngine::Sqlite => {
                 if config.database_url.is_none() {
                     std::fs::create_dir_all(&config.data_dir).map_err(|source| {
@@ -315,7 +328,7 @@ impl Services {
                         }
                     })?;
                 }
-                Arc::new(SqliteRepository::connect(&database_url).await?)
+                Arc::new(crate::repository::SqliteRepository::connect(&database_url).await?)
             }
             #[cfg(feature = "postgres")]
             DatabaseEngine::Postgres => {
@@ -399,8 +412,11 @@ impl Services {
     /// in-process read cache (as configured; never a shared one), memory storage and the
     /// in-memory queue. For tests, experiments and embedding a throwaway platform; nothing
     /// survives the process.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub async fn in_memory(config: Config) -> Result<Self, ServicesError> {
-        let repository = Arc::new(SqliteRepository::connect("sqlite::memory:").await?);
+        let repository =
+            Arc::new(crate::repository::SqliteRepository::connect("sqlite::memory:").await?);
         let cache = CacheConfig::from_config(&config).map_or(CacheEngine::Off, CacheEngine::Local);
         let (repository, cache_stats) = with_cache(repository, cache).await?;
         let queue = MemoryQueue::new(config.max_deliveries);
@@ -437,10 +453,16 @@ mod tests {
 
     #[test]
     fn engines_are_told_apart_from_unknown_schemes() {
+        #[cfg(feature = "sqlite")]
         assert_eq!(
             database_engine("sqlite://x.db").ok(),
             Some(DatabaseEngine::Sqlite)
         );
+        #[cfg(not(feature = "sqlite"))]
+        {
+            let sqlite = database_engine("sqlite://x.db").unwrap_err().to_string();
+            assert!(sqlite.contains("--features sqlite"), "{sqlite}");
+        }
         #[cfg(feature = "postgres")]
         for url in ["postgres://h/db", "postgresql://h/db"] {
             assert_eq!(database_engine(url).ok(), Some(DatabaseEngine::Postgres));
@@ -517,6 +539,7 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "sqlite")]
     #[tokio::test]
     async fn in_memory_services_cache_reads_as_configured() {
         let cached = Services::in_memory(Config::default()).await.unwrap();
@@ -529,7 +552,7 @@ mod tests {
         assert!(uncached.cache_stats.is_none());
     }
 
-    #[cfg(not(feature = "redis"))]
+    #[cfg(all(feature = "sqlite", not(feature = "redis")))]
     #[tokio::test]
     async fn a_url_for_an_engine_not_compiled_in_names_the_feature() {
         let config = Config {
@@ -540,6 +563,37 @@ mod tests {
         };
         let err = Services::from_config(config).await.unwrap_err().to_string();
         assert!(err.contains("--features redis"), "{err}");
+    }
+
+    /// What an embedder that turned the default engine off sees when it is configured for it
+    /// anyway — the default database URL included — before anything is opened.
+    #[cfg(not(feature = "sqlite"))]
+    #[tokio::test]
+    async fn without_the_sqlite_feature_a_sqlite_url_says_how_to_rebuild() {
+        let data_dir = tempfile::tempdir().unwrap();
+        for database_url in [Some("sqlite::memory:".to_owned()), None] {
+            let config = Config {
+                data_dir: data_dir.path().join("data"),
+                database_url: database_url.clone(),
+                storage_url: Some("memory://".into()),
+                ..Config::default()
+            };
+            let err = Services::from_config(config).await.unwrap_err();
+            assert!(
+                matches!(err, ServicesError::Config(ConfigError::Engine(_))),
+                "{database_url:?}: {err:?}"
+            );
+            let message = err.to_string();
+            assert!(message.contains("DEPLOYSTACK_DATABASE_URL"), "{message}");
+            assert!(
+                message.contains("rebuild with `--features sqlite`"),
+                "{message}"
+            );
+        }
+        assert!(
+            !data_dir.path().join("data").exists(),
+            "a refused configuration created the data directory"
+        );
     }
 
     #[cfg(feature = "redis")]

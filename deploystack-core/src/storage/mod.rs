@@ -11,8 +11,10 @@
 //! Adapters, all over the `object_store` crate: [`ObjectStoreStorage`] with a local directory
 //! (`file://`) or memory (`memory://`) backend, and, behind the `s3` feature, `S3Storage` for
 //! any S3-compatible bucket (`s3://<bucket>/<optional prefix>`). Every adapter passes
-//! `crate::testing::storage::run_all`.
+//! `crate::testing::storage::run_all`. `Arc<S>` and `Box<S>` are storages too (`forward`),
+//! so a decorator can wrap what [`Services`](crate::Services) holds.
 
+mod forward;
 mod object_store;
 #[cfg(feature = "s3")]
 mod s3;
@@ -28,6 +30,7 @@ use tokio::io::AsyncWriteExt;
 
 pub use self::object_store::ObjectStoreStorage;
 #[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub use self::s3::{S3Storage, S3Url};
 
 /// A stream of an object's bytes.
@@ -97,6 +100,31 @@ pub struct ObjectStream {
     pub size: u64,
     /// The bytes, in order.
     pub stream: ByteStream,
+}
+
+impl ObjectStream {
+    /// An object whose bytes are already in memory, as one chunk: what an in-memory adapter
+    /// or decorator returns, and what a mock's expectation returns in one line —
+    /// `storage.expect_get().returning(|_| Ok(ObjectStream::from_bytes("<h1>hi</h1>")))`.
+    pub fn from_bytes(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Self {
+            size: data.len() as u64,
+            stream: futures_util::stream::iter([Ok(data)]).boxed(),
+        }
+    }
+
+    /// Read the whole object into memory (for small objects: tests, decorators that keep a
+    /// copy). Fails with the first error the stream yields.
+    pub async fn into_bytes(mut self) -> Result<Bytes, StorageError> {
+        // The size is a hint from the adapter; never reserve more than a few MiB up front.
+        let hint = usize::try_from(self.size).unwrap_or(0).min(8 << 20);
+        let mut data = bytes::BytesMut::with_capacity(hint);
+        while let Some(chunk) = self.stream.next().await {
+            data.extend_from_slice(&chunk?);
+        }
+        Ok(data.freeze())
+    }
 }
 
 impl std::fmt::Debug for ObjectStream {

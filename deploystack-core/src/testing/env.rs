@@ -118,6 +118,7 @@ const ABANDONED_AFTER_SECS: i64 = 60 * 60;
 ///
 /// Panics if the server cannot be reached or refuses: the test cannot run without it.
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub async fn fresh_postgres_database(admin_url: &str) -> String {
     use sqlx::postgres::{PgConnectOptions, PgConnection};
     use sqlx::{AssertSqlSafe, Connection};
@@ -169,6 +170,7 @@ fn with_database(url: &str, name: &str) -> String {
 /// `admin_url`, ending any session still connected to it. Best effort: a failure is printed,
 /// and a later [`fresh_postgres_database`] retries once the database is abandoned.
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub async fn drop_postgres_database(admin_url: &str, url: &str) {
     use sqlx::postgres::{PgConnectOptions, PgConnection};
     use sqlx::{AssertSqlSafe, Connection};

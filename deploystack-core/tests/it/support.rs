@@ -239,7 +239,7 @@ impl BuildStrategy for Scripted {
                 ctx.log
                     .write(LogStream::Stderr, "error: cannot find module 'left-pad'");
                 Err(BuildError::Failed {
-                    code: "build_failed",
+                    code: "build_failed".into(),
                     message: "the build command exited with status 1".to_owned(),
                 })
             }

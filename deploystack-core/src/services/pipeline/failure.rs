@@ -33,7 +33,7 @@ impl From<BuildError> for Failure {
     fn from(err: BuildError) -> Self {
         match err {
             BuildError::Failed { code, message } => Failure::User {
-                code: code.to_owned(),
+                code: code.into_owned(),
                 message,
             },
             BuildError::Canceled => Failure::Stopped,

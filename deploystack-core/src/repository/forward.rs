@@ -1,0 +1,239 @@
+//! `Arc<R>` and `Box<R>` are repositories when `R` is: every call goes to the one inside.
+//!
+//! # Why?
+//! [`Services`](crate::Services) holds an `Arc<dyn Repository>`. A decorator generic over
+//! its inner repository (`Timed<R: Repository>`) can then wrap that field as it is —
+//! `Timed::new(services.repository.clone())` — instead of needing a hand-written
+//! `impl Repository for Arc<dyn Repository>` in every embedder, which the orphan rule forbids
+//! anyway.
+//!
+//! Kept apart from the trait so that when the port grows (or splits by aggregate), the
+//! forwarding is one file to extend, and forgetting a method fails to compile here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{
+    Claim, IdempotencyKeys, PublishedBuild, Repository, RepositoryError, Reservation, StoredAnswer,
+};
+use crate::model::{
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
+    LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
+};
+
+/// `impl Repository for $wrapper<R>`, each method calling `R`'s.
+macro_rules! forward_repository {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<R: Repository + ?Sized> Repository for $wrapper<R> {
+            async fn create_deployment(
+                &self,
+                new: &NewDeployment,
+            ) -> Result<Deployment, RepositoryError> {
+                (**self).create_deployment(new).await
+            }
+
+            async fn get_deployment(
+                &self,
+                id: &DeploymentId,
+            ) -> Result<Deployment, RepositoryError> {
+                (**self).get_deployment(id).await
+            }
+
+            async fn list_deployments(
+                &self,
+                page: &PageRequest,
+            ) -> Result<Page<Deployment>, RepositoryError> {
+                (**self).list_deployments(page).await
+            }
+
+            async fn claim_deployment(
+                &self,
+                id: &DeploymentId,
+                worker: &str,
+                lease: Duration,
+            ) -> Result<Option<Claim>, RepositoryError> {
+                (**self).claim_deployment(id, worker, lease).await
+            }
+
+            async fn renew_lease(
+                &self,
+                id: &DeploymentId,
+                attempt: i64,
+                lease: Duration,
+            ) -> Result<(), RepositoryError> {
+                (**self).renew_lease(id, attempt, lease).await
+            }
+
+            async fn release_claim(
+                &self,
+                id: &DeploymentId,
+                attempt: i64,
+            ) -> Result<(), RepositoryError> {
+                (**self).release_claim(id, attempt).await
+            }
+
+            async fn publish(
+                &self,
+                id: &DeploymentId,
+                attempt: i64,
+                build: &PublishedBuild,
+            ) -> Result<Deployment, RepositoryError> {
+                (**self).publish(id, attempt, build).await
+            }
+
+            async fn fail_deployment(
+                &self,
+                id: &DeploymentId,
+                attempt: i64,
+                error: &DeploymentError,
+            ) -> Result<Deployment, RepositoryError> {
+                (**self).fail_deployment(id, attempt, error).await
+            }
+
+            async fn delete_deployment(
+                &self,
+                id: &DeploymentId,
+            ) -> Result<Deployment, RepositoryError> {
+                (**self).delete_deployment(id).await
+            }
+
+            async fn cancel_deployment(
+                &self,
+                id: &DeploymentId,
+            ) -> Result<Deployment, RepositoryError> {
+                (**self).cancel_deployment(id).await
+            }
+
+            async fn append_log(
+                &self,
+                id: &DeploymentId,
+                lines: &[LogLine],
+            ) -> Result<(), RepositoryError> {
+                (**self).append_log(id, lines).await
+            }
+
+            async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
+                (**self).logs(id).await
+            }
+
+            async fn logs_after(
+                &self,
+                id: &DeploymentId,
+                after: i64,
+                limit: u32,
+            ) -> Result<Vec<StoredLogLine>, RepositoryError> {
+                (**self).logs_after(id, after, limit).await
+            }
+
+            async fn find_file(
+                &self,
+                id: &DeploymentId,
+                path: &str,
+            ) -> Result<Option<FileEntry>, RepositoryError> {
+                (**self).find_file(id, path).await
+            }
+
+            async fn list_files(
+                &self,
+                id: &DeploymentId,
+            ) -> Result<Vec<FileEntry>, RepositoryError> {
+                (**self).list_files(id).await
+            }
+
+            async fn known_encodings(
+                &self,
+                hashes: &[ContentHash],
+            ) -> Result<HashMap<ContentHash, Vec<EncodedVariant>>, RepositoryError> {
+                (**self).known_encodings(hashes).await
+            }
+
+            async fn touch_blobs(&self, blobs: &[BlobRef]) -> Result<(), RepositoryError> {
+                (**self).touch_blobs(blobs).await
+            }
+
+            async fn claim_unreferenced_blobs(
+                &self,
+                unused_since: OffsetDateTime,
+                limit: u32,
+            ) -> Result<Vec<ContentHash>, RepositoryError> {
+                (**self).claim_unreferenced_blobs(unused_since, limit).await
+            }
+
+            async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError> {
+                (**self).forget_blobs(hashes).await
+            }
+
+            async fn stalled_deployments(
+                &self,
+                older_than: OffsetDateTime,
+                limit: u32,
+            ) -> Result<Vec<DeploymentId>, RepositoryError> {
+                (**self).stalled_deployments(older_than, limit).await
+            }
+
+            async fn ping(&self) -> Result<(), RepositoryError> {
+                (**self).ping().await
+            }
+        }
+    };
+}
+
+forward_repository!(Arc);
+forward_repository!(Box);
+
+/// `impl IdempotencyKeys for $wrapper<R>`, each method calling `R`'s.
+macro_rules! forward_idempotency_keys {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<R: IdempotencyKeys + ?Sized> IdempotencyKeys for $wrapper<R> {
+            async fn reserve_idempotency_key(
+                &self,
+                scope: &str,
+                key: &str,
+                lock: Duration,
+                ttl: Duration,
+            ) -> Result<Reservation, RepositoryError> {
+                (**self)
+                    .reserve_idempotency_key(scope, key, lock, ttl)
+                    .await
+            }
+
+            async fn complete_idempotency_key(
+                &self,
+                scope: &str,
+                key: &str,
+                token: &str,
+                fingerprint: &ContentHash,
+                answer: &StoredAnswer,
+            ) -> Result<(), RepositoryError> {
+                (**self)
+                    .complete_idempotency_key(scope, key, token, fingerprint, answer)
+                    .await
+            }
+
+            async fn release_idempotency_key(
+                &self,
+                scope: &str,
+                key: &str,
+                token: &str,
+            ) -> Result<(), RepositoryError> {
+                (**self).release_idempotency_key(scope, key, token).await
+            }
+
+            async fn purge_idempotency_keys(
+                &self,
+                before: OffsetDateTime,
+            ) -> Result<u64, RepositoryError> {
+                (**self).purge_idempotency_keys(before).await
+            }
+        }
+    };
+}
+
+forward_idempotency_keys!(Arc);
+forward_idempotency_keys!(Box);
