@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use deploystack_core::model::{BlobRef, ContentHash, DeploymentId, DeploymentStatus};
 use deploystack_core::queue::{MemoryQueue, Queue};
-use deploystack_core::repository::{
-    PostgresRepository, PublishedBuild, Repository, RepositoryError,
-};
+use deploystack_core::repository::prelude::*;
+use deploystack_core::repository::{PostgresRepository, PublishedBuild, RepositoryError};
 use deploystack_core::services::deployments::{collect_garbage, delete};
 use deploystack_core::services::pipeline::Outcome;
 use deploystack_core::services::reconciler::reconcile;
