@@ -83,11 +83,12 @@ use time::OffsetDateTime;
 
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, NewProject, Page, PageRequest,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, StoredLogLine,
 };
 use crate::repository::{
-    Claim, DeploymentRepository, FileRepository, LogRepository, PublishedBuild, Repository,
-    RepositoryError,
+    Claim, DeploymentRepository, FileRepository, LogRepository, ProjectRepository, PublishedBuild,
+    Repository, RepositoryError,
 };
 
 pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, CachedStorage};
@@ -581,6 +582,59 @@ impl FileRepository for CachedRepository {
 
     async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError> {
         self.inner.forget_blobs(hashes).await
+    }
+}
+
+/// Projects are not cached yet; deleting one deletes its deployments, which are evicted here
+/// and on every other node like single deletes.
+#[async_trait]
+impl ProjectRepository for CachedRepository {
+    async fn create_project(&self, new: &NewProject) -> Result<Project, RepositoryError> {
+        self.inner.create_project(new).await
+    }
+
+    async fn get_project(&self, name: &ProjectName) -> Result<Project, RepositoryError> {
+        self.inner.get_project(name).await
+    }
+
+    async fn list_projects(&self, page: &PageRequest) -> Result<Page<Project>, RepositoryError> {
+        self.inner.list_projects(page).await
+    }
+
+    async fn update_project(
+        &self,
+        name: &ProjectName,
+        update: &ProjectUpdate,
+    ) -> Result<Project, RepositoryError> {
+        self.inner.update_project(name, update).await
+    }
+
+    async fn delete_project(
+        &self,
+        name: &ProjectName,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        let deleted = self.inner.delete_project(name).await?;
+        for id in &deleted {
+            self.changed(id, None).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn move_production(
+        &self,
+        name: &ProjectName,
+        to: &DeploymentId,
+        reason: ProductionReason,
+    ) -> Result<Project, RepositoryError> {
+        self.inner.move_production(name, to, reason).await
+    }
+
+    async fn production_history(
+        &self,
+        name: &ProjectName,
+        limit: u32,
+    ) -> Result<Vec<ProductionChange>, RepositoryError> {
+        self.inner.production_history(name, limit).await
     }
 }
 

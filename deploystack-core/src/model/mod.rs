@@ -7,6 +7,7 @@ mod build;
 mod deployment;
 mod file;
 mod ids;
+mod project;
 
 pub use build::{BuildSettings, EnvVar};
 pub use deployment::{
@@ -15,3 +16,7 @@ pub use deployment::{
 };
 pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};
+pub use project::{
+    InvalidProject, MAX_RETENTION_DAYS, NewProject, Production, ProductionChange, ProductionReason,
+    Project, ProjectUpdate, Retention,
+};

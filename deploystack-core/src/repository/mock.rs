@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 use super::*;
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
-    LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
+    LogLine, NewDeployment, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
+    Project, ProjectName, ProjectUpdate, StoredLogLine,
 };
 
 mockall::mock! {
@@ -88,6 +89,30 @@ mockall::mock! {
             limit: u32,
         ) -> Result<Vec<ContentHash>, RepositoryError>;
         async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError>;
+    }
+    #[async_trait]
+    impl ProjectRepository for Repository {
+        async fn create_project(&self, new: &NewProject) -> Result<Project, RepositoryError>;
+        async fn get_project(&self, name: &ProjectName) -> Result<Project, RepositoryError>;
+        async fn list_projects(&self, page: &PageRequest) -> Result<Page<Project>, RepositoryError>;
+        async fn update_project(
+            &self,
+            name: &ProjectName,
+            update: &ProjectUpdate,
+        ) -> Result<Project, RepositoryError>;
+        async fn delete_project(&self, name: &ProjectName)
+        -> Result<Vec<DeploymentId>, RepositoryError>;
+        async fn move_production(
+            &self,
+            name: &ProjectName,
+            to: &DeploymentId,
+            reason: ProductionReason,
+        ) -> Result<Project, RepositoryError>;
+        async fn production_history(
+            &self,
+            name: &ProjectName,
+            limit: u32,
+        ) -> Result<Vec<ProductionChange>, RepositoryError>;
     }
     #[async_trait]
     impl Repository for Repository {

@@ -4,7 +4,8 @@
 //! [`Repository`] is the one port callers hold (`Arc<dyn Repository>`); it is the sum of one
 //! trait per aggregate, each in its own file with its own contract:
 //! [`DeploymentRepository`] (`deployments.rs`: life cycle, claims, leases, fencing),
-//! [`LogRepository`] (`logs.rs`), [`FileRepository`] (`files.rs`: manifests and blobs).
+//! [`LogRepository`] (`logs.rs`), [`FileRepository`] (`files.rs`: manifests and blobs),
+//! [`ProjectRepository`] (`projects.rs`: projects, production and its history).
 //! Methods of every aggregate are callable on `dyn Repository` without importing anything;
 //! code holding a concrete adapter imports [`prelude`]. The SQL adapters share their row
 //! mapping, paging and error mapping (`rows.rs`); only their SQL text differs.
@@ -25,6 +26,7 @@ mod logs;
 mod mock;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod projects;
 mod rows;
 mod sqlite;
 
@@ -39,12 +41,15 @@ pub use logs::LogRepository;
 pub use mock::MockRepository;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresRepository;
+pub use projects::ProjectRepository;
 pub use sqlite::SqliteRepository;
 
 /// Every trait of the port, for callers that hold a concrete adapter rather than
 /// `dyn Repository` (whose methods need no import): `use deploystack_core::repository::prelude::*;`.
 pub mod prelude {
-    pub use super::{DeploymentRepository, FileRepository, LogRepository, Repository};
+    pub use super::{
+        DeploymentRepository, FileRepository, LogRepository, ProjectRepository, Repository,
+    };
 }
 
 /// What can go wrong talking to the repository, in terms a caller can act on.
@@ -110,7 +115,7 @@ pub struct PublishedBuild {
 /// implement each aggregate's trait and this one.
 #[async_trait]
 pub trait Repository:
-    DeploymentRepository + LogRepository + FileRepository + Send + Sync + 'static
+    DeploymentRepository + LogRepository + FileRepository + ProjectRepository + Send + Sync + 'static
 {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), RepositoryError>;

@@ -69,6 +69,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{PgExecutor, Row, SqlSafeStr};
 use time::OffsetDateTime;
 
+mod projects;
+
 use super::rows::{self, Columns, size_to_db};
 use super::{
     Claim, DeploymentRepository, FileRepository, LogRepository, PublishedBuild, Repository,
@@ -83,8 +85,6 @@ use crate::model::{
 const POOL_SIZE: u32 = 10;
 /// How long a caller, or `connect`, waits for a connection before reporting `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Page size bounds of `list_deployments`.
-const MAX_PAGE: u32 = 100;
 /// The longest lease recorded; a longer one means "until released", and clamping it keeps
 /// `now() + lease` inside PostgreSQL's timestamp range.
 const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -118,6 +118,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "build settings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0004_build_settings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            "projects".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0005_projects.sql").into_sql_str(),
             false,
         ),
     ])
@@ -409,7 +416,7 @@ impl DeploymentRepository for PostgresRepository {
         &self,
         page: &PageRequest,
     ) -> Result<Page<Deployment>, RepositoryError> {
-        let limit = page.limit.clamp(1, MAX_PAGE);
+        let limit = rows::page_limit(page);
         let fetch = i64::from(limit) + 1;
         let rows = match &page.cursor {
             None => {
@@ -577,6 +584,8 @@ impl DeploymentRepository for PostgresRepository {
         }
         finish_build(&mut tx, &id, attempt, "ready", Some(&build.strategy)).await?;
         insert_log_lines(&mut *tx, &deployment.id, &build.log).await?;
+        // Production moves with the publish, never a moment after it.
+        projects::publish_hook(&mut tx, &deployment).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
     }
@@ -1079,6 +1088,10 @@ impl Columns for PgRow {
     }
 
     fn time(&self, column: &str) -> Result<Option<OffsetDateTime>, RepositoryError> {
+        get(self, column)
+    }
+
+    fn flag(&self, column: &str) -> Result<Option<bool>, RepositoryError> {
         get(self, column)
     }
 }

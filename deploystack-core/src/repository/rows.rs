@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 
 use super::RepositoryError;
 use crate::model::{
-    BuildSettings, Deployment, DeploymentError, EncodedVariant, EnvVar, FileEntry, LogLine, Page,
-    StoredLogLine,
+    BuildSettings, Deployment, DeploymentError, DeploymentId, EncodedVariant, EnvVar, FileEntry,
+    LogLine, Page, PageRequest, Production, ProductionChange, Project, ProjectName, StoredLogLine,
 };
 
 /// How one engine reads the three kinds of column the model is stored in.
@@ -27,6 +27,21 @@ pub(super) trait Columns {
     fn int(&self, column: &str) -> Result<Option<i64>, RepositoryError>;
     /// A timestamp column (NULL: `None`), in whatever form the engine stores it.
     fn time(&self, column: &str) -> Result<Option<OffsetDateTime>, RepositoryError>;
+    /// A boolean column (NULL: `None`); SQLite stores it as an integer.
+    fn flag(&self, column: &str) -> Result<Option<bool>, RepositoryError> {
+        Ok(self.int(column)?.map(|v| v != 0))
+    }
+}
+
+/// Most items a listing returns at once, whatever the caller asks.
+pub(super) const MAX_PAGE: u32 = 100;
+
+/// Most production history rows returned at once.
+pub(super) const MAX_HISTORY: u32 = 1_000;
+
+/// The page size of a listing request, within bounds.
+pub(super) fn page_limit(page: &PageRequest) -> u32 {
+    page.limit.clamp(1, MAX_PAGE)
 }
 
 /// A column that must not be NULL.
@@ -47,6 +62,11 @@ pub(super) fn int(row: &impl Columns, column: &str) -> Result<i64, RepositoryErr
 /// A required timestamp column.
 pub(super) fn time(row: &impl Columns, column: &str) -> Result<OffsetDateTime, RepositoryError> {
     required(row.time(column)?, column)
+}
+
+/// A required boolean column.
+pub(super) fn flag(row: &impl Columns, column: &str) -> Result<bool, RepositoryError> {
+    required(row.flag(column)?, column)
 }
 
 /// A required text column parsed into a model type.
@@ -114,6 +134,56 @@ pub(super) fn deployment(row: &impl Columns) -> Result<Deployment, RepositoryErr
         settings: settings_from_json(&text(row, "build_settings")?)?,
         env: env_from_json(&text(row, "build_env")?)?,
     })
+}
+
+/// A project from a row holding every column of `projects`.
+pub(super) fn project(row: &impl Columns) -> Result<Project, RepositoryError> {
+    let production = match (
+        parse_optional::<DeploymentId>(row, "production_deployment")?,
+        row.time("production_since")?,
+    ) {
+        (Some(deployment_id), Some(since)) => Some(Production {
+            deployment_id,
+            since,
+            pinned: flag(row, "production_pinned")?,
+        }),
+        _ => None,
+    };
+    Ok(Project {
+        name: parse(row, "name")?,
+        build_settings: settings_from_json(&text(row, "build_settings")?)?,
+        retention: from_json(&text(row, "retention")?, "retention")?,
+        production,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// One history row (`from_deployment, to_deployment, at, reason`).
+pub(super) fn production_change(row: &impl Columns) -> Result<ProductionChange, RepositoryError> {
+    Ok(ProductionChange {
+        from: parse_optional(row, "from_deployment")?,
+        to: parse(row, "to_deployment")?,
+        at: time(row, "at")?,
+        reason: parse(row, "reason")?,
+    })
+}
+
+/// A project listing's cursor is the last name of the page before.
+pub(super) fn decode_name_cursor(cursor: &str) -> Result<ProjectName, RepositoryError> {
+    cursor
+        .parse()
+        .map_err(|_| RepositoryError::Conflict("invalid cursor".into()))
+}
+
+/// A unique violation on insert means the name is taken: say which.
+pub(super) fn name_taken(error: RepositoryError, name: &ProjectName) -> RepositoryError {
+    match error {
+        RepositoryError::Conflict(_) => {
+            RepositoryError::Conflict(format!("a project named {name} already exists"))
+        }
+        other => other,
+    }
 }
 
 /// A log line from a row of `build_logs` (`attempt, at, stream, message`).
@@ -292,7 +362,6 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DeploymentId;
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {

@@ -50,6 +50,8 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
+mod projects;
+
 use super::rows::{self, Columns, size_to_db};
 use super::{
     Claim, DeploymentRepository, FileRepository, LogRepository, PublishedBuild, Repository,
@@ -66,8 +68,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_SIZE: u32 = 8;
 /// How long a caller waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Page size bounds of `list_deployments`.
-const MAX_PAGE: u32 = 100;
 
 /// The embedded migrations, in order.
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
@@ -98,6 +98,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "build settings".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0004_build_settings.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            5,
+            "projects".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0005_projects.sql").into_sql_str(),
             false,
         ),
     ])
@@ -372,7 +379,7 @@ impl DeploymentRepository for SqliteRepository {
         &self,
         page: &PageRequest,
     ) -> Result<Page<Deployment>, RepositoryError> {
-        let limit = page.limit.clamp(1, MAX_PAGE);
+        let limit = rows::page_limit(page);
         let fetch = i64::from(limit) + 1;
         let rows = match &page.cursor {
             None => {
@@ -566,6 +573,8 @@ impl DeploymentRepository for SqliteRepository {
             .map_err(db)?;
         finish_build(&mut tx, &id, attempt, now, "ready", Some(&build.strategy)).await?;
         insert_log_lines(&mut tx, &id, &build.log).await?;
+        // Production moves with the publish, never a moment after it.
+        projects::publish_hook(&mut tx, &deployment).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
     }
