@@ -84,9 +84,13 @@ use time::OffsetDateTime;
 
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, NewProject, Page, PageRequest,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, StoredLogLine,
 };
-use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
+use crate::repository::{
+    Claim, DeploymentRepository, FileRepository, LogRepository, ProjectRepository, PublishedBuild,
+    Repository, RepositoryError,
+};
 
 pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, CachedStorage};
 /// The hasher of every in-process table (read cache, resolutions, hot blobs): foldhash,
@@ -398,11 +402,118 @@ fn serves_files(deployment: &Deployment) -> bool {
 }
 
 #[async_trait]
-impl Repository for CachedRepository {
+impl DeploymentRepository for CachedRepository {
+    // Creation, listing, claims, leases and releases pass straight through: they only touch
+    // `QUEUED`/`BUILDING` rows, which are never cached, so they need no invalidation.
+
+    async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError> {
+        self.inner.create_deployment(new).await
+    }
+
     async fn get_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
         self.deployment(id, true).await
     }
 
+    async fn list_deployments(
+        &self,
+        page: &PageRequest,
+    ) -> Result<Page<Deployment>, RepositoryError> {
+        self.inner.list_deployments(page).await
+    }
+
+    async fn claim_deployment(
+        &self,
+        id: &DeploymentId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Claim>, RepositoryError> {
+        self.inner.claim_deployment(id, worker, lease).await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &DeploymentId,
+        attempt: i64,
+        lease: Duration,
+    ) -> Result<(), RepositoryError> {
+        self.inner.renew_lease(id, attempt, lease).await
+    }
+
+    async fn release_claim(&self, id: &DeploymentId, attempt: i64) -> Result<(), RepositoryError> {
+        self.inner.release_claim(id, attempt).await
+    }
+
+    async fn publish(
+        &self,
+        id: &DeploymentId,
+        attempt: i64,
+        build: &PublishedBuild,
+    ) -> Result<Deployment, RepositoryError> {
+        let result = self.inner.publish(id, attempt, build).await;
+        self.changed(id, result.as_ref().ok()).await;
+        result
+    }
+
+    async fn fail_deployment(
+        &self,
+        id: &DeploymentId,
+        attempt: i64,
+        error: &DeploymentError,
+    ) -> Result<Deployment, RepositoryError> {
+        let result = self.inner.fail_deployment(id, attempt, error).await;
+        self.changed(id, result.as_ref().ok()).await;
+        result
+    }
+
+    async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+        // Evict even when the write reports an error: a commit whose answer was lost still
+        // happened.
+        let result = self.inner.delete_deployment(id).await;
+        self.changed(id, result.as_ref().ok()).await;
+        result
+    }
+
+    async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+        let result = self.inner.cancel_deployment(id).await;
+        self.changed(id, result.as_ref().ok()).await;
+        result
+    }
+
+    async fn stalled_deployments(
+        &self,
+        older_than: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        self.inner.stalled_deployments(older_than, limit).await
+    }
+}
+
+#[async_trait]
+impl LogRepository for CachedRepository {
+    async fn append_log(
+        &self,
+        id: &DeploymentId,
+        lines: &[LogLine],
+    ) -> Result<(), RepositoryError> {
+        self.inner.append_log(id, lines).await
+    }
+
+    async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
+        self.inner.logs(id).await
+    }
+
+    async fn logs_after(
+        &self,
+        id: &DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, RepositoryError> {
+        self.inner.logs_after(id, after, limit).await
+    }
+}
+
+#[async_trait]
+impl FileRepository for CachedRepository {
     async fn find_file(
         &self,
         id: &DeploymentId,
@@ -445,99 +556,6 @@ impl Repository for CachedRepository {
         Ok(entry)
     }
 
-    async fn publish(
-        &self,
-        id: &DeploymentId,
-        attempt: i64,
-        build: &PublishedBuild,
-    ) -> Result<Deployment, RepositoryError> {
-        let result = self.inner.publish(id, attempt, build).await;
-        self.changed(id, result.as_ref().ok()).await;
-        result
-    }
-
-    async fn fail_deployment(
-        &self,
-        id: &DeploymentId,
-        attempt: i64,
-        error: &DeploymentError,
-    ) -> Result<Deployment, RepositoryError> {
-        let result = self.inner.fail_deployment(id, attempt, error).await;
-        self.changed(id, result.as_ref().ok()).await;
-        result
-    }
-
-    async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
-        let result = self.inner.cancel_deployment(id).await;
-        self.changed(id, result.as_ref().ok()).await;
-        result
-    }
-
-    async fn delete_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
-        // Evict even when the write reports an error: a commit whose answer was lost still
-        // happened.
-        let result = self.inner.delete_deployment(id).await;
-        self.changed(id, result.as_ref().ok()).await;
-        result
-    }
-
-    // Everything below passes straight through. The claim, lease and release methods only
-    // touch `QUEUED`/`BUILDING` rows, which are never cached, so they need no invalidation.
-
-    async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError> {
-        self.inner.create_deployment(new).await
-    }
-
-    async fn list_deployments(
-        &self,
-        page: &PageRequest,
-    ) -> Result<Page<Deployment>, RepositoryError> {
-        self.inner.list_deployments(page).await
-    }
-
-    async fn claim_deployment(
-        &self,
-        id: &DeploymentId,
-        worker: &str,
-        lease: Duration,
-    ) -> Result<Option<Claim>, RepositoryError> {
-        self.inner.claim_deployment(id, worker, lease).await
-    }
-
-    async fn renew_lease(
-        &self,
-        id: &DeploymentId,
-        attempt: i64,
-        lease: Duration,
-    ) -> Result<(), RepositoryError> {
-        self.inner.renew_lease(id, attempt, lease).await
-    }
-
-    async fn release_claim(&self, id: &DeploymentId, attempt: i64) -> Result<(), RepositoryError> {
-        self.inner.release_claim(id, attempt).await
-    }
-
-    async fn append_log(
-        &self,
-        id: &DeploymentId,
-        lines: &[LogLine],
-    ) -> Result<(), RepositoryError> {
-        self.inner.append_log(id, lines).await
-    }
-
-    async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
-        self.inner.logs(id).await
-    }
-
-    async fn logs_after(
-        &self,
-        id: &DeploymentId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<StoredLogLine>, RepositoryError> {
-        self.inner.logs_after(id, after, limit).await
-    }
-
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
         self.inner.list_files(id).await
     }
@@ -567,15 +585,63 @@ impl Repository for CachedRepository {
     async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError> {
         self.inner.forget_blobs(hashes).await
     }
+}
 
-    async fn stalled_deployments(
-        &self,
-        older_than: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<DeploymentId>, RepositoryError> {
-        self.inner.stalled_deployments(older_than, limit).await
+/// Projects are not cached yet; deleting one deletes its deployments, which are evicted here
+/// and on every other node like single deletes.
+#[async_trait]
+impl ProjectRepository for CachedRepository {
+    async fn create_project(&self, new: &NewProject) -> Result<Project, RepositoryError> {
+        self.inner.create_project(new).await
     }
 
+    async fn get_project(&self, name: &ProjectName) -> Result<Project, RepositoryError> {
+        self.inner.get_project(name).await
+    }
+
+    async fn list_projects(&self, page: &PageRequest) -> Result<Page<Project>, RepositoryError> {
+        self.inner.list_projects(page).await
+    }
+
+    async fn update_project(
+        &self,
+        name: &ProjectName,
+        update: &ProjectUpdate,
+    ) -> Result<Project, RepositoryError> {
+        self.inner.update_project(name, update).await
+    }
+
+    async fn delete_project(
+        &self,
+        name: &ProjectName,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        let deleted = self.inner.delete_project(name).await?;
+        for id in &deleted {
+            self.changed(id, None).await;
+        }
+        Ok(deleted)
+    }
+
+    async fn move_production(
+        &self,
+        name: &ProjectName,
+        to: &DeploymentId,
+        reason: ProductionReason,
+    ) -> Result<Project, RepositoryError> {
+        self.inner.move_production(name, to, reason).await
+    }
+
+    async fn production_history(
+        &self,
+        name: &ProjectName,
+        limit: u32,
+    ) -> Result<Vec<ProductionChange>, RepositoryError> {
+        self.inner.production_history(name, limit).await
+    }
+}
+
+#[async_trait]
+impl Repository for CachedRepository {
     async fn ping(&self) -> Result<(), RepositoryError> {
         self.inner.ping().await
     }

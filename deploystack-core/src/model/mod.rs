@@ -9,6 +9,7 @@ mod file;
 mod ids;
 #[cfg(feature = "openapi")]
 mod openapi;
+mod project;
 
 pub use build::{BuildSettings, EnvVar};
 pub use deployment::{
@@ -17,3 +18,7 @@ pub use deployment::{
 };
 pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};
+pub use project::{
+    InvalidProject, MAX_RETENTION_DAYS, NewProject, Production, ProductionChange, ProductionReason,
+    Project, ProjectUpdate, Retention,
+};

@@ -7,8 +7,8 @@
 //! `impl Repository for Arc<dyn Repository>` in every embedder, which the orphan rule forbids
 //! anyway.
 //!
-//! Kept apart from the trait so that when the port grows (or splits by aggregate), the
-//! forwarding is one file to extend, and forgetting a method fails to compile here.
+//! One forwarding impl per aggregate's trait, kept apart from the traits so that when the
+//! port grows, forgetting a method fails to compile here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,19 +17,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{
-    Claim, IdempotencyKeys, PublishedBuild, Repository, RepositoryError, Reservation, StoredAnswer,
-};
+use super::*;
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
-    LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
+    LogLine, NewDeployment, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
+    Project, ProjectName, ProjectUpdate, StoredLogLine,
 };
 
-/// `impl Repository for $wrapper<R>`, each method calling `R`'s.
+/// Every trait of the port for `$wrapper<R>`, each method calling `R`'s.
 macro_rules! forward_repository {
     ($wrapper:ident) => {
         #[async_trait]
-        impl<R: Repository + ?Sized> Repository for $wrapper<R> {
+        impl<R: DeploymentRepository + ?Sized> DeploymentRepository for $wrapper<R> {
             async fn create_deployment(
                 &self,
                 new: &NewDeployment,
@@ -109,6 +108,17 @@ macro_rules! forward_repository {
                 (**self).cancel_deployment(id).await
             }
 
+            async fn stalled_deployments(
+                &self,
+                older_than: OffsetDateTime,
+                limit: u32,
+            ) -> Result<Vec<DeploymentId>, RepositoryError> {
+                (**self).stalled_deployments(older_than, limit).await
+            }
+        }
+
+        #[async_trait]
+        impl<R: LogRepository + ?Sized> LogRepository for $wrapper<R> {
             async fn append_log(
                 &self,
                 id: &DeploymentId,
@@ -129,7 +139,10 @@ macro_rules! forward_repository {
             ) -> Result<Vec<StoredLogLine>, RepositoryError> {
                 (**self).logs_after(id, after, limit).await
             }
+        }
 
+        #[async_trait]
+        impl<R: FileRepository + ?Sized> FileRepository for $wrapper<R> {
             async fn find_file(
                 &self,
                 id: &DeploymentId,
@@ -167,28 +180,58 @@ macro_rules! forward_repository {
             async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError> {
                 (**self).forget_blobs(hashes).await
             }
+        }
 
-            async fn stalled_deployments(
-                &self,
-                older_than: OffsetDateTime,
-                limit: u32,
-            ) -> Result<Vec<DeploymentId>, RepositoryError> {
-                (**self).stalled_deployments(older_than, limit).await
+        #[async_trait]
+        impl<R: ProjectRepository + ?Sized> ProjectRepository for $wrapper<R> {
+            async fn create_project(&self, new: &NewProject) -> Result<Project, RepositoryError> {
+                (**self).create_project(new).await
             }
 
-            async fn ping(&self) -> Result<(), RepositoryError> {
-                (**self).ping().await
+            async fn get_project(&self, name: &ProjectName) -> Result<Project, RepositoryError> {
+                (**self).get_project(name).await
+            }
+
+            async fn list_projects(
+                &self,
+                page: &PageRequest,
+            ) -> Result<Page<Project>, RepositoryError> {
+                (**self).list_projects(page).await
+            }
+
+            async fn update_project(
+                &self,
+                name: &ProjectName,
+                update: &ProjectUpdate,
+            ) -> Result<Project, RepositoryError> {
+                (**self).update_project(name, update).await
+            }
+
+            async fn delete_project(
+                &self,
+                name: &ProjectName,
+            ) -> Result<Vec<DeploymentId>, RepositoryError> {
+                (**self).delete_project(name).await
+            }
+
+            async fn move_production(
+                &self,
+                name: &ProjectName,
+                to: &DeploymentId,
+                reason: ProductionReason,
+            ) -> Result<Project, RepositoryError> {
+                (**self).move_production(name, to, reason).await
+            }
+
+            async fn production_history(
+                &self,
+                name: &ProjectName,
+                limit: u32,
+            ) -> Result<Vec<ProductionChange>, RepositoryError> {
+                (**self).production_history(name, limit).await
             }
         }
-    };
-}
 
-forward_repository!(Arc);
-forward_repository!(Box);
-
-/// `impl IdempotencyKeys for $wrapper<R>`, each method calling `R`'s.
-macro_rules! forward_idempotency_keys {
-    ($wrapper:ident) => {
         #[async_trait]
         impl<R: IdempotencyKeys + ?Sized> IdempotencyKeys for $wrapper<R> {
             async fn reserve_idempotency_key(
@@ -232,8 +275,15 @@ macro_rules! forward_idempotency_keys {
                 (**self).purge_idempotency_keys(before).await
             }
         }
+
+        #[async_trait]
+        impl<R: Repository + ?Sized> Repository for $wrapper<R> {
+            async fn ping(&self) -> Result<(), RepositoryError> {
+                (**self).ping().await
+            }
+        }
     };
 }
 
-forward_idempotency_keys!(Arc);
-forward_idempotency_keys!(Box);
+forward_repository!(Arc);
+forward_repository!(Box);

@@ -62,29 +62,30 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-mod idempotency;
-
 use async_trait::async_trait;
-use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::types::PgInterval;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgExecutor, Row, SqlSafeStr};
 use time::OffsetDateTime;
 
-use super::{Claim, PublishedBuild, Repository, RepositoryError};
+mod idempotency;
+mod projects;
+
+use super::rows::{self, Columns, size_to_db};
+use super::{
+    Claim, DeploymentRepository, FileRepository, LogRepository, PublishedBuild, Repository,
+    RepositoryError,
+};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, StoredLogLine,
-    Target,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
 };
 
 /// Connections per process (see the module docs).
 const POOL_SIZE: u32 = 10;
 /// How long a caller, or `connect`, waits for a connection before reporting `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Page size bounds of `list_deployments`.
-const MAX_PAGE: u32 = 100;
 /// The longest lease recorded; a longer one means "until released", and clamping it keeps
 /// `now() + lease` inside PostgreSQL's timestamp range.
 const MAX_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
@@ -122,15 +123,22 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
         ),
         Migration::new(
             5,
+            "projects".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0005_projects.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            6,
             "idempotency keys".into(),
             MigrationType::Simple,
-            include_str!("../../migrations/postgres/0005_idempotency_keys.sql").into_sql_str(),
+            include_str!("../../migrations/postgres/0006_idempotency_keys.sql").into_sql_str(),
             false,
         ),
     ])
 });
 
-/// The columns of a deployment, in the order `deployment_from_row` reads them by name.
+/// The columns of a deployment, in the order `rows::deployment` reads them by name.
 macro_rules! deployment_columns {
     () => {
         "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
@@ -387,19 +395,19 @@ impl PostgresRepository {
 }
 
 #[async_trait]
-impl Repository for PostgresRepository {
+impl DeploymentRepository for PostgresRepository {
     async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError> {
         let row = sqlx::query(INSERT_DEPLOYMENT)
             .bind(new.id.to_string())
             .bind(new.project.as_ref().map(|p| p.as_str().to_owned()))
             .bind(new.target.as_str())
             .bind(new.source_key.as_str())
-            .bind(super::settings_to_json(&new.settings)?)
-            .bind(super::env_to_json(&new.env)?)
+            .bind(rows::settings_to_json(&new.settings)?)
+            .bind(rows::env_to_json(&new.env)?)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
     async fn get_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
@@ -409,14 +417,14 @@ impl Repository for PostgresRepository {
             .await
             .map_err(db)?
             .ok_or(RepositoryError::NotFound)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
     async fn list_deployments(
         &self,
         page: &PageRequest,
     ) -> Result<Page<Deployment>, RepositoryError> {
-        let limit = page.limit.clamp(1, MAX_PAGE);
+        let limit = rows::page_limit(page);
         let fetch = i64::from(limit) + 1;
         let rows = match &page.cursor {
             None => {
@@ -437,17 +445,11 @@ impl Repository for PostgresRepository {
         }
         .map_err(db)?;
 
-        let mut items = rows
+        let items = rows
             .iter()
-            .map(deployment_from_row)
+            .map(rows::deployment)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(encode_cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(rows::page(items, limit, encode_cursor))
     }
 
     async fn claim_deployment(
@@ -468,7 +470,7 @@ impl Repository for PostgresRepository {
         else {
             return Ok(None);
         };
-        let deployment = deployment_from_row(&row)?;
+        let deployment = rows::deployment(&row)?;
         sqlx::query(ABANDON_BUILDS)
             .bind(&id)
             .execute(&mut *tx)
@@ -543,14 +545,14 @@ impl Repository for PostgresRepository {
             .bind(attempt)
             .bind(manifest.file_count)
             .bind(manifest.total_bytes)
-            .bind(super::routing_to_json(build.routing.as_ref())?)
+            .bind(rows::routing_to_json(build.routing.as_ref())?)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
         else {
             return Err(fenced_out(&mut *tx, &id).await);
         };
-        let deployment = deployment_from_row(&row)?;
+        let deployment = rows::deployment(&row)?;
         // A blob a collector holds may already be gone from storage: referencing it would
         // publish a broken file. The upsert locks the blobs' rows until the files below are
         // committed, and once they are, no collector can claim those blobs.
@@ -590,6 +592,8 @@ impl Repository for PostgresRepository {
         }
         finish_build(&mut tx, &id, attempt, "ready", Some(&build.strategy)).await?;
         insert_log_lines(&mut *tx, &deployment.id, &build.log).await?;
+        // Production moves with the publish, never a moment after it.
+        projects::publish_hook(&mut tx, &deployment).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
     }
@@ -613,7 +617,7 @@ impl Repository for PostgresRepository {
         else {
             return Err(fenced_out(&mut *tx, &id).await);
         };
-        let deployment = deployment_from_row(&row)?;
+        let deployment = rows::deployment(&row)?;
         finish_build(&mut tx, &id, attempt, "error", None).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
@@ -644,7 +648,7 @@ impl Repository for PostgresRepository {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
     async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
@@ -664,16 +668,35 @@ impl Repository for PostgresRepository {
             .map_err(db)?
         else {
             // Final already, or deleted (which made a live one CANCELED).
-            return Err(RepositoryError::Final(parse(&before, "status")?));
+            return Err(RepositoryError::Final(rows::parse(&before, "status")?));
         };
         if get::<String>(&before, "status")? == DeploymentStatus::Building.as_str() {
             let attempt = get::<i64>(&before, "attempt")?;
             finish_build(&mut tx, &id, attempt, "canceled", None).await?;
         }
         tx.commit().await.map_err(db)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
+    async fn stalled_deployments(
+        &self,
+        older_than: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        sqlx::query(STALLED)
+            .bind(older_than)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| rows::parse::<DeploymentId>(row, "id"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl LogRepository for PostgresRepository {
     async fn append_log(
         &self,
         id: &DeploymentId,
@@ -694,7 +717,7 @@ impl Repository for PostgresRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(log_line_from_row).collect()
+        rows.iter().map(rows::log_line).collect()
     }
 
     async fn logs_after(
@@ -710,16 +733,12 @@ impl Repository for PostgresRepository {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredLogLine {
-                    seq: get(row, "id")?,
-                    line: log_line_from_row(row)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stored_log_line).collect()
     }
+}
 
+#[async_trait]
+impl FileRepository for PostgresRepository {
     async fn find_file(
         &self,
         id: &DeploymentId,
@@ -734,7 +753,7 @@ impl Repository for PostgresRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(files_from_rows(&rows)?.pop())
+        Ok(rows::files(&rows)?.pop())
     }
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
@@ -747,7 +766,7 @@ impl Repository for PostgresRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        files_from_rows(&rows)
+        rows::files(&rows)
     }
 
     async fn known_encodings(
@@ -768,7 +787,7 @@ impl Repository for PostgresRepository {
         // the set is one file's, never a mix.
         let mut chosen: HashMap<ContentHash, (String, String)> = HashMap::new();
         for row in &rows {
-            let source: ContentHash = parse(row, "source")?;
+            let source: ContentHash = rows::parse(row, "source")?;
             let owner = (
                 get::<String>(row, "deployment_id")?,
                 get::<String>(row, "path")?,
@@ -779,7 +798,7 @@ impl Repository for PostgresRepository {
             known
                 .entry(source)
                 .or_insert_with(Vec::new)
-                .push(variant_from_row(row, "sha256", "size")?);
+                .push(rows::variant(row, "sha256", "size")?);
         }
         Ok(known)
     }
@@ -827,7 +846,7 @@ impl Repository for PostgresRepository {
             .await
             .map_err(db)?
             .iter()
-            .map(|row| parse::<ContentHash>(row, "sha256"))
+            .map(|row| rows::parse::<ContentHash>(row, "sha256"))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await.map_err(db)?;
         Ok(claimed)
@@ -845,23 +864,10 @@ impl Repository for PostgresRepository {
             .map_err(db)?;
         Ok(())
     }
+}
 
-    async fn stalled_deployments(
-        &self,
-        older_than: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<DeploymentId>, RepositoryError> {
-        sqlx::query(STALLED)
-            .bind(older_than)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|row| parse::<DeploymentId>(row, "id"))
-            .collect()
-    }
-
+#[async_trait]
+impl Repository for PostgresRepository {
     async fn ping(&self) -> Result<(), RepositoryError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -940,7 +946,7 @@ async fn use_blobs(
         .map_err(db)?;
     for row in &rows {
         if get::<Option<OffsetDateTime>>(row, "collecting_since")?.is_some() {
-            return Err(RepositoryError::BlobBusy(parse(row, "sha256")?));
+            return Err(RepositoryError::BlobBusy(rows::parse(row, "sha256")?));
         }
     }
     Ok(())
@@ -1012,31 +1018,13 @@ async fn finish_build(
 /// Map a sqlx error to what a caller can act on. The server's own text stays in the
 /// variant's message, which is for logs; HTTP handlers show generic text for these.
 fn db(error: sqlx::Error) -> RepositoryError {
-    match error {
-        sqlx::Error::Database(e) => match e.kind() {
-            ErrorKind::UniqueViolation => {
-                tracing::debug!(error = %e, "postgres unique violation");
-                RepositoryError::Conflict("it already exists".into())
-            }
-            // Rows that point at a deployment (logs, files, builds) need it to exist.
-            ErrorKind::ForeignKeyViolation => RepositoryError::NotFound,
-            // data_corrupted, index_corrupted: the server found damaged storage.
-            _ if matches!(e.code().as_deref(), Some("XX001" | "XX002")) => {
-                RepositoryError::Corrupt(e.to_string())
-            }
-            // disk_full: the server's disk has no room; retrying will not help.
-            _ if e.code().as_deref() == Some("53100") => RepositoryError::Full(e.to_string()),
-            // Everything else (lost connections, a server shutting down, a deadlock or a
-            // statement timeout) is worth retrying.
-            _ => RepositoryError::Unavailable(e.to_string()),
-        },
-        e @ (sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. }) => RepositoryError::Corrupt(e.to_string()),
-        e => RepositoryError::Unavailable(e.to_string()),
-    }
+    rows::map_error(error, "postgres", |e| match e.code().as_deref() {
+        // data_corrupted, index_corrupted: the server found damaged storage.
+        Some("XX001" | "XX002") => Some(RepositoryError::Corrupt(e.to_string())),
+        // disk_full: the server's disk has no room; retrying will not help.
+        Some("53100") => Some(RepositoryError::Full(e.to_string())),
+        _ => None,
+    })
 }
 
 /// Where a connection goes, for messages: host and port (or socket) and database, never the
@@ -1072,10 +1060,6 @@ fn without_nul(text: &str) -> Cow<'_, str> {
     }
 }
 
-fn size_to_db(size: u64) -> Result<i64, RepositoryError> {
-    i64::try_from(size).map_err(|_| RepositoryError::Conflict(format!("size {size} is too large")))
-}
-
 /// Unix microseconds: the precision of `timestamptz`, so a cursor round-trips exactly.
 fn to_micros(at: OffsetDateTime) -> i128 {
     at.unix_timestamp_nanos() / 1_000
@@ -1083,16 +1067,15 @@ fn to_micros(at: OffsetDateTime) -> i128 {
 
 /// The cursor after `last`: its (created_at, id), the listing's sort key.
 fn encode_cursor(last: &Deployment) -> String {
-    format!("{}.{}", to_micros(last.created_at), last.id)
+    rows::encode_cursor(to_micros(last.created_at), &last.id.to_string())
 }
 
+/// A cursor's (created_at, id).
 fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, DeploymentId), RepositoryError> {
-    let invalid = || RepositoryError::Conflict("invalid cursor".into());
-    let (created_at, id) = cursor.split_once('.').ok_or_else(invalid)?;
-    let micros: i64 = created_at.parse().map_err(|_| invalid())?;
+    let (micros, id) = rows::decode_cursor(cursor)?;
     let created_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-        .map_err(|_| invalid())?;
-    Ok((created_at, id.parse().map_err(|_| invalid())?))
+        .map_err(|_| RepositoryError::Conflict("invalid cursor".into()))?;
+    Ok((created_at, id))
 }
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, RepositoryError>
@@ -1102,100 +1085,23 @@ where
     row.try_get(column).map_err(db)
 }
 
-/// A text column parsed into a model type.
-fn parse<T>(row: &PgRow, column: &str) -> Result<T, RepositoryError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    let text: String = get(row, column)?;
-    text.parse()
-        .map_err(|e| RepositoryError::Corrupt(format!("column {column}: {e}")))
-}
-
-fn log_line_from_row(row: &PgRow) -> Result<LogLine, RepositoryError> {
-    Ok(LogLine {
-        attempt: get(row, "attempt")?,
-        at: get(row, "at")?,
-        stream: parse::<LogStream>(row, "stream")?,
-        message: get(row, "message")?,
-    })
-}
-
-fn deployment_from_row(row: &PgRow) -> Result<Deployment, RepositoryError> {
-    let project = get::<Option<String>>(row, "project")?
-        .map(|p| p.parse())
-        .transpose()
-        .map_err(|e| RepositoryError::Corrupt(format!("column project: {e}")))?;
-    let error = match (
-        get::<Option<String>>(row, "error_code")?,
-        get::<Option<String>>(row, "error_message")?,
-    ) {
-        (Some(code), Some(message)) => Some(DeploymentError { code, message }),
-        _ => None,
-    };
-    Ok(Deployment {
-        id: parse(row, "id")?,
-        project,
-        target: parse::<Target>(row, "target")?,
-        status: parse::<DeploymentStatus>(row, "status")?,
-        source_key: get(row, "source_key")?,
-        attempt: get(row, "attempt")?,
-        lease_owner: get(row, "lease_owner")?,
-        lease_expires_at: get(row, "lease_expires_at")?,
-        error,
-        file_count: get(row, "file_count")?,
-        total_bytes: get(row, "total_bytes")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-        ready_at: get(row, "ready_at")?,
-        deleted_at: get(row, "deleted_at")?,
-        routing: super::routing_from_json(get(row, "routing")?)?,
-        settings: super::settings_from_json(&get::<String>(row, "build_settings")?)?,
-        env: super::env_from_json(&get::<String>(row, "build_env")?)?,
-    })
-}
-
-/// Files from `files_with_encodings!` rows: adjacent rows of one path are one file.
-fn files_from_rows(rows: &[PgRow]) -> Result<Vec<FileEntry>, RepositoryError> {
-    let mut files: Vec<FileEntry> = Vec::new();
-    for row in rows {
-        let path: String = get(row, "path")?;
-        let same = files.last().is_some_and(|last| last.path == path);
-        if !same {
-            let size: i64 = get(row, "size")?;
-            files.push(FileEntry {
-                path,
-                sha256: parse(row, "sha256")?,
-                size: u64::try_from(size)
-                    .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
-                content_type: get(row, "content_type")?,
-                encodings: Vec::new(),
-            });
-        }
-        if get::<Option<String>>(row, "encoding")?.is_some()
-            && let Some(file) = files.last_mut()
-        {
-            file.encodings
-                .push(variant_from_row(row, "encoded_sha256", "encoded_size")?);
-        }
+/// How this engine reads the model's columns; [`rows`] builds the model from them.
+impl Columns for PgRow {
+    fn text(&self, column: &str) -> Result<Option<String>, RepositoryError> {
+        get(self, column)
     }
-    Ok(files)
-}
 
-/// The variant in `row`'s `encoding` column and the given hash and size columns.
-fn variant_from_row(
-    row: &PgRow,
-    sha256: &str,
-    size: &str,
-) -> Result<EncodedVariant, RepositoryError> {
-    let bytes: i64 = get(row, size)?;
-    Ok(EncodedVariant {
-        encoding: parse(row, "encoding")?,
-        sha256: parse(row, sha256)?,
-        size: u64::try_from(bytes)
-            .map_err(|_| RepositoryError::Corrupt(format!("negative variant size {bytes}")))?,
-    })
+    fn int(&self, column: &str) -> Result<Option<i64>, RepositoryError> {
+        get(self, column)
+    }
+
+    fn time(&self, column: &str) -> Result<Option<OffsetDateTime>, RepositoryError> {
+        get(self, column)
+    }
+
+    fn flag(&self, column: &str) -> Result<Option<bool>, RepositoryError> {
+        get(self, column)
+    }
 }
 
 #[cfg(test)]

@@ -40,11 +40,8 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-mod idempotency;
-
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -53,11 +50,17 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
-use super::{Claim, PublishedBuild, Repository, RepositoryError};
+mod idempotency;
+mod projects;
+
+use super::rows::{self, Columns, size_to_db};
+use super::{
+    Claim, DeploymentRepository, FileRepository, LogRepository, PublishedBuild, Repository,
+    RepositoryError,
+};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, LogStream, NewDeployment, Page, PageRequest, StoredLogLine,
-    Target,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
 };
 
 /// How long a writer waits for the write lock before reporting `Unavailable`.
@@ -66,8 +69,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_SIZE: u32 = 8;
 /// How long a caller waits for a free connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Page size bounds of `list_deployments`.
-const MAX_PAGE: u32 = 100;
 
 /// The embedded migrations, in order.
 static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
@@ -102,15 +103,22 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
         ),
         Migration::new(
             5,
+            "projects".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0005_projects.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            6,
             "idempotency keys".into(),
             MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0005_idempotency_keys.sql").into_sql_str(),
+            include_str!("../../migrations/sqlite/0006_idempotency_keys.sql").into_sql_str(),
             false,
         ),
     ])
 });
 
-/// The columns of a deployment, in the order `deployment_from_row` reads them by name.
+/// The columns of a deployment, in the order `rows::deployment` reads them by name.
 macro_rules! deployment_columns {
     () => {
         "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
@@ -349,7 +357,7 @@ impl SqliteRepository {
 }
 
 #[async_trait]
-impl Repository for SqliteRepository {
+impl DeploymentRepository for SqliteRepository {
     async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError> {
         let row = sqlx::query(INSERT_DEPLOYMENT)
             .bind(new.id.to_string())
@@ -357,12 +365,12 @@ impl Repository for SqliteRepository {
             .bind(new.target.as_str())
             .bind(new.source_key.as_str())
             .bind(now_ms())
-            .bind(super::settings_to_json(&new.settings)?)
-            .bind(super::env_to_json(&new.env)?)
+            .bind(rows::settings_to_json(&new.settings)?)
+            .bind(rows::env_to_json(&new.env)?)
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
     async fn get_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
@@ -372,14 +380,14 @@ impl Repository for SqliteRepository {
             .await
             .map_err(db)?
             .ok_or(RepositoryError::NotFound)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
     async fn list_deployments(
         &self,
         page: &PageRequest,
     ) -> Result<Page<Deployment>, RepositoryError> {
-        let limit = page.limit.clamp(1, MAX_PAGE);
+        let limit = rows::page_limit(page);
         let fetch = i64::from(limit) + 1;
         let rows = match &page.cursor {
             None => {
@@ -400,17 +408,11 @@ impl Repository for SqliteRepository {
         }
         .map_err(db)?;
 
-        let mut items = rows
+        let items = rows
             .iter()
-            .map(deployment_from_row)
+            .map(rows::deployment)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(encode_cursor)
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(rows::page(items, limit, encode_cursor))
     }
 
     async fn claim_deployment(
@@ -433,7 +435,7 @@ impl Repository for SqliteRepository {
         else {
             return Ok(None);
         };
-        let deployment = deployment_from_row(&row)?;
+        let deployment = rows::deployment(&row)?;
         sqlx::query(ABANDON_BUILDS)
             .bind(&id)
             .bind(now)
@@ -547,14 +549,14 @@ impl Repository for SqliteRepository {
             .bind(file_count)
             .bind(total_bytes)
             .bind(now)
-            .bind(super::routing_to_json(build.routing.as_ref())?)
+            .bind(rows::routing_to_json(build.routing.as_ref())?)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?
         else {
             return Err(fenced_out(&mut tx, &id).await);
         };
-        let deployment = deployment_from_row(&row)?;
+        let deployment = rows::deployment(&row)?;
         // A blob a collector holds may already be gone from storage: referencing it would
         // publish a broken file. Once the files below are committed no collector can claim
         // their blobs, so this check closes the race.
@@ -579,6 +581,8 @@ impl Repository for SqliteRepository {
             .map_err(db)?;
         finish_build(&mut tx, &id, attempt, now, "ready", Some(&build.strategy)).await?;
         insert_log_lines(&mut tx, &id, &build.log).await?;
+        // Production moves with the publish, never a moment after it.
+        projects::publish_hook(&mut tx, &deployment).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
     }
@@ -604,7 +608,7 @@ impl Repository for SqliteRepository {
         else {
             return Err(fenced_out(&mut tx, &id).await);
         };
-        let deployment = deployment_from_row(&row)?;
+        let deployment = rows::deployment(&row)?;
         finish_build(&mut tx, &id, attempt, now, "error", None).await?;
         tx.commit().await.map_err(db)?;
         Ok(deployment)
@@ -637,7 +641,7 @@ impl Repository for SqliteRepository {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
     async fn cancel_deployment(&self, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
@@ -659,16 +663,36 @@ impl Repository for SqliteRepository {
             .map_err(db)?
         else {
             // Final already, or deleted (which made a live one CANCELED).
-            return Err(RepositoryError::Final(parse(&before, "status")?));
+            return Err(RepositoryError::Final(rows::parse(&before, "status")?));
         };
         if get::<String>(&before, "status")? == DeploymentStatus::Building.as_str() {
             let attempt = get::<i64>(&before, "attempt")?;
             finish_build(&mut tx, &id, attempt, now, "canceled", None).await?;
         }
         tx.commit().await.map_err(db)?;
-        deployment_from_row(&row)
+        rows::deployment(&row)
     }
 
+    async fn stalled_deployments(
+        &self,
+        older_than: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        sqlx::query(STALLED)
+            .bind(to_ms(older_than))
+            .bind(now_ms())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| rows::parse::<DeploymentId>(row, "id"))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl LogRepository for SqliteRepository {
     async fn append_log(
         &self,
         id: &DeploymentId,
@@ -692,7 +716,7 @@ impl Repository for SqliteRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(log_line_from_row).collect()
+        rows.iter().map(rows::log_line).collect()
     }
 
     async fn logs_after(
@@ -708,16 +732,12 @@ impl Repository for SqliteRepository {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredLogLine {
-                    seq: get(row, "id")?,
-                    line: log_line_from_row(row)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::stored_log_line).collect()
     }
+}
 
+#[async_trait]
+impl FileRepository for SqliteRepository {
     async fn find_file(
         &self,
         id: &DeploymentId,
@@ -732,7 +752,7 @@ impl Repository for SqliteRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(files_from_rows(&rows)?.pop())
+        Ok(rows::files(&rows)?.pop())
     }
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
@@ -744,7 +764,7 @@ impl Repository for SqliteRepository {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        files_from_rows(&rows)
+        rows::files(&rows)
     }
 
     async fn known_encodings(
@@ -765,7 +785,7 @@ impl Repository for SqliteRepository {
         // the set is one file's, never a mix.
         let mut chosen: HashMap<ContentHash, (String, String)> = HashMap::new();
         for row in &rows {
-            let source: ContentHash = parse(row, "source")?;
+            let source: ContentHash = rows::parse(row, "source")?;
             let owner = (
                 get::<String>(row, "deployment_id")?,
                 get::<String>(row, "path")?,
@@ -776,7 +796,7 @@ impl Repository for SqliteRepository {
             known
                 .entry(source)
                 .or_insert_with(Vec::new)
-                .push(variant_from_row(row, "sha256", "size")?);
+                .push(rows::variant(row, "sha256", "size")?);
         }
         Ok(known)
     }
@@ -823,7 +843,7 @@ impl Repository for SqliteRepository {
             .await
             .map_err(db)?
             .iter()
-            .map(|row| parse::<ContentHash>(row, "sha256"))
+            .map(|row| rows::parse::<ContentHash>(row, "sha256"))
             .collect()
     }
 
@@ -839,24 +859,10 @@ impl Repository for SqliteRepository {
             .map_err(db)?;
         Ok(())
     }
+}
 
-    async fn stalled_deployments(
-        &self,
-        older_than: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Vec<DeploymentId>, RepositoryError> {
-        sqlx::query(STALLED)
-            .bind(to_ms(older_than))
-            .bind(now_ms())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|row| parse::<DeploymentId>(row, "id"))
-            .collect()
-    }
-
+#[async_trait]
+impl Repository for SqliteRepository {
     async fn ping(&self) -> Result<(), RepositoryError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -989,7 +995,7 @@ async fn refuse_collecting(conn: &mut SqliteConnection, json: &str) -> Result<()
         .await
         .map_err(db)?
     {
-        Some(row) => Err(RepositoryError::BlobBusy(parse(&row, "sha256")?)),
+        Some(row) => Err(RepositoryError::BlobBusy(rows::parse(&row, "sha256")?)),
         None => Ok(()),
     }
 }
@@ -997,31 +1003,15 @@ async fn refuse_collecting(conn: &mut SqliteConnection, json: &str) -> Result<()
 /// Map a sqlx error to what a caller can act on. The database's own text stays in the
 /// variant's message, which is for logs; HTTP handlers show generic text for these.
 fn db(error: sqlx::Error) -> RepositoryError {
-    match error {
-        sqlx::Error::Database(e) => match e.kind() {
-            ErrorKind::UniqueViolation => {
-                tracing::debug!(error = %e, "sqlite unique violation");
-                RepositoryError::Conflict("it already exists".into())
-            }
-            // Rows that point at a deployment (logs, files, builds) need it to exist.
-            ErrorKind::ForeignKeyViolation => RepositoryError::NotFound,
-            _ => match sqlite_code(e.as_ref()) {
-                // SQLITE_CORRUPT, SQLITE_NOTADB (primary codes are the low byte).
-                Some(code) if matches!(code & 0xff, 11 | 26) => {
-                    RepositoryError::Corrupt(e.to_string())
-                }
-                // SQLITE_FULL: the disk (or `max_page_count`) has no room.
-                Some(code) if code & 0xff == 13 => RepositoryError::Full(e.to_string()),
-                _ => RepositoryError::Unavailable(e.to_string()),
-            },
-        },
-        e @ (sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. }
-        | sqlx::Error::TypeNotFound { .. }) => RepositoryError::Corrupt(e.to_string()),
-        e => RepositoryError::Unavailable(e.to_string()),
-    }
+    rows::map_error(error, "sqlite", |e| match sqlite_code(e) {
+        // SQLITE_CORRUPT, SQLITE_NOTADB (primary codes are the low byte).
+        Some(code) if matches!(code & 0xff, 11 | 26) => {
+            Some(RepositoryError::Corrupt(e.to_string()))
+        }
+        // SQLITE_FULL: the disk (or `max_page_count`) has no room.
+        Some(code) if code & 0xff == 13 => Some(RepositoryError::Full(e.to_string())),
+        _ => None,
+    })
 }
 
 /// Whether SQLite refused because another connection holds the lock (SQLITE_BUSY and its
@@ -1061,10 +1051,6 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, RepositoryError> 
         .map_err(|e| RepositoryError::Unavailable(format!("could not encode parameters: {e}")))
 }
 
-fn size_to_db(size: u64) -> Result<i64, RepositoryError> {
-    i64::try_from(size).map_err(|_| RepositoryError::Conflict(format!("size {size} is too large")))
-}
-
 /// The repository's clock, in unix milliseconds.
 fn now_ms() -> i64 {
     to_ms(OffsetDateTime::now_utc())
@@ -1088,16 +1074,12 @@ fn expiry(now: i64, lease: Duration) -> i64 {
 
 /// The cursor after `last`: its (created_at, id), the listing's sort key.
 fn encode_cursor(last: &Deployment) -> String {
-    format!("{}.{}", to_ms(last.created_at), last.id)
+    rows::encode_cursor(i128::from(to_ms(last.created_at)), &last.id.to_string())
 }
 
+/// A cursor's (created_at in unix milliseconds, id).
 fn decode_cursor(cursor: &str) -> Result<(i64, DeploymentId), RepositoryError> {
-    let invalid = || RepositoryError::Conflict("invalid cursor".into());
-    let (created_at, id) = cursor.split_once('.').ok_or_else(invalid)?;
-    Ok((
-        created_at.parse().map_err(|_| invalid())?,
-        id.parse().map_err(|_| invalid())?,
-    ))
+    rows::decode_cursor(cursor)
 }
 
 fn get<'r, T>(row: &'r SqliteRow, column: &str) -> Result<T, RepositoryError>
@@ -1107,104 +1089,20 @@ where
     row.try_get(column).map_err(db)
 }
 
-/// A text column parsed into a model type.
-fn parse<T>(row: &SqliteRow, column: &str) -> Result<T, RepositoryError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    let text: String = get(row, column)?;
-    text.parse()
-        .map_err(|e| RepositoryError::Corrupt(format!("column {column}: {e}")))
-}
-
-fn optional_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, RepositoryError> {
-    get::<Option<i64>>(row, column)?.map(from_ms).transpose()
-}
-
-fn log_line_from_row(row: &SqliteRow) -> Result<LogLine, RepositoryError> {
-    Ok(LogLine {
-        attempt: get(row, "attempt")?,
-        at: from_ms(get(row, "at")?)?,
-        stream: parse::<LogStream>(row, "stream")?,
-        message: get(row, "message")?,
-    })
-}
-
-fn deployment_from_row(row: &SqliteRow) -> Result<Deployment, RepositoryError> {
-    let project = get::<Option<String>>(row, "project")?
-        .map(|p| p.parse())
-        .transpose()
-        .map_err(|e| RepositoryError::Corrupt(format!("column project: {e}")))?;
-    let error = match (
-        get::<Option<String>>(row, "error_code")?,
-        get::<Option<String>>(row, "error_message")?,
-    ) {
-        (Some(code), Some(message)) => Some(DeploymentError { code, message }),
-        _ => None,
-    };
-    Ok(Deployment {
-        id: parse(row, "id")?,
-        project,
-        target: parse::<Target>(row, "target")?,
-        status: parse::<DeploymentStatus>(row, "status")?,
-        source_key: get(row, "source_key")?,
-        attempt: get(row, "attempt")?,
-        lease_owner: get(row, "lease_owner")?,
-        lease_expires_at: optional_time(row, "lease_expires_at")?,
-        error,
-        file_count: get(row, "file_count")?,
-        total_bytes: get(row, "total_bytes")?,
-        created_at: from_ms(get(row, "created_at")?)?,
-        updated_at: from_ms(get(row, "updated_at")?)?,
-        ready_at: optional_time(row, "ready_at")?,
-        deleted_at: optional_time(row, "deleted_at")?,
-        routing: super::routing_from_json(get(row, "routing")?)?,
-        settings: super::settings_from_json(&get::<String>(row, "build_settings")?)?,
-        env: super::env_from_json(&get::<String>(row, "build_env")?)?,
-    })
-}
-
-/// Files from `files_with_encodings!` rows: adjacent rows of one path are one file.
-fn files_from_rows(rows: &[SqliteRow]) -> Result<Vec<FileEntry>, RepositoryError> {
-    let mut files: Vec<FileEntry> = Vec::new();
-    for row in rows {
-        let path: String = get(row, "path")?;
-        let same = files.last().is_some_and(|last| last.path == path);
-        if !same {
-            let size: i64 = get(row, "size")?;
-            files.push(FileEntry {
-                path,
-                sha256: parse(row, "sha256")?,
-                size: u64::try_from(size)
-                    .map_err(|_| RepositoryError::Corrupt(format!("negative file size {size}")))?,
-                content_type: get(row, "content_type")?,
-                encodings: Vec::new(),
-            });
-        }
-        if get::<Option<String>>(row, "encoding")?.is_some()
-            && let Some(file) = files.last_mut()
-        {
-            file.encodings
-                .push(variant_from_row(row, "encoded_sha256", "encoded_size")?);
-        }
+/// How this engine reads the model's columns; [`rows`] builds the model from them.
+impl Columns for SqliteRow {
+    fn text(&self, column: &str) -> Result<Option<String>, RepositoryError> {
+        get(self, column)
     }
-    Ok(files)
-}
 
-/// The variant in `row`'s `encoding` column and the given hash and size columns.
-fn variant_from_row(
-    row: &SqliteRow,
-    sha256: &str,
-    size: &str,
-) -> Result<EncodedVariant, RepositoryError> {
-    let bytes: i64 = get(row, size)?;
-    Ok(EncodedVariant {
-        encoding: parse(row, "encoding")?,
-        sha256: parse(row, sha256)?,
-        size: u64::try_from(bytes)
-            .map_err(|_| RepositoryError::Corrupt(format!("negative variant size {bytes}")))?,
-    })
+    fn int(&self, column: &str) -> Result<Option<i64>, RepositoryError> {
+        get(self, column)
+    }
+
+    fn time(&self, column: &str) -> Result<Option<OffsetDateTime>, RepositoryError> {
+        // Unix milliseconds.
+        self.int(column)?.map(from_ms).transpose()
+    }
 }
 
 #[cfg(all(test, feature = "testing"))]
@@ -1259,15 +1157,6 @@ mod tests {
         run_all(&repo).await;
         // The suite leaves data behind; it must pass again on a database in use.
         run_all(&repo).await;
-    }
-
-    #[tokio::test]
-    async fn idempotency_keys_pass_their_conformance_suite() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let repo = SqliteRepository::connect(&file_url(&dir, "deploystack.db"))
-            .await
-            .expect("connect");
-        crate::testing::idempotency::run_all(&repo).await;
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 //! Timestamps handed to the repository are whole milliseconds, the coarsest precision an
 //! adapter may store.
 
+mod projects;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ use crate::model::{
     NewDeployment, PageRequest, Target,
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
+
+pub use projects::*;
 
 /// A lease long enough never to run out during a test.
 const LONG_LEASE: Duration = Duration::from_secs(60);
@@ -50,6 +54,8 @@ pub async fn run_all(repo: &dyn Repository) {
     blob_collection_protocol(repo).await;
     encodings_round_trip_and_keep_their_blobs(repo).await;
     stalled_deployments_are_found(repo).await;
+    run_projects(repo).await;
+    crate::testing::idempotency::run_all(repo).await;
 }
 
 /// The routing configuration given to `publish` comes back, equal, on the deployment —

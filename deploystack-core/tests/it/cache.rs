@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use deploystack_core::cache::{CacheConfig, CachedRepository};
 use deploystack_core::model::{DeploymentId, DeploymentStatus, FileEntry};
-use deploystack_core::repository::{PublishedBuild, Repository, SqliteRepository};
+use deploystack_core::repository::prelude::*;
+use deploystack_core::repository::{PublishedBuild, SqliteRepository};
 use deploystack_core::services::serving::{SiteError, resolve};
 use deploystack_core::testing::repository::{file, new_deployment};
 

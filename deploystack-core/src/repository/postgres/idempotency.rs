@@ -1,5 +1,5 @@
 //! [`IdempotencyKeys`] on PostgreSQL: one row per (scope, key); see the migration
-//! `0005_idempotency_keys.sql` for its life cycle. Times come from the database's clock, so
+//! `0006_idempotency_keys.sql` for its life cycle. Times come from the database's clock, so
 //! every node agrees on when a lock or a record runs out.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! [`IdempotencyKeys`] on SQLite: one row per (scope, key); see the migration
-//! `0005_idempotency_keys.sql` for its life cycle.
+//! `0006_idempotency_keys.sql` for its life cycle.
 
 use std::time::Duration;
 
