@@ -34,3 +34,20 @@ macro_rules! forward_strategy {
 
 forward_strategy!(Arc);
 forward_strategy!(Box);
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::build::StaticStrategy;
+
+    #[tokio::test]
+    async fn a_strategy_behind_arc_or_box_passes_the_build_suite() {
+        let fixture = tempfile::tempdir().unwrap();
+        std::fs::write(fixture.path().join("index.html"), "<h1>hi</h1>").unwrap();
+        let shared: Arc<dyn BuildStrategy> = Arc::new(StaticStrategy);
+        crate::testing::build::run_all(&shared, fixture.path()).await;
+        assert_eq!(shared.name(), StaticStrategy.name());
+        let boxed: Box<dyn BuildStrategy> = Box::new(StaticStrategy);
+        crate::testing::build::run_all(&boxed, fixture.path()).await;
+    }
+}

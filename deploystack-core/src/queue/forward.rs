@@ -72,3 +72,32 @@ macro_rules! forward_queue {
 
 forward_queue!(Arc);
 forward_queue!(Box);
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::queue::MemoryQueue;
+    use crate::testing::queue::MAX_DELIVERIES;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_behind_arc_or_box_passes_the_queue_suite() {
+        crate::testing::queue::run_all(|| async {
+            let shared: Arc<dyn Queue> = Arc::new(MemoryQueue::new(MAX_DELIVERIES));
+            Arc::new(shared) as Arc<dyn Queue>
+        })
+        .await;
+        crate::testing::queue::run_all(|| async {
+            let boxed: Box<dyn Queue> = Box::new(MemoryQueue::new(MAX_DELIVERIES));
+            Arc::new(boxed) as Arc<dyn Queue>
+        })
+        .await;
+    }
+
+    #[test]
+    fn a_wrapped_in_process_queue_still_says_so() {
+        // Left to the trait's default, the server would start no workers for it.
+        let shared: Arc<dyn Queue> = Arc::new(MemoryQueue::new(MAX_DELIVERIES));
+        assert!(Arc::new(shared).is_in_process());
+        assert!(Box::new(MemoryQueue::new(MAX_DELIVERIES)).is_in_process());
+    }
+}

@@ -287,3 +287,19 @@ macro_rules! forward_repository {
 
 forward_repository!(Arc);
 forward_repository!(Box);
+
+#[cfg(all(test, feature = "testing", feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::repository::SqliteRepository;
+
+    #[tokio::test]
+    async fn a_repository_behind_arc_or_box_passes_the_repository_suite() {
+        // What `Services` holds, used as a repository in its own right.
+        let shared: Arc<dyn Repository> =
+            Arc::new(SqliteRepository::connect("sqlite::memory:").await.unwrap());
+        crate::testing::repository::run_all(&shared).await;
+        let boxed = Box::new(SqliteRepository::connect("sqlite::memory:").await.unwrap());
+        crate::testing::repository::run_all(&boxed).await;
+    }
+}

@@ -58,3 +58,17 @@ macro_rules! forward_storage {
 
 forward_storage!(Arc);
 forward_storage!(Box);
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::storage::ObjectStoreStorage;
+
+    #[tokio::test]
+    async fn a_storage_behind_arc_or_box_passes_the_storage_suite() {
+        let shared: Arc<dyn Storage> = Arc::new(ObjectStoreStorage::memory());
+        crate::testing::storage::run_all(&shared).await;
+        let boxed: Box<dyn Storage> = Box::new(ObjectStoreStorage::memory());
+        crate::testing::storage::run_all(&boxed).await;
+    }
+}

@@ -181,3 +181,44 @@ pub async fn download_to_file(
     file.flush().await?;
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_object_from_bytes_reads_back_whole() {
+        let object = ObjectStream::from_bytes("hello");
+        assert_eq!(object.size, 5);
+        assert_eq!(
+            object.into_bytes().await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
+    }
+
+    #[tokio::test]
+    async fn into_bytes_joins_chunks_and_stops_at_the_first_error() {
+        let chunks = [Ok(Bytes::from_static(b"ab")), Ok(Bytes::from_static(b"cd"))];
+        let object = ObjectStream {
+            size: 4,
+            stream: futures_util::stream::iter(chunks).boxed(),
+        };
+        assert_eq!(
+            object.into_bytes().await.unwrap(),
+            Bytes::from_static(b"abcd")
+        );
+
+        let failing = [
+            Ok(Bytes::from_static(b"ab")),
+            Err(StorageError::Unavailable("connection reset".into())),
+        ];
+        let object = ObjectStream {
+            size: 4,
+            stream: futures_util::stream::iter(failing).boxed(),
+        };
+        assert!(matches!(
+            object.into_bytes().await,
+            Err(StorageError::Unavailable(_))
+        ));
+    }
+}
