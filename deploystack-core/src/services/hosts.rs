@@ -9,11 +9,10 @@
 //! and `id.localhost.` is none (a browser treats it as another origin).
 //!
 //! ## Why a trait?
-//! Today the only content hosts are deployment hosts, a rule that needs no lookup
-//! ([`DeploymentHostResolver`]). Project hosts (`<project>.<base-domain>`) and verified
-//! custom domains need the repository; the projects work adds them as another
-//! [`HostResolver`] that asks the deployment rule first and looks up the rest, so the HTTP
-//! layer does not change.
+//! Deployment hosts are a rule that needs no lookup ([`DeploymentHostResolver`]). Project
+//! hosts (`<project>.<base-domain>`) need the repository: [`ProjectHostResolver`] asks the
+//! deployment rule first and looks up the rest. Verified custom domains will be one more
+//! lookup of the same kind, so the HTTP layer does not change.
 //!
 //! ## Why is an unknown name under the base domain a 404?
 //! Every name under the base domain is a tenant origin. Falling back to the platform (API,
@@ -157,6 +156,9 @@ pub enum HostTarget {
     Deployment(DeploymentId),
     /// A content host that names nothing: 404, never the platform and never another site.
     NotFound,
+    /// A project's host (`<project>.<base-domain>`) while the project has no production
+    /// deployment yet: a 404 that says so.
+    NoProduction,
 }
 
 /// Why a host could not be resolved (never "it is unknown": that is [`HostTarget::NotFound`]).
@@ -211,6 +213,70 @@ impl DeploymentHostResolver {
 impl HostResolver for DeploymentHostResolver {
     async fn resolve(&self, host: &HostName) -> Result<HostTarget, HostError> {
         Ok(self.target(host))
+    }
+}
+
+/// The project rule on top of the deployment rule: `<project>.<base-domain>` serves the
+/// project's current production deployment.
+///
+/// The project is read through the repository handed in — in a server, the read cache's
+/// decorator, which answers warm hosts from memory and is told on every node when production
+/// moves. The host resolves to one deployment id, once per request, before anything is
+/// served: a request that arrives while production moves is answered entirely by the old
+/// deployment or entirely by the new one, never a mix.
+#[derive(Clone)]
+pub struct ProjectHostResolver {
+    deployments: DeploymentHostResolver,
+    base: BaseDomain,
+    repository: std::sync::Arc<dyn crate::repository::Repository>,
+}
+
+impl ProjectHostResolver {
+    /// Project hosts under `base`, read from `repository`.
+    pub fn new(
+        base: BaseDomain,
+        repository: std::sync::Arc<dyn crate::repository::Repository>,
+    ) -> Self {
+        Self {
+            deployments: DeploymentHostResolver::new(base.clone()),
+            base,
+            repository,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProjectHostResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectHostResolver")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl HostResolver for ProjectHostResolver {
+    async fn resolve(&self, host: &HostName) -> Result<HostTarget, HostError> {
+        let target = self.deployments.target(host);
+        if target != HostTarget::NotFound {
+            return Ok(target);
+        }
+        // Only one label: `a.b.<base>` is nobody's.
+        let Some(name) = host
+            .under(&self.base)
+            .filter(|label| !label.contains('.'))
+            .and_then(|label| label.parse::<crate::model::ProjectName>().ok())
+        else {
+            return Ok(HostTarget::NotFound);
+        };
+        match self.repository.get_project(&name).await {
+            Ok(project) => Ok(project
+                .production
+                .map_or(HostTarget::NoProduction, |production| {
+                    HostTarget::Deployment(production.deployment_id)
+                })),
+            Err(RepositoryError::NotFound) => Ok(HostTarget::NotFound),
+            Err(err) => Err(HostError::Unavailable(err)),
+        }
     }
 }
 
