@@ -1,5 +1,6 @@
-//! API errors: JSON `{"error": {"code", "message"}}` with the right status. Internal details
-//! are logged here and never returned.
+//! API errors: JSON `{"error": {"code", "message"}}` with the right status, plus `"field"`
+//! when the error is about one input field. Internal details are logged here and never
+//! returned.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,6 +19,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (`Retry-After`), when that is known.
     pub retry_after: Option<u32>,
+    /// The input field the error is about (`name`, `retention.keep_previews`), when there is
+    /// one: answered as `error.field`.
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -28,7 +32,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            field: None,
         }
+    }
+
+    /// The same error, about input field `field`.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// The same error, telling the client to retry after `seconds`.
@@ -104,7 +115,12 @@ impl From<RepositoryError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = match &self.field {
+            Some(field) => {
+                json!({ "error": { "code": self.code, "message": self.message, "field": field } })
+            }
+            None => json!({ "error": { "code": self.code, "message": self.message } }),
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response

@@ -22,6 +22,7 @@ mod hosts;
 mod keepalive;
 mod lifecycle;
 mod metrics;
+mod projects;
 mod routing;
 mod serving;
 mod support;

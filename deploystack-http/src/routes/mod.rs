@@ -3,6 +3,8 @@
 //! - [`upload`]: `POST /deploy` and `POST /api/v1/deployments` — streaming zip uploads.
 //! - [`deployments`]: the deployments API (get, list, cancel, delete; logs, as JSON or
 //!   followed live as server-sent events).
+//! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
+//!   the history of production).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`site`]: everything else — serving deployed sites at `/<deployment-id>/…`.
@@ -17,6 +19,7 @@
 pub mod deployments;
 pub mod health;
 pub mod metrics;
+pub mod projects;
 pub mod site;
 pub mod upload;
 
@@ -81,6 +84,16 @@ fn api() -> Router<AppState> {
         )
         .route("/v1/deployments/{id}/logs", get(deployments::logs))
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .route("/v1/projects", post(projects::create).get(projects::list))
+        .route(
+            "/v1/projects/{name}",
+            get(projects::get)
+                .patch(projects::update)
+                .delete(projects::delete),
+        )
+        .route("/v1/projects/{name}/promote", post(projects::promote))
+        .route("/v1/projects/{name}/rollback", post(projects::rollback))
+        .route("/v1/projects/{name}/production", get(projects::production))
         .fallback(api_not_found)
         // After the routes: it applies to those registered before it.
         .method_not_allowed_fallback(api_method_not_allowed)
