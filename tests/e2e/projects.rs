@@ -384,3 +384,40 @@ async fn every_answer_during_twenty_switches_is_one_whole_deployment() {
     let (_, history) = call(&server, "GET", "/api/v1/projects/busy/production", None).await;
     assert_eq!(history["history"].as_array().map(Vec::len), Some(21));
 }
+
+#[tokio::test]
+async fn retention_deletes_old_previews_but_never_production() {
+    let server = Server::start().await;
+    let (status, created) = call(
+        &server,
+        "POST",
+        "/api/v1/projects",
+        Some(json!({"name": "tidy", "retention": {"keep_previews": 1}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let production = deploy(&server, "tidy", "production", "prod").await;
+    let old = deploy(&server, "tidy", "preview", "old").await;
+    let newer = deploy(&server, "tidy", "preview", "newer").await;
+
+    // The policy runs right after each publish: poll until the older preview is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = server.get_json(&format!("/api/v1/deployments/{old}")).await;
+        if status == 410 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the preview beyond keep_previews was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for kept in [&production, &newer] {
+        let (status, view) = server
+            .get_json(&format!("/api/v1/deployments/{kept}"))
+            .await;
+        assert_eq!(status, 200, "{view}");
+    }
+    assert_eq!(served(&server, "tidy").await, (200, "prod".into()));
+}

@@ -91,7 +91,8 @@ use time::OffsetDateTime;
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
     EncodedVariant, FileEntry, LogLine, NewDeployment, NewProject, Page, PageRequest,
-    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, StoredLogLine, Target,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, Retention,
+    StoredLogLine, Target,
 };
 use crate::repository::{
     Claim, DeploymentRepository, FileRepository, LogRepository, ProjectRepository, PublishedBuild,
@@ -681,6 +682,14 @@ impl ProjectRepository for CachedRepository {
         // happened.
         self.project_changed(name).await;
         result
+    }
+
+    async fn expired_previews(
+        &self,
+        name: &ProjectName,
+        retention: &Retention,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        self.inner.expired_previews(name, retention).await
     }
 
     async fn production_history(

@@ -160,6 +160,9 @@ pub async fn update(
         },
     )
     .await;
+    if update.retention.is_some() {
+        enforce_retention(services, name).await?;
+    }
     Ok(project)
 }
 
@@ -227,8 +230,9 @@ pub async fn history(
         .map_err(about(name))
 }
 
-/// After a publish: if it moved production (the repository does that in the publish's
-/// transaction), invalidate the host and announce it.
+/// After a publish: announce a production move the publish made (the repository makes it in
+/// the publish's transaction, and the read cache's decorator has evicted the project on every
+/// node), then apply the project's retention policy.
 pub async fn published(services: &Services, deployment_id: &DeploymentId) {
     let Ok(deployment) = services.repository.get_deployment(deployment_id).await else {
         return;
@@ -236,6 +240,41 @@ pub async fn published(services: &Services, deployment_id: &DeploymentId) {
     let Some(name) = &deployment.project else {
         return;
     };
+    announce_deploy(services, name, deployment_id).await;
+    if let Err(err) = enforce_retention(services, name).await {
+        tracing::warn!(project = %name, error = %err, "could not apply the retention policy");
+    }
+}
+
+/// Delete the previews of `name` its retention policy lets go (see
+/// `ProjectRepository::expired_previews`): production and every former production are kept.
+/// Returns the deleted ones. Runs after each publish of one of its deployments and after a
+/// change of the policy.
+pub async fn enforce_retention(
+    services: &Services,
+    name: &ProjectName,
+) -> Result<Vec<DeploymentId>, ProjectError> {
+    let project = get(services, name).await?;
+    if project.retention == Retention::default() {
+        return Ok(Vec::new());
+    }
+    let expired = services
+        .repository
+        .expired_previews(name, &project.retention)
+        .await
+        .map_err(about(name))?;
+    for id in &expired {
+        crate::services::deployments::delete(services, id)
+            .await
+            .map_err(ProjectError::Repository)?;
+    }
+    if !expired.is_empty() {
+        tracing::info!(project = %name, deleted = expired.len(), "retention deleted previews");
+    }
+    Ok(expired)
+}
+
+async fn announce_deploy(services: &Services, name: &ProjectName, deployment_id: &DeploymentId) {
     let Ok(history) = services.repository.production_history(name, 1).await else {
         return;
     };
