@@ -19,6 +19,7 @@
 //! `PostgresRepository` (feature `postgres`: the cluster's shared database). Each embeds its
 //! own migration set, and every adapter passes `crate::testing::repository::run_all`.
 
+mod arc;
 mod deployments;
 mod files;
 mod logs;
