@@ -367,4 +367,74 @@ mod tests {
             assert!(BaseDomain::parse(raw).is_err(), "{raw:?} was accepted");
         }
     }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn project_hosts_serve_production_and_nothing_else() {
+        use crate::model::{BuildSettings, NewProject, ProductionReason, Retention};
+        use crate::repository::prelude::*;
+        use crate::repository::{PublishedBuild, SqliteRepository};
+        use crate::testing::repository::{file, new_deployment};
+
+        let repo = std::sync::Arc::new(
+            SqliteRepository::connect("sqlite::memory:")
+                .await
+                .expect("connect"),
+        );
+        let resolver = ProjectHostResolver::new(
+            BaseDomain::parse("localhost").unwrap(),
+            repo.clone() as std::sync::Arc<dyn Repository>,
+        );
+        let resolve = |raw: &str| {
+            let host = HostName::parse(raw).unwrap();
+            let resolver = resolver.clone();
+            async move { resolver.resolve(&host).await.unwrap() }
+        };
+        let name: crate::model::ProjectName = "site".parse().unwrap();
+        assert_eq!(resolve("site.localhost:8000").await, HostTarget::NotFound);
+        repo.create_project(&NewProject {
+            name: name.clone(),
+            build_settings: BuildSettings::default(),
+            retention: Retention::default(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(resolve("site.localhost").await, HostTarget::NoProduction);
+
+        let mut new = new_deployment();
+        new.project = Some(name.clone());
+        let deployment = repo.create_deployment(&new).await.unwrap();
+        let claim = repo
+            .claim_deployment(&deployment.id, "w", std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        repo.publish(
+            &deployment.id,
+            claim.attempt,
+            &PublishedBuild {
+                strategy: "static".into(),
+                files: vec![file("index.html", "x")],
+                routing: None,
+                log: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+        repo.move_production(&name, &deployment.id, ProductionReason::Promote)
+            .await
+            .unwrap();
+        assert_eq!(
+            resolve("SITE.localhost:8000").await,
+            HostTarget::Deployment(deployment.id)
+        );
+        // Deployment hosts, nested names and the platform are as before.
+        assert_eq!(
+            resolve(&format!("{ID}.localhost")).await,
+            HostTarget::Deployment(ID.parse().unwrap())
+        );
+        assert_eq!(resolve("a.site.localhost").await, HostTarget::NotFound);
+        assert_eq!(resolve("localhost:8000").await, HostTarget::Platform);
+        assert_eq!(resolve("site.example.com").await, HostTarget::Platform);
+    }
 }
