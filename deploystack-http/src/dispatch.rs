@@ -3,7 +3,9 @@
 //! deployment's site or to the platform's router.
 //!
 //! ## Why before the router?
-//! On a deployment's own host (`<deployment-id>.<base-domain>`) every path belongs to the
+//! On a deployment's own host (`<deployment-id>.<base-domain>`), and on a project's
+//! (`<project>.<base-domain>`, which resolves to its production deployment once, here, so
+//! one request is always answered by one deployment), every path belongs to the
 //! site: `/api/v1/deployments` there is a file of the site (or its 404), never the API, so a
 //! tenant origin can never show platform pages or read platform answers. Deciding the host
 //! after routing would let the API routes match first; deciding it here keeps the router
@@ -111,6 +113,10 @@ impl App {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
+            HostTarget::NoProduction => site::page(
+                StatusCode::NOT_FOUND,
+                "404 Not Found\n\nThis project has no production deployment yet: deploy with target=production, or promote a deployment.\n",
+            ),
             // Also any variant a richer resolver adds later: unknown means not found.
             _ => site::page(
                 StatusCode::NOT_FOUND,

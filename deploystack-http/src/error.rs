@@ -1,5 +1,6 @@
-//! API errors: JSON `{"error": {"code", "message"}}` with the right status. Internal details
-//! are logged here and never returned.
+//! API errors: JSON `{"error": {"code", "message"}}` with the right status, plus `"field"`
+//! when the error is about one input field. Internal details are logged here and never
+//! returned.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -19,6 +20,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (`Retry-After`), when that is known.
     pub retry_after: Option<u32>,
+    /// The input field the error is about (`name`, `retention.keep_previews`), when there is
+    /// one: answered as `error.field`.
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -29,7 +33,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            field: None,
         }
+    }
+
+    /// The same error, about input field `field`.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// The same error, telling the client to retry after `seconds`.
@@ -120,6 +131,10 @@ pub struct ErrorDetail {
     /// What went wrong and, where possible, how to fix it: what a person reads.
     #[schema(example = "no deployment with this id")]
     pub message: String,
+    /// The input field the error is about (`name`, `retention.keep_previews`), when there
+    /// is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl IntoResponse for ApiError {
@@ -128,6 +143,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
+                field: self.field,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -117,7 +117,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use deploystack_core::Services;
-use deploystack_core::services::hosts::DeploymentHostResolver;
+use deploystack_core::services::hosts::ProjectHostResolver;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -181,7 +181,11 @@ pub async fn serve(
         request_timeout: config.request_timeout(),
         body_read_timeout: config.body_read_timeout(),
     };
-    let app = App::new(state, Arc::new(DeploymentHostResolver::new(base_domain)));
+    let repository = Arc::clone(&state.services.repository);
+    let app = App::new(
+        state,
+        Arc::new(ProjectHostResolver::new(base_domain, repository)),
+    );
     let stack = middleware::stack(app, settings);
     tracing::info!(%addr, %public_url, workers, "listening on http://{addr}");
     let stop_http = stop.clone();

@@ -32,6 +32,9 @@ pub struct AppState {
     /// Requests in flight and answered, kept by the accounting layer
     /// (`crate::middleware::accounting`) and shown on `/metrics`.
     pub requests: Arc<RequestStats>,
+    /// How host-based addresses are spelled: `(scheme, base domain, ":port" or "")`, from
+    /// the public URL's scheme and port and the configured base domain.
+    hosts: Arc<(String, String, String)>,
 }
 
 impl AppState {
@@ -39,9 +42,23 @@ impl AppState {
     pub fn new(services: Services, public_url: impl Into<String>) -> Self {
         let connections = Connections::new(services.config.serve_threads());
         let uploads = (services.config.max_connections / 2).max(1);
+        let public_url: Arc<str> = Arc::from(public_url.into().trim_end_matches('/'));
+        let base = services
+            .config
+            .base_domain()
+            .map_or_else(|_| "localhost".to_owned(), |base| base.as_str().to_owned());
+        let (scheme, port) = match public_url.parse::<axum::http::Uri>() {
+            Ok(uri) => (
+                uri.scheme_str().unwrap_or("http").to_owned(),
+                uri.port_u16()
+                    .map_or_else(String::new, |port| format!(":{port}")),
+            ),
+            Err(_) => ("http".to_owned(), String::new()),
+        };
         Self {
+            hosts: Arc::new((scheme, base, port)),
             services,
-            public_url: Arc::from(public_url.into().trim_end_matches('/')),
+            public_url,
             shutdown: CancellationToken::new(),
             connections,
             requests: Arc::default(),
@@ -55,9 +72,21 @@ impl AppState {
         self
     }
 
-    /// Where a deployment is served.
+    /// Where a deployment is served: its own origin, `http://<id>.<base-domain>[:port]/`,
+    /// where root-absolute asset paths (`/assets/app.js`, what bundlers emit) work.
     pub fn deployment_url(&self, id: &DeploymentId) -> String {
+        self.host_url(&id.to_string())
+    }
+
+    /// The path-based address of a deployment, `<public-url>/<id>/`, on the platform's host.
+    pub fn path_url(&self, id: &DeploymentId) -> String {
         format!("{}/{id}/", self.public_url)
+    }
+
+    /// The address of the host `<label>.<base-domain>` (a deployment id or a project name).
+    pub fn host_url(&self, label: &str) -> String {
+        let (scheme, base, port) = &*self.hosts;
+        format!("{scheme}://{label}.{base}{port}/")
     }
 
     /// The API resource of a deployment.

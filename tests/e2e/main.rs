@@ -13,6 +13,8 @@ mod builds;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
+#[cfg(all(feature = "postgres", feature = "redis"))]
+mod cluster_projects;
 mod compression;
 mod custom_strategy;
 mod deploy;
@@ -24,6 +26,7 @@ mod keepalive;
 mod lifecycle;
 mod metrics;
 mod openapi;
+mod projects;
 mod routing;
 mod serving;
 mod support;

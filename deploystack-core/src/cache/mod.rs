@@ -12,6 +12,13 @@
 //!   `READY` manifest is immutable. The lookup checks the deployment's (cached) record first,
 //!   so a lookup in a manifest still being built is never kept.
 //!
+//! - projects (`get_project`), which project hosts read on every request. A project does
+//!   change — its production moves — but only through writes that go through this decorator
+//!   on some node (`move_production`, `update_project`, `delete_project`, and `publish` of a
+//!   production deployment, which moves production in its transaction), and each of those
+//!   evicts the project here and on every node (see Invalidation). Projects stay in-process;
+//!   Redis only carries their invalidations.
+//!
 //! `QUEUED` and `BUILDING` records, unknown ids and every other method pass straight through:
 //! a worker in another process flips those rows, and this process would never hear of it.
 //!
@@ -85,7 +92,8 @@ use time::OffsetDateTime;
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
     EncodedVariant, FileEntry, LogLine, NewDeployment, NewProject, Page, PageRequest,
-    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, StoredLogLine,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, Retention,
+    StoredLogLine, Target,
 };
 use crate::repository::{
     Claim, DeploymentRepository, FileRepository, LogRepository, ProjectRepository, PublishedBuild,
@@ -375,6 +383,26 @@ impl CachedRepository {
         }
     }
 
+    /// After a write that may have changed project `name` (its production, its settings, its
+    /// existence): evict it here and tell every other node, so a project host serves the new
+    /// production on every node at once rather than after a time to live.
+    async fn project_changed(&self, name: &ProjectName) {
+        self.local.forget_project(name);
+        if let Some(shared) = &self.shared {
+            match shared.project_changed(name).await {
+                Ok(()) => Counters::bump(&self.local.counters.invalidations_sent),
+                Err(err) => {
+                    Counters::bump(&self.local.counters.shared_errors);
+                    tracing::error!(
+                        project = %name,
+                        error = %err,
+                        "could not tell the other nodes that a project changed; they may serve its old production until their entries expire"
+                    );
+                }
+            }
+        }
+    }
+
     fn shared_failed(&self, doing: &str, err: &CacheError) {
         Counters::bump(&self.local.counters.shared_errors);
         // Debug, not warn: during a Redis outage every read fails here. The error counter
@@ -451,6 +479,15 @@ impl DeploymentRepository for CachedRepository {
     ) -> Result<Deployment, RepositoryError> {
         let result = self.inner.publish(id, attempt, build).await;
         self.changed(id, result.as_ref().ok()).await;
+        // A production deployment may have taken its project's production with it.
+        if let Ok(Deployment {
+            target: Target::Production,
+            project: Some(project),
+            ..
+        }) = &result
+        {
+            self.project_changed(project).await;
+        }
         result
     }
 
@@ -587,8 +624,9 @@ impl FileRepository for CachedRepository {
     }
 }
 
-/// Projects are not cached yet; deleting one deletes its deployments, which are evicted here
-/// and on every other node like single deletes.
+/// Projects are cached in-process only (they are small and read by project hosts on every
+/// request); every write that can change one evicts it here and on every other node.
+/// Deleting a project deletes its deployments, which are evicted like single deletes.
 #[async_trait]
 impl ProjectRepository for CachedRepository {
     async fn create_project(&self, new: &NewProject) -> Result<Project, RepositoryError> {
@@ -596,7 +634,17 @@ impl ProjectRepository for CachedRepository {
     }
 
     async fn get_project(&self, name: &ProjectName) -> Result<Project, RepositoryError> {
-        self.inner.get_project(name).await
+        let key = Key::Project(name.clone());
+        if let Some(Value::Project(project)) = self.local.get(&key) {
+            Counters::bump(&self.local.counters.local_hits);
+            return Ok(Project::clone(&project));
+        }
+        Counters::bump(&self.local.counters.local_misses);
+        let generation = self.local.generation();
+        let project = self.inner.get_project(name).await?;
+        self.local
+            .fill(key, Value::Project(Arc::new(project.clone())), generation);
+        Ok(project)
     }
 
     async fn list_projects(&self, page: &PageRequest) -> Result<Page<Project>, RepositoryError> {
@@ -608,18 +656,21 @@ impl ProjectRepository for CachedRepository {
         name: &ProjectName,
         update: &ProjectUpdate,
     ) -> Result<Project, RepositoryError> {
-        self.inner.update_project(name, update).await
+        let result = self.inner.update_project(name, update).await;
+        self.project_changed(name).await;
+        result
     }
 
     async fn delete_project(
         &self,
         name: &ProjectName,
     ) -> Result<Vec<DeploymentId>, RepositoryError> {
-        let deleted = self.inner.delete_project(name).await?;
-        for id in &deleted {
+        let result = self.inner.delete_project(name).await;
+        self.project_changed(name).await;
+        for id in result.iter().flatten() {
             self.changed(id, None).await;
         }
-        Ok(deleted)
+        result
     }
 
     async fn move_production(
@@ -628,7 +679,19 @@ impl ProjectRepository for CachedRepository {
         to: &DeploymentId,
         reason: ProductionReason,
     ) -> Result<Project, RepositoryError> {
-        self.inner.move_production(name, to, reason).await
+        let result = self.inner.move_production(name, to, reason).await;
+        // Evict even when the write reports an error: a commit whose answer was lost still
+        // happened.
+        self.project_changed(name).await;
+        result
+    }
+
+    async fn expired_previews(
+        &self,
+        name: &ProjectName,
+        retention: &Retention,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        self.inner.expired_previews(name, retention).await
     }
 
     async fn production_history(
@@ -655,12 +718,15 @@ enum Key {
     Deployment(DeploymentId),
     /// `find_file(id, path)`.
     File(DeploymentId, Box<str>),
+    /// `get_project(name)`: what a project host serves.
+    Project(ProjectName),
 }
 
 impl Key {
-    fn deployment(&self) -> DeploymentId {
+    fn deployment(&self) -> Option<DeploymentId> {
         match self {
-            Self::Deployment(id) | Self::File(id, _) => *id,
+            Self::Deployment(id) | Self::File(id, _) => Some(*id),
+            Self::Project(_) => None,
         }
     }
 }
@@ -673,6 +739,8 @@ enum Value {
     Deployment(Arc<Deployment>),
     /// `None` is a cached "no such file".
     File(Option<FileEntry>),
+    /// A project, with its production.
+    Project(Arc<Project>),
 }
 
 /// What moka keeps per entry besides our key and value (hash table slot, queue nodes,
@@ -685,6 +753,7 @@ fn weigh(key: &Key, value: &Value) -> u32 {
     let key_heap = match key {
         Key::Deployment(_) => 0,
         Key::File(_, path) => path.len(),
+        Key::Project(name) => name.as_str().len(),
     };
     let value_heap = match value {
         Value::Deployment(deployment) => {
@@ -715,6 +784,20 @@ fn weigh(key: &Key, value: &Value) -> u32 {
         Value::File(entry) => entry
             .as_ref()
             .map_or(0, |e| e.path.len() + e.content_type.len()),
+        Value::Project(project) => {
+            std::mem::size_of::<Project>()
+                + project.name.as_str().len()
+                + [
+                    &project.build_settings.framework,
+                    &project.build_settings.root_directory,
+                    &project.build_settings.install_command,
+                    &project.build_settings.build_command,
+                    &project.build_settings.output_directory,
+                ]
+                .iter()
+                .map(|setting| setting.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+        }
     };
     let total = ENTRY_OVERHEAD
         + std::mem::size_of::<Key>()
@@ -813,12 +896,18 @@ impl Local {
         // returning one of them again.
         if self
             .entries
-            .invalidate_entries_if(move |key, _| key.deployment() == id)
+            .invalidate_entries_if(move |key, _| key.deployment() == Some(id))
             .is_err()
         {
             // Only if the cache were built without invalidation closures: over-evict.
             self.entries.invalidate_all();
         }
+    }
+
+    /// Evict project `name`: its production or settings changed.
+    fn forget_project(&self, name: &ProjectName) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate(&Key::Project(name.clone()));
     }
 
     /// Stop serving entries: the invalidation feed is down.
@@ -865,7 +954,7 @@ impl Local {
 #[cfg(not(feature = "redis"))]
 mod no_shared_layer {
     use super::CacheError;
-    use crate::model::{Deployment, DeploymentId, FileEntry};
+    use crate::model::{Deployment, DeploymentId, FileEntry, ProjectName};
 
     pub(super) enum SharedLayer {}
 
@@ -903,6 +992,10 @@ mod no_shared_layer {
             _: &DeploymentId,
             _: Option<&Deployment>,
         ) -> Result<(), CacheError> {
+            match *self {}
+        }
+
+        pub(super) async fn project_changed(&self, _: &ProjectName) -> Result<(), CacheError> {
             match *self {}
         }
     }

@@ -7,8 +7,9 @@
 //!   expires `ttl` after its first lookup, and one `DEL` drops all of a deployment's lookups.
 //!   A lookup is only trusted after the deployment's record said `READY`, so a stale hash of a
 //!   deleted deployment is never served.
-//! - channel `invalidations`: `<node> <deployment-id>` after each change, to every node's
-//!   listener; a node skips its own messages (it evicted before publishing).
+//! - channel `invalidations`: `<node> <deployment-id>` after each change of a deployment, and
+//!   `<node> project:<name>` after each change of a project (its production moved), to every
+//!   node's listener; a node skips its own messages (it evicted before publishing).
 //!
 //! Commands go through a deadpool pool with one-second timeouts, so a stuck Redis slows a
 //! miss by at most that much before the read goes to the repository. The subscription has its
@@ -25,7 +26,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{CacheError, Counters, Local};
-use crate::model::{Deployment, DeploymentId, FileEntry};
+use crate::model::{Deployment, DeploymentId, FileEntry, ProjectName};
+
+/// How an invalidation names a project rather than a deployment: `<node> project:<name>`.
+const PROJECT_PREFIX: &str = "project:";
 
 /// Longest wait for a pooled connection, a new connection or a command's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -199,6 +203,19 @@ impl RedisLayer {
         Ok(())
     }
 
+    /// Project `name` changed: tell every node. Projects are not stored in Redis, so there is
+    /// nothing else to drop.
+    pub(super) async fn project_changed(&self, name: &ProjectName) -> Result<(), CacheError> {
+        let mut connection = self.connection().await?;
+        redis::cmd("PUBLISH")
+            .arg(&self.keys.channel)
+            .arg(format!("{} {PROJECT_PREFIX}{name}", self.node))
+            .query_async::<redis::Value>(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Deployment `id` changed: in one transaction, store its new record (`now`, if settled)
     /// or drop the old one, drop its manifest lookups, and tell every node.
     pub(super) async fn changed(
@@ -343,6 +360,16 @@ impl Listener {
             return;
         };
         if node == self.node {
+            return;
+        }
+        if let Some(name) = id.strip_prefix(PROJECT_PREFIX) {
+            match name.parse::<ProjectName>() {
+                Ok(name) => {
+                    self.local.forget_project(&name);
+                    Counters::bump(&self.local.counters.invalidations_received);
+                }
+                Err(_) => tracing::debug!(%payload, "cache: ignoring a malformed invalidation"),
+            }
             return;
         }
         match id.parse::<DeploymentId>() {

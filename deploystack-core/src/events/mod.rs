@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::model::{DeploymentId, DeploymentStatus};
+use crate::model::{DeploymentId, DeploymentStatus, ProductionReason, ProjectName};
 
 pub use broadcast::BroadcastEventSink;
 pub use tracing_sink::TracingEventSink;
@@ -109,11 +109,48 @@ pub enum Event {
         /// Its status when it was deleted.
         previous_status: DeploymentStatus,
     },
+    /// The deployment became its project's production, by a deploy or a promote.
+    DeploymentPromoted {
+        /// The project.
+        project: ProjectName,
+        /// The deployment now in production.
+        deployment_id: DeploymentId,
+        /// The deployment production left, if there was one.
+        from: Option<DeploymentId>,
+        /// `deploy` (it became READY) or `promote`.
+        reason: ProductionReason,
+    },
+    /// Production was rolled back to the deployment, and is pinned until the next promote.
+    DeploymentRolledBack {
+        /// The project.
+        project: ProjectName,
+        /// The deployment now in production.
+        deployment_id: DeploymentId,
+        /// The deployment production left.
+        from: Option<DeploymentId>,
+    },
+    /// A project was created (by the API, or by the first upload naming it).
+    ProjectCreated {
+        /// The project.
+        project: ProjectName,
+    },
+    /// A project's settings changed.
+    ProjectUpdated {
+        /// The project.
+        project: ProjectName,
+    },
+    /// A project was deleted, with its deployments.
+    ProjectDeleted {
+        /// The project.
+        project: ProjectName,
+        /// How many deployments its delete deleted.
+        deployments: u64,
+    },
 }
 
 impl Event {
-    /// The deployment the event is about.
-    pub fn deployment_id(&self) -> DeploymentId {
+    /// The deployment the event is about; `None` for events about a whole project.
+    pub fn deployment_id(&self) -> Option<DeploymentId> {
         match self {
             Event::DeploymentCreated { deployment_id }
             | Event::BuildStarted { deployment_id, .. }
@@ -121,7 +158,12 @@ impl Event {
             | Event::BuildFailed { deployment_id, .. }
             | Event::DeploymentCanceled { deployment_id, .. }
             | Event::DeploymentReady { deployment_id }
-            | Event::DeploymentDeleted { deployment_id, .. } => *deployment_id,
+            | Event::DeploymentDeleted { deployment_id, .. }
+            | Event::DeploymentPromoted { deployment_id, .. }
+            | Event::DeploymentRolledBack { deployment_id, .. } => Some(*deployment_id),
+            Event::ProjectCreated { .. }
+            | Event::ProjectUpdated { .. }
+            | Event::ProjectDeleted { .. } => None,
         }
     }
 }

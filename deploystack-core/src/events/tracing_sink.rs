@@ -12,7 +12,7 @@ pub struct TracingEventSink;
 impl EventSink for TracingEventSink {
     async fn emit(&self, event: &Event) -> Result<(), EventError> {
         let json = serde_json::to_string(event).unwrap_or_default();
-        tracing::info!(target: "deploystack::events", deployment_id = %event.deployment_id(), event = %json, "event");
+        tracing::info!(target: "deploystack::events", deployment_id = event.deployment_id().map(tracing::field::display), event = %json, "event");
         Ok(())
     }
 }

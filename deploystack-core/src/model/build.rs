@@ -32,6 +32,19 @@ impl BuildSettings {
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
     }
+
+    /// These settings over `base`, field by field: what `self` sets wins, what it leaves out
+    /// comes from `base`. An upload's fields over its project's settings.
+    pub fn over(&self, base: &BuildSettings) -> BuildSettings {
+        let pick = |mine: &Option<String>, theirs: &Option<String>| mine.clone().or(theirs.clone());
+        BuildSettings {
+            framework: pick(&self.framework, &base.framework),
+            root_directory: pick(&self.root_directory, &base.root_directory),
+            install_command: pick(&self.install_command, &base.install_command),
+            build_command: pick(&self.build_command, &base.build_command),
+            output_directory: pick(&self.output_directory, &base.output_directory),
+        }
+    }
 }
 
 /// One environment variable given to the build. Builds see only these, never the platform's
@@ -59,5 +72,33 @@ impl std::fmt::Debug for EnvVar {
             .field("value", &value)
             .field("sensitive", &self.sensitive)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_fields_win_over_project_settings_field_by_field() {
+        let project = BuildSettings {
+            build_command: Some("npm run build:project".into()),
+            output_directory: Some("public".into()),
+            ..BuildSettings::default()
+        };
+        let upload = BuildSettings {
+            build_command: Some("npm run build:upload".into()),
+            ..BuildSettings::default()
+        };
+        let merged = upload.over(&project);
+        assert_eq!(
+            merged.build_command.as_deref(),
+            Some("npm run build:upload")
+        );
+        assert_eq!(merged.output_directory.as_deref(), Some("public"));
+        assert_eq!(
+            merged.framework, None,
+            "unset in both: left to vercel.json and detection"
+        );
     }
 }

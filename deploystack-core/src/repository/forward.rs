@@ -21,7 +21,7 @@ use super::*;
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
     LogLine, NewDeployment, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
-    Project, ProjectName, ProjectUpdate, StoredLogLine,
+    Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
 };
 
 /// Every trait of the port for `$wrapper<R>`, each method calling `R`'s.
@@ -184,6 +184,14 @@ macro_rules! forward_repository {
 
         #[async_trait]
         impl<R: ProjectRepository + ?Sized> ProjectRepository for $wrapper<R> {
+            async fn expired_previews(
+                &self,
+                name: &ProjectName,
+                retention: &Retention,
+            ) -> Result<Vec<DeploymentId>, RepositoryError> {
+                (**self).expired_previews(name, retention).await
+            }
+
             async fn create_project(&self, new: &NewProject) -> Result<Project, RepositoryError> {
                 (**self).create_project(new).await
             }

@@ -11,7 +11,7 @@ use super::*;
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
     LogLine, NewDeployment, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
-    Project, ProjectName, ProjectUpdate, StoredLogLine,
+    Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
 };
 
 mockall::mock! {
@@ -108,6 +108,11 @@ mockall::mock! {
             to: &DeploymentId,
             reason: ProductionReason,
         ) -> Result<Project, RepositoryError>;
+        async fn expired_previews(
+            &self,
+            name: &ProjectName,
+            retention: &Retention,
+        ) -> Result<Vec<DeploymentId>, RepositoryError>;
         async fn production_history(
             &self,
             name: &ProjectName,

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use super::RepositoryError;
 use crate::model::{
     DeploymentId, NewProject, Page, PageRequest, ProductionChange, ProductionReason, Project,
-    ProjectName, ProjectUpdate,
+    ProjectName, ProjectUpdate, Retention,
 };
 
 /// Projects and their production.
@@ -58,6 +58,16 @@ pub trait ProjectRepository: Send + Sync {
         to: &DeploymentId,
         reason: ProductionReason,
     ) -> Result<Project, RepositoryError>;
+
+    /// The previews of `name` that `retention` lets go: live preview deployments in a final
+    /// status that were never production, beyond the newest `keep_previews` of them or
+    /// created more than `max_age_days` days ago (by the repository's clock). Production, and
+    /// every deployment production was ever assigned to, is never among them.
+    async fn expired_previews(
+        &self,
+        name: &ProjectName,
+        retention: &Retention,
+    ) -> Result<Vec<DeploymentId>, RepositoryError>;
 
     /// The history of production assignments of `name`, newest first, at most `limit` rows.
     async fn production_history(

@@ -1160,6 +1160,14 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_arc_of_a_repository_passes_the_conformance_suite() {
+        let repo = SqliteRepository::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        run_all(&std::sync::Arc::new(repo)).await;
+    }
+
+    #[tokio::test]
     async fn in_memory_databases_are_private() {
         let a = SqliteRepository::connect("sqlite::memory:")
             .await

@@ -9,11 +9,10 @@
 //! and `id.localhost.` is none (a browser treats it as another origin).
 //!
 //! ## Why a trait?
-//! Today the only content hosts are deployment hosts, a rule that needs no lookup
-//! ([`DeploymentHostResolver`]). Project hosts (`<project>.<base-domain>`) and verified
-//! custom domains need the repository; the projects work adds them as another
-//! [`HostResolver`] that asks the deployment rule first and looks up the rest, so the HTTP
-//! layer does not change.
+//! Deployment hosts are a rule that needs no lookup ([`DeploymentHostResolver`]). Project
+//! hosts (`<project>.<base-domain>`) need the repository: [`ProjectHostResolver`] asks the
+//! deployment rule first and looks up the rest. Verified custom domains will be one more
+//! lookup of the same kind, so the HTTP layer does not change.
 //!
 //! ## Why is an unknown name under the base domain a 404?
 //! Every name under the base domain is a tenant origin. Falling back to the platform (API,
@@ -157,6 +156,9 @@ pub enum HostTarget {
     Deployment(DeploymentId),
     /// A content host that names nothing: 404, never the platform and never another site.
     NotFound,
+    /// A project's host (`<project>.<base-domain>`) while the project has no production
+    /// deployment yet: a 404 that says so.
+    NoProduction,
 }
 
 /// Why a host could not be resolved (never "it is unknown": that is [`HostTarget::NotFound`]).
@@ -211,6 +213,70 @@ impl DeploymentHostResolver {
 impl HostResolver for DeploymentHostResolver {
     async fn resolve(&self, host: &HostName) -> Result<HostTarget, HostError> {
         Ok(self.target(host))
+    }
+}
+
+/// The project rule on top of the deployment rule: `<project>.<base-domain>` serves the
+/// project's current production deployment.
+///
+/// The project is read through the repository handed in — in a server, the read cache's
+/// decorator, which answers warm hosts from memory and is told on every node when production
+/// moves. The host resolves to one deployment id, once per request, before anything is
+/// served: a request that arrives while production moves is answered entirely by the old
+/// deployment or entirely by the new one, never a mix.
+#[derive(Clone)]
+pub struct ProjectHostResolver {
+    deployments: DeploymentHostResolver,
+    base: BaseDomain,
+    repository: std::sync::Arc<dyn crate::repository::Repository>,
+}
+
+impl ProjectHostResolver {
+    /// Project hosts under `base`, read from `repository`.
+    pub fn new(
+        base: BaseDomain,
+        repository: std::sync::Arc<dyn crate::repository::Repository>,
+    ) -> Self {
+        Self {
+            deployments: DeploymentHostResolver::new(base.clone()),
+            base,
+            repository,
+        }
+    }
+}
+
+impl std::fmt::Debug for ProjectHostResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectHostResolver")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl HostResolver for ProjectHostResolver {
+    async fn resolve(&self, host: &HostName) -> Result<HostTarget, HostError> {
+        let target = self.deployments.target(host);
+        if target != HostTarget::NotFound {
+            return Ok(target);
+        }
+        // Only one label: `a.b.<base>` is nobody's.
+        let Some(name) = host
+            .under(&self.base)
+            .filter(|label| !label.contains('.'))
+            .and_then(|label| label.parse::<crate::model::ProjectName>().ok())
+        else {
+            return Ok(HostTarget::NotFound);
+        };
+        match self.repository.get_project(&name).await {
+            Ok(project) => Ok(project
+                .production
+                .map_or(HostTarget::NoProduction, |production| {
+                    HostTarget::Deployment(production.deployment_id)
+                })),
+            Err(RepositoryError::NotFound) => Ok(HostTarget::NotFound),
+            Err(err) => Err(HostError::Unavailable(err)),
+        }
     }
 }
 
@@ -300,5 +366,75 @@ mod tests {
         for raw in ["", "127.0.0.1", "[::1]", "example.com:80", "example.com."] {
             assert!(BaseDomain::parse(raw).is_err(), "{raw:?} was accepted");
         }
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn project_hosts_serve_production_and_nothing_else() {
+        use crate::model::{BuildSettings, NewProject, ProductionReason, Retention};
+        use crate::repository::prelude::*;
+        use crate::repository::{PublishedBuild, SqliteRepository};
+        use crate::testing::repository::{file, new_deployment};
+
+        let repo = std::sync::Arc::new(
+            SqliteRepository::connect("sqlite::memory:")
+                .await
+                .expect("connect"),
+        );
+        let resolver = ProjectHostResolver::new(
+            BaseDomain::parse("localhost").unwrap(),
+            repo.clone() as std::sync::Arc<dyn Repository>,
+        );
+        let resolve = |raw: &str| {
+            let host = HostName::parse(raw).unwrap();
+            let resolver = resolver.clone();
+            async move { resolver.resolve(&host).await.unwrap() }
+        };
+        let name: crate::model::ProjectName = "site".parse().unwrap();
+        assert_eq!(resolve("site.localhost:8000").await, HostTarget::NotFound);
+        repo.create_project(&NewProject {
+            name: name.clone(),
+            build_settings: BuildSettings::default(),
+            retention: Retention::default(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(resolve("site.localhost").await, HostTarget::NoProduction);
+
+        let mut new = new_deployment();
+        new.project = Some(name.clone());
+        let deployment = repo.create_deployment(&new).await.unwrap();
+        let claim = repo
+            .claim_deployment(&deployment.id, "w", std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+            .unwrap();
+        repo.publish(
+            &deployment.id,
+            claim.attempt,
+            &PublishedBuild {
+                strategy: "static".into(),
+                files: vec![file("index.html", "x")],
+                routing: None,
+                log: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+        repo.move_production(&name, &deployment.id, ProductionReason::Promote)
+            .await
+            .unwrap();
+        assert_eq!(
+            resolve("SITE.localhost:8000").await,
+            HostTarget::Deployment(deployment.id)
+        );
+        // Deployment hosts, nested names and the platform are as before.
+        assert_eq!(
+            resolve(&format!("{ID}.localhost")).await,
+            HostTarget::Deployment(ID.parse().unwrap())
+        );
+        assert_eq!(resolve("a.site.localhost").await, HostTarget::NotFound);
+        assert_eq!(resolve("localhost:8000").await, HostTarget::Platform);
+        assert_eq!(resolve("site.example.com").await, HostTarget::Platform);
     }
 }

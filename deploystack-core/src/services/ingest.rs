@@ -4,6 +4,12 @@
 //! anything), store the source, commit the row, then enqueue. If the enqueue fails the row is
 //! still `QUEUED` and the reconciler enqueues it later.
 //!
+//! # Projects
+//! An upload naming a project (`project=NAME`) belongs to it; a project that does not exist
+//! yet is created with default settings. The deployment's build settings are the upload's
+//! fields over the project's: upload fields > project settings > `vercel.json` > detection
+//! (the last two are the build strategy's, see `crate::build::preset_strategy`).
+//!
 //! # Build settings and environment variables
 //! An upload may override detection ([`BuildSettings`]) and give its build environment
 //! variables ([`EnvVar`]). Both are checked here, before anything is stored, by
@@ -68,6 +74,10 @@ pub enum IngestError {
     /// its value).
     #[error("{0}")]
     InvalidEnv(String),
+    /// The project named could not be used or created (an unusable name, a failing
+    /// repository).
+    #[error(transparent)]
+    Project(#[from] crate::services::projects::ProjectError),
     /// Validation could not run.
     #[error("archive validation did not finish: {0}")]
     Internal(String),
@@ -94,6 +104,17 @@ pub async fn accept_upload(
         .await
         .map_err(|err| IngestError::Internal(err.to_string()))??;
 
+    // A project named for the first time is created, as `vercel deploy` does; its build
+    // settings apply under the upload's own fields (which win), stored with the deployment
+    // so a later change of the project does not change how this one builds.
+    let settings = match &options.project {
+        Some(name) => {
+            let project = crate::services::projects::get_or_create(services, name).await?;
+            options.settings.over(&project.build_settings)
+        }
+        None => options.settings,
+    };
+
     let id = DeploymentId::random();
     let key = source_key(&id);
     services.storage.put_file(&key, archive_path).await?;
@@ -102,7 +123,7 @@ pub async fn accept_upload(
         project: options.project,
         target: options.target,
         source_key: key.clone(),
-        settings: options.settings,
+        settings,
         env: options.env,
     };
     let deployment = match services.repository.create_deployment(&new).await {

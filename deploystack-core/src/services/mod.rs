@@ -7,6 +7,7 @@
 //! - [`serving`]: turn a request path into a file of a deployment, safely.
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
+//! - [`projects`]: projects, and moving their production (promote, rollback).
 //! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.
 //! - [`scratch`]: where upload spools and build folders live, swept after a crash.
@@ -18,6 +19,7 @@ pub mod disk;
 pub mod hosts;
 pub mod ingest;
 pub mod pipeline;
+pub mod projects;
 pub mod reconciler;
 pub mod scratch;
 pub mod serving;

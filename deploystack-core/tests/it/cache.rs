@@ -532,3 +532,76 @@ async fn a_deleted_deployment_answers_deleted_despite_cached_resolutions() {
         }
     }
 }
+
+/// A project is kept in memory for project hosts, and a production move made through the
+/// decorator — a promote, or the publish of a production deployment — evicts it at once.
+#[tokio::test]
+async fn a_cached_project_is_evicted_by_every_production_move() {
+    use deploystack_core::model::{
+        BuildSettings, NewProject, ProductionReason, ProjectName, Retention, Target,
+    };
+
+    let inner = sqlite().await;
+    let cached = CachedRepository::new(inner.clone(), config(1 << 20));
+    let name: ProjectName = "cached".parse().unwrap();
+    cached
+        .create_project(&NewProject {
+            name: name.clone(),
+            build_settings: BuildSettings::default(),
+            retention: Retention::default(),
+        })
+        .await
+        .unwrap();
+    async fn production_of(repo: &CachedRepository) -> Option<DeploymentId> {
+        let name: ProjectName = "cached".parse().unwrap();
+        repo.get_project(&name)
+            .await
+            .unwrap()
+            .production
+            .map(|p| p.deployment_id)
+    }
+    assert_eq!(production_of(&cached).await, None);
+    let hits = cached.stats().local_hits;
+    assert_eq!(production_of(&cached).await, None);
+    assert_eq!(
+        cached.stats().local_hits,
+        hits + 1,
+        "the second read is a hit"
+    );
+
+    // A production deployment published through the decorator takes production.
+    let mut new = new_deployment();
+    new.project = Some(name.clone());
+    new.target = Target::Production;
+    let first = cached.create_deployment(&new).await.unwrap().id;
+    let attempt = cached
+        .claim_deployment(&first, "worker", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap()
+        .attempt;
+    publish(&cached, &first, attempt, &[file("index.html", "first")]).await;
+    assert_eq!(production_of(&cached).await, Some(first));
+
+    // A promote through the decorator is seen at once.
+    let mut new = new_deployment();
+    new.project = Some(name.clone());
+    let second = cached.create_deployment(&new).await.unwrap().id;
+    let attempt = cached
+        .claim_deployment(&second, "worker", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap()
+        .attempt;
+    publish(&cached, &second, attempt, &[file("index.html", "second")]).await;
+    assert_eq!(
+        production_of(&cached).await,
+        Some(first),
+        "a preview moves nothing"
+    );
+    cached
+        .move_production(&name, &second, ProductionReason::Promote)
+        .await
+        .unwrap();
+    assert_eq!(production_of(&cached).await, Some(second));
+}

@@ -66,8 +66,11 @@ pub struct DeploymentView {
     pub deployment_id: DeploymentId,
     /// The same id, under the name most APIs use.
     pub id: DeploymentId,
-    /// Where it is (or will be) served.
+    /// Where it is (or will be) served: its own host, `http://<id>.<base-domain>[:port]/`
+    /// (on `POST /deploy`, the path-based address, as that route always answered).
     pub url: String,
+    /// The path-based address on the platform's host, `<public-url>/<id>/`.
+    pub path_url: String,
     /// The API resource to poll for its status.
     pub status_url: String,
     /// `QUEUED`, `BUILDING`, `READY`, `ERROR` or `CANCELED`.
@@ -126,6 +129,7 @@ impl DeploymentView {
             deployment_id: id,
             id,
             url: state.deployment_url(&id),
+            path_url: state.path_url(&id),
             links: Links {
                 self_: status_url.clone(),
                 logs: format!("{status_url}/logs"),

@@ -3,6 +3,8 @@
 //! - [`upload`]: `POST /deploy` and `POST /api/v1/deployments` — streaming zip uploads.
 //! - [`deployments`]: the deployments API (get, list, cancel, delete; logs, as JSON or
 //!   followed live as server-sent events).
+//! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
+//!   the history of production).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
@@ -20,13 +22,14 @@ pub mod deployments;
 pub mod docs;
 pub mod health;
 pub mod metrics;
+pub mod projects;
 pub mod site;
 pub mod upload;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
-use axum::routing::any;
+use axum::routing::{any, get, post};
 use deploystack_core::model::DeploymentId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -89,13 +92,24 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The routes under `/api`, each registered with its description (see [`docs`]). Handlers
-/// sharing a path go into one `routes!`.
+/// sharing a path go into one `routes!`. The project routes are not described yet: they are
+/// registered as plain routes until their handlers carry `#[utoipa::path]`.
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(upload::upload, deployments::list))
         .routes(routes!(deployments::get, deployments::delete))
         .routes(routes!(deployments::logs))
         .routes(routes!(deployments::cancel))
+        .route("/v1/projects", post(projects::create).get(projects::list))
+        .route(
+            "/v1/projects/{name}",
+            get(projects::get)
+                .patch(projects::update)
+                .delete(projects::delete),
+        )
+        .route("/v1/projects/{name}/promote", post(projects::promote))
+        .route("/v1/projects/{name}/rollback", post(projects::rollback))
+        .route("/v1/projects/{name}/production", get(projects::production))
 }
 
 async fn api_not_found() -> ApiError {

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use deploystack_core::model::{BuildSettings, EnvVar, ProjectName, Target};
 use deploystack_core::services::disk;
@@ -251,11 +251,12 @@ pub struct UploadForm {
 )]
 pub async fn deploy(
     state: State<AppState>,
+    uri: OriginalUri,
     headers: HeaderMap,
     query: RawQuery,
     body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
-    upload(state, headers, query, body).await
+    upload(state, uri, headers, query, body).await
 }
 
 /// `POST /deploy`, `POST /api/v1/deployments`: accept a zip; 202 with the deployment.
@@ -281,6 +282,7 @@ pub async fn deploy(
 )]
 pub async fn upload(
     State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
@@ -439,13 +441,16 @@ pub async fn upload(
             IngestError::Storage(err) if err.is_full() => out_of_space(&err),
             IngestError::Storage(err) => ApiError::unavailable(err),
             IngestError::Repository(err) => err.into(),
+            IngestError::Project(err) => crate::routes::projects::project_error(err),
             other => ApiError::internal(other),
         })?;
     drop(temp);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(DeploymentView::new(&state, deployment)),
-    ))
+    let mut view = DeploymentView::new(&state, deployment);
+    if uri.path() == "/deploy" {
+        // The seed contract: `/deploy` answers with the path-based address.
+        view.url = view.path_url.clone();
+    }
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 /// Read and drop at most [`DRAIN_BYTES`] of `body`, for at most [`DRAIN_TIME`].

@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use super::{PostgresRepository, db};
 use crate::model::{
     Deployment, DeploymentId, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
-    Project, ProjectName, ProjectUpdate, Target,
+    Project, ProjectName, ProjectUpdate, Retention, Target,
 };
 use crate::repository::rows::{self, Columns};
 use crate::repository::{ProjectRepository, RepositoryError};
@@ -100,6 +100,17 @@ const RECORD: &str = "INSERT INTO production_history \
 /// `$1` name, `$2` limit.
 const HISTORY: &str = "SELECT from_deployment, to_deployment, at, reason \
      FROM production_history WHERE project = $1 ORDER BY id DESC LIMIT $2";
+
+/// `$1` name, `$2` previews to keep or NULL, `$3` maximum age in days or NULL.
+const EXPIRED: &str = "SELECT id FROM (SELECT d.id, d.status, d.created_at, \
+     ROW_NUMBER() OVER (ORDER BY d.created_at DESC, d.id DESC) AS newest \
+     FROM deployments AS d WHERE d.project = $1 AND d.target = 'preview' \
+     AND d.deleted_at IS NULL \
+     AND d.id NOT IN (SELECT to_deployment FROM production_history WHERE project = $1)) AS p \
+     WHERE status IN ('READY', 'ERROR', 'CANCELED') \
+     AND (($2::bigint IS NOT NULL AND newest > $2) \
+     OR ($3::bigint IS NOT NULL AND created_at < now() - $3 * interval '1 day')) \
+     ORDER BY created_at, id";
 
 #[async_trait]
 impl ProjectRepository for PostgresRepository {
@@ -233,6 +244,23 @@ impl ProjectRepository for PostgresRepository {
         let project = move_to(&mut tx, name, from, to, reason).await?;
         tx.commit().await.map_err(db)?;
         Ok(project)
+    }
+
+    async fn expired_previews(
+        &self,
+        name: &ProjectName,
+        retention: &Retention,
+    ) -> Result<Vec<DeploymentId>, RepositoryError> {
+        sqlx::query(EXPIRED)
+            .bind(name.as_str())
+            .bind(retention.keep_previews.map(i64::from))
+            .bind(retention.max_age_days.map(i64::from))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|row| rows::parse(row, "id"))
+            .collect()
     }
 
     async fn production_history(

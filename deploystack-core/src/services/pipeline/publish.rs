@@ -164,6 +164,8 @@ impl Pipeline {
                 )
                 .await;
                 emit_best_effort(events, Event::DeploymentReady { deployment_id: id }).await;
+                // Announce a production move the publish made.
+                crate::services::projects::published(&self.services, &id).await;
                 Outcome::Ready
             }
             Err(err) => {

@@ -19,6 +19,7 @@ pub async fn run_projects(repo: &dyn Repository) {
     refused_moves_change_nothing(repo).await;
     racing_moves_keep_the_history_a_chain(repo).await;
     deleting_a_project_deletes_its_deployments_and_history(repo).await;
+    retention_expires_only_previews_that_were_never_production(repo).await;
 }
 
 /// Create (and `Conflict` on a taken name), get, update one setting, list in name order.
@@ -428,4 +429,58 @@ async fn history(
         .into_iter()
         .map(|change| (change.from, change.to, change.reason))
         .collect()
+}
+
+/// `expired_previews` lists the previews beyond the newest N that were never production;
+/// production, former production, unfinished and deleted deployments are never listed.
+pub async fn retention_expires_only_previews_that_were_never_production(repo: &dyn Repository) {
+    let name = project(repo, "retain").await;
+    let production = ready(repo, &name, Target::Production).await;
+    pause().await;
+    let once_production = ready(repo, &name, Target::Preview).await;
+    repo.move_production(&name, &once_production.id, ProductionReason::Promote)
+        .await
+        .expect("promote");
+    repo.move_production(&name, &production.id, ProductionReason::Promote)
+        .await
+        .expect("promote back");
+    let mut previews = Vec::new();
+    for _ in 0..4 {
+        pause().await;
+        previews.push(ready(repo, &name, Target::Preview).await.id);
+    }
+    pause().await;
+    let building = created(repo, &name, Target::Preview).await;
+    claim(repo, &building.id, "worker", LONG_LEASE).await;
+
+    let keep_two = Retention {
+        keep_previews: Some(2),
+        max_age_days: None,
+    };
+    // Newest first among the never-production previews: the building one and previews[3] are
+    // the two kept (an unfinished preview counts, but is never listed itself); the rest go.
+    let expired = repo
+        .expired_previews(&name, &keep_two)
+        .await
+        .expect("expired_previews");
+    assert_eq!(expired, vec![previews[0], previews[1], previews[2]]);
+
+    let keep_all = Retention::default();
+    assert!(
+        repo.expired_previews(&name, &keep_all)
+            .await
+            .expect("expired_previews")
+            .is_empty()
+    );
+    let young = Retention {
+        keep_previews: None,
+        max_age_days: Some(1),
+    };
+    assert!(
+        repo.expired_previews(&name, &young)
+            .await
+            .expect("expired_previews")
+            .is_empty(),
+        "nothing is a day old yet"
+    );
 }

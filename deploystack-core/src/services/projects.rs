@@ -1,0 +1,413 @@
+//! Projects: creating, changing and deleting them, and moving their production (promote,
+//! rollback) with the checks that give a caller a precise answer.
+//!
+//! The repository guarantees the atomicity of a move (it re-checks the deployment in the
+//! move's transaction); this module checks first so a refusal says *why* (not ready, another
+//! project's, deleted), and announces what changed through the `EventSink`. Every server
+//! serves the new production at once: a move goes through the read cache's decorator
+//! (`crate::cache`), which evicts the project on every node.
+
+use crate::events::{Event, emit_best_effort};
+use crate::model::{
+    BuildSettings, DeploymentId, DeploymentStatus, InvalidProject, NewProject, Page, PageRequest,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, Retention,
+};
+use crate::repository::RepositoryError;
+use crate::services::Services;
+use crate::services::ingest::validate_settings;
+
+/// Most history rows one request returns.
+pub const HISTORY_LIMIT: u32 = 1_000;
+
+/// Why a project operation was refused, in terms an API maps to a status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectError {
+    /// No project by that name.
+    #[error("no project named {0}")]
+    NotFound(ProjectName),
+    /// The name is taken.
+    #[error("a project named {0} already exists")]
+    NameTaken(ProjectName),
+    /// A setting is out of range; names the field.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, as the API spells it.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The deployment named cannot be production: unknown, another project's, deleted, or
+    /// not `READY`. The message says which.
+    #[error("{0}")]
+    NotEligible(String),
+    /// A rollback without a target found no earlier production deployment still serving.
+    #[error("project {0} has no earlier production deployment to roll back to")]
+    NothingToRollBackTo(ProjectName),
+    /// The repository failed.
+    #[error(transparent)]
+    Repository(RepositoryError),
+}
+
+impl From<InvalidProject> for ProjectError {
+    fn from(invalid: InvalidProject) -> Self {
+        Self::Invalid {
+            field: invalid.field.to_owned(),
+            message: invalid.message.to_owned(),
+        }
+    }
+}
+
+/// A repository error about project `name`.
+fn about(name: &ProjectName) -> impl Fn(RepositoryError) -> ProjectError + '_ {
+    move |err| match err {
+        RepositoryError::NotFound => ProjectError::NotFound(name.clone()),
+        other => ProjectError::Repository(other),
+    }
+}
+
+/// Create a project. `NameTaken` if it exists.
+pub async fn create(services: &Services, new: NewProject) -> Result<Project, ProjectError> {
+    check_name(&new.name)?;
+    new.retention.validate()?;
+    validate_build_settings(&new.build_settings)?;
+    let project = services
+        .repository
+        .create_project(&new)
+        .await
+        .map_err(|err| match err {
+            RepositoryError::Conflict(_) => ProjectError::NameTaken(new.name.clone()),
+            other => ProjectError::Repository(other),
+        })?;
+    emit_best_effort(
+        services.events.as_ref(),
+        Event::ProjectCreated {
+            project: project.name.clone(),
+        },
+    )
+    .await;
+    Ok(project)
+}
+
+/// The project named `name`, created with default settings if it does not exist yet — what
+/// an upload naming a new project does, as `vercel deploy` does. Safe to race: the loser of
+/// two concurrent creates reads the winner's project.
+pub async fn get_or_create(
+    services: &Services,
+    name: &ProjectName,
+) -> Result<Project, ProjectError> {
+    match services.repository.get_project(name).await {
+        Ok(project) => return Ok(project),
+        Err(RepositoryError::NotFound) => {}
+        Err(err) => return Err(ProjectError::Repository(err)),
+    }
+    let new = NewProject {
+        name: name.clone(),
+        build_settings: BuildSettings::default(),
+        retention: Retention::default(),
+    };
+    match create(services, new).await {
+        Err(ProjectError::NameTaken(_)) => get(services, name).await,
+        other => other,
+    }
+}
+
+/// One project.
+pub async fn get(services: &Services, name: &ProjectName) -> Result<Project, ProjectError> {
+    services
+        .repository
+        .get_project(name)
+        .await
+        .map_err(about(name))
+}
+
+/// Projects in name order.
+pub async fn list(services: &Services, page: &PageRequest) -> Result<Page<Project>, ProjectError> {
+    services
+        .repository
+        .list_projects(page)
+        .await
+        .map_err(|err| match err {
+            RepositoryError::Conflict(_) => ProjectError::Invalid {
+                field: "cursor".into(),
+                message: "not a cursor this listing handed out".into(),
+            },
+            other => ProjectError::Repository(other),
+        })
+}
+
+/// Change the settings `update` gives.
+pub async fn update(
+    services: &Services,
+    name: &ProjectName,
+    update: ProjectUpdate,
+) -> Result<Project, ProjectError> {
+    if let Some(retention) = &update.retention {
+        retention.validate()?;
+    }
+    if let Some(settings) = &update.build_settings {
+        validate_build_settings(settings)?;
+    }
+    let project = services
+        .repository
+        .update_project(name, &update)
+        .await
+        .map_err(about(name))?;
+    emit_best_effort(
+        services.events.as_ref(),
+        Event::ProjectUpdated {
+            project: name.clone(),
+        },
+    )
+    .await;
+    if update.retention.is_some() {
+        enforce_retention(services, name).await?;
+    }
+    Ok(project)
+}
+
+/// Delete a project and its deployments: their URLs answer 410 at once, their sources are
+/// removed, their blobs go by garbage collection. Returns the deleted deployments.
+pub async fn delete(
+    services: &Services,
+    name: &ProjectName,
+) -> Result<Vec<DeploymentId>, ProjectError> {
+    let deleted = services
+        .repository
+        .delete_project(name)
+        .await
+        .map_err(about(name))?;
+    for id in &deleted {
+        // The source of a deployment lives at a key derived from its id.
+        let key = crate::services::ingest::source_key(id);
+        if let Err(err) = services.storage.delete(&key).await {
+            tracing::warn!(%id, error = %err, "could not remove the source of a deleted deployment");
+        }
+    }
+    emit_best_effort(
+        services.events.as_ref(),
+        Event::ProjectDeleted {
+            project: name.clone(),
+            deployments: deleted.len() as u64,
+        },
+    )
+    .await;
+    Ok(deleted)
+}
+
+/// Make a `READY` deployment of the project (a preview too) production, unpinning it.
+pub async fn promote(
+    services: &Services,
+    name: &ProjectName,
+    to: &DeploymentId,
+) -> Result<Project, ProjectError> {
+    move_to(services, name, to, ProductionReason::Promote).await
+}
+
+/// Roll production back to `to`, or to the previous production deployment still serving,
+/// and pin it until the next promote.
+pub async fn rollback(
+    services: &Services,
+    name: &ProjectName,
+    to: Option<&DeploymentId>,
+) -> Result<Project, ProjectError> {
+    let to = match to {
+        Some(to) => *to,
+        None => previous_production(services, name).await?,
+    };
+    move_to(services, name, &to, ProductionReason::Rollback).await
+}
+
+/// The history of production, newest first.
+pub async fn history(
+    services: &Services,
+    name: &ProjectName,
+) -> Result<Vec<ProductionChange>, ProjectError> {
+    services
+        .repository
+        .production_history(name, HISTORY_LIMIT)
+        .await
+        .map_err(about(name))
+}
+
+/// After a publish: announce a production move the publish made (the repository makes it in
+/// the publish's transaction, and the read cache's decorator has evicted the project on every
+/// node), then apply the project's retention policy.
+pub async fn published(services: &Services, deployment_id: &DeploymentId) {
+    let Ok(deployment) = services.repository.get_deployment(deployment_id).await else {
+        return;
+    };
+    let Some(name) = &deployment.project else {
+        return;
+    };
+    announce_deploy(services, name, deployment_id).await;
+    if let Err(err) = enforce_retention(services, name).await {
+        tracing::warn!(project = %name, error = %err, "could not apply the retention policy");
+    }
+}
+
+/// Delete the previews of `name` its retention policy lets go (see
+/// `ProjectRepository::expired_previews`): production and every former production are kept.
+/// Returns the deleted ones. Runs after each publish of one of its deployments and after a
+/// change of the policy.
+pub async fn enforce_retention(
+    services: &Services,
+    name: &ProjectName,
+) -> Result<Vec<DeploymentId>, ProjectError> {
+    let project = get(services, name).await?;
+    if project.retention == Retention::default() {
+        return Ok(Vec::new());
+    }
+    let expired = services
+        .repository
+        .expired_previews(name, &project.retention)
+        .await
+        .map_err(about(name))?;
+    for id in &expired {
+        crate::services::deployments::delete(services, id)
+            .await
+            .map_err(ProjectError::Repository)?;
+    }
+    if !expired.is_empty() {
+        tracing::info!(project = %name, deleted = expired.len(), "retention deleted previews");
+    }
+    Ok(expired)
+}
+
+async fn announce_deploy(services: &Services, name: &ProjectName, deployment_id: &DeploymentId) {
+    let Ok(history) = services.repository.production_history(name, 1).await else {
+        return;
+    };
+    if let Some(change) = history.first()
+        && change.to == *deployment_id
+        && change.reason == ProductionReason::Deploy
+    {
+        emit_best_effort(
+            services.events.as_ref(),
+            Event::DeploymentPromoted {
+                project: name.clone(),
+                deployment_id: *deployment_id,
+                from: change.from,
+                reason: ProductionReason::Deploy,
+            },
+        )
+        .await;
+    }
+}
+
+async fn move_to(
+    services: &Services,
+    name: &ProjectName,
+    to: &DeploymentId,
+    reason: ProductionReason,
+) -> Result<Project, ProjectError> {
+    let before = get(services, name).await?;
+    check_eligible(services, name, to).await?;
+    let project = services
+        .repository
+        .move_production(name, to, reason)
+        .await
+        .map_err(|err| match err {
+            RepositoryError::NotFound => ProjectError::NotFound(name.clone()),
+            // Changed between the check and the move (deleted meanwhile).
+            RepositoryError::Conflict(message) => ProjectError::NotEligible(message),
+            other => ProjectError::Repository(other),
+        })?;
+    let from = before.production.map(|p| p.deployment_id);
+    let event = match reason {
+        ProductionReason::Rollback => Event::DeploymentRolledBack {
+            project: name.clone(),
+            deployment_id: *to,
+            from,
+        },
+        reason => Event::DeploymentPromoted {
+            project: name.clone(),
+            deployment_id: *to,
+            from,
+            reason,
+        },
+    };
+    emit_best_effort(services.events.as_ref(), event).await;
+    Ok(project)
+}
+
+/// Why `id` cannot be production of `name`, if it cannot.
+async fn check_eligible(
+    services: &Services,
+    name: &ProjectName,
+    id: &DeploymentId,
+) -> Result<(), ProjectError> {
+    let deployment = match services.repository.get_deployment(id).await {
+        Ok(deployment) => deployment,
+        Err(RepositoryError::NotFound) => {
+            return Err(ProjectError::NotEligible(format!(
+                "deployment {id} does not exist"
+            )));
+        }
+        Err(err) => return Err(ProjectError::Repository(err)),
+    };
+    if deployment.project.as_ref() != Some(name) {
+        return Err(ProjectError::NotEligible(format!(
+            "deployment {id} does not belong to project {name}"
+        )));
+    }
+    if deployment.deleted_at.is_some() {
+        return Err(ProjectError::NotEligible(format!(
+            "deployment {id} was deleted"
+        )));
+    }
+    if deployment.status != DeploymentStatus::Ready {
+        return Err(ProjectError::NotEligible(format!(
+            "deployment {id} is {}, only a READY deployment can be production",
+            deployment.status.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The most recent production deployment before the current one that can still serve.
+async fn previous_production(
+    services: &Services,
+    name: &ProjectName,
+) -> Result<DeploymentId, ProjectError> {
+    let project = get(services, name).await?;
+    let current = project.production.map(|p| p.deployment_id);
+    for change in history(services, name).await? {
+        let candidates = [Some(change.to), change.from];
+        for candidate in candidates.into_iter().flatten() {
+            if Some(candidate) == current {
+                continue;
+            }
+            if check_eligible(services, name, &candidate).await.is_ok() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(ProjectError::NothingToRollBackTo(name.clone()))
+}
+
+/// A name is a host label (`<name>.<base-domain>`); 32 hex characters already name a
+/// deployment's host there, so a project may not take such a name.
+pub fn check_name(name: &ProjectName) -> Result<(), ProjectError> {
+    if name.as_str().parse::<DeploymentId>().is_ok() {
+        return Err(ProjectError::Invalid {
+            field: "name".into(),
+            message: "32 hexadecimal characters name a deployment's host; choose another name"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// Build settings are checked by the rules uploads follow, with the field named
+/// (`build_settings.build_command`).
+fn validate_build_settings(settings: &BuildSettings) -> Result<(), ProjectError> {
+    validate_settings(settings).map_err(|err| {
+        let message = err.to_string();
+        let setting = message.split(' ').next().unwrap_or_default();
+        ProjectError::Invalid {
+            field: format!("build_settings.{setting}"),
+            message,
+        }
+    })
+}
