@@ -78,7 +78,7 @@ async fn outcome(events: &mut broadcast::Receiver<Event>, id: DeploymentId) -> E
         loop {
             match events.recv().await {
                 Ok(event @ (Event::DeploymentReady { .. } | Event::BuildFailed { .. }))
-                    if event.deployment_id() == id =>
+                    if event.deployment_id() == Some(id) =>
                 {
                     return event;
                 }
