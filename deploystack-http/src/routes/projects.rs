@@ -362,9 +362,13 @@ fn field_of(message: &str) -> Option<String> {
     if let Some(rest) = message.split("field `").nth(1) {
         return rest.split('`').next().map(str::to_owned);
     }
-    message
+    // axum puts its own sentence first: "Failed to deserialize … into the target type: ".
+    let detail = message
+        .split_once("target type: ")
+        .map_or(message, |(_, detail)| detail);
+    detail
         .split_once(": ")
-        .map(|(path, _)| path.rsplit(' ').next().unwrap_or(path).to_owned())
+        .map(|(path, _)| path.to_owned())
         .filter(|path| {
             !path.is_empty()
                 && path
