@@ -4,6 +4,7 @@
 //! construction, so an adapter never has to re-check what a value means.
 
 mod build;
+mod change;
 mod deployment;
 mod file;
 mod ids;
@@ -12,6 +13,7 @@ mod openapi;
 mod project;
 
 pub use build::{BuildSettings, EnvVar};
+pub use change::{Change, ChangeAction, ChangeKind};
 pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
     PageRequest, StoredLogLine, Target,
