@@ -15,6 +15,7 @@
 
 pub mod compression;
 pub mod deployments;
+pub mod desired;
 pub mod disk;
 pub mod hosts;
 pub mod ingest;

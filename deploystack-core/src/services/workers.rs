@@ -1,7 +1,7 @@
 //! The build worker pool: loops that reserve jobs from the queue and run each through the
 //! [`pipeline`](super::pipeline), plus the maintenance loops every worker process runs — the
-//! [`reconciler`](super::reconciler) (enqueue again what the queue lost) and the blob
-//! collector.
+//! [`reconciler`](super::reconciler) (enqueue again what the queue lost), the blob
+//! collector and the retention sweep.
 //!
 //! The `deploystack-worker` binary runs [`run`] against a shared queue;
 //! `deploystack_http::serve` runs the same pool in-process when the queue only exists inside
@@ -35,6 +35,9 @@ use crate::repository::idempotency::IDEMPOTENCY_TTL;
 const RESERVE_WAIT: Duration = Duration::from_secs(5);
 /// How often unreferenced blobs are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
+/// How often previews past their project's age limit are deleted (a deploy applies the
+/// policy at once; this catches projects nobody deploys to).
+const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// Run `workers` build loops plus the maintenance loops until `shutdown` resolves, then drain
 /// as described in the module docs. Returns when every build has finished or been handed back.
@@ -118,7 +121,8 @@ async fn build_loop(
     }
 }
 
-/// Reconciles, collects garbage and purges expired idempotency keys periodically. With an in-process queue the first
+/// Reconciles, collects garbage, purges expired idempotency keys and sweeps retention
+/// periodically. With an in-process queue the first
 /// reconciliation takes every queued deployment (that queue starts empty after a restart); a
 /// shared queue still holds them, so a worker joining a cluster does not enqueue them twice.
 async fn maintenance_loop(services: Services, stop: CancellationToken) {
@@ -126,6 +130,7 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
     let stalled_after = services.config.stalled_after();
     let mut reconcile_tick = tokio::time::interval(services.config.reconcile_every());
     let mut collect_tick = tokio::time::interval(COLLECT_EVERY);
+    let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -150,6 +155,11 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
                 let expired = OffsetDateTime::now_utc() - IDEMPOTENCY_TTL;
                 if let Err(err) = services.repository.purge_idempotency_keys(expired).await {
                     tracing::warn!(error = %err, "purging expired idempotency keys failed");
+                }
+            }
+            _ = retention_tick.tick() => {
+                if let Err(err) = super::projects::sweep_retention(&services).await {
+                    tracing::warn!(error = %err, "the retention sweep failed");
                 }
             }
         }

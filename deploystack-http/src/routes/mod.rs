@@ -5,6 +5,7 @@
 //!   followed live as server-sent events).
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
 //!   the history of production).
+//! - [`desired`]: `PUT /api/v1/projects/{name}`, a project's whole document as desired state.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
@@ -19,6 +20,7 @@
 //! `Allow` header the router adds.
 
 pub mod deployments;
+pub mod desired;
 pub mod docs;
 pub mod health;
 pub mod metrics;
@@ -29,7 +31,7 @@ pub mod upload;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use deploystack_core::model::DeploymentId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -92,24 +94,23 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The routes under `/api`, each registered with its description (see [`docs`]). Handlers
-/// sharing a path go into one `routes!`. The project routes are not described yet: they are
-/// registered as plain routes until their handlers carry `#[utoipa::path]`.
+/// sharing a path go into one `routes!`.
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(upload::upload, deployments::list))
         .routes(routes!(deployments::get, deployments::delete))
         .routes(routes!(deployments::logs))
         .routes(routes!(deployments::cancel))
-        .route("/v1/projects", post(projects::create).get(projects::list))
-        .route(
-            "/v1/projects/{name}",
-            get(projects::get)
-                .patch(projects::update)
-                .delete(projects::delete),
-        )
-        .route("/v1/projects/{name}/promote", post(projects::promote))
-        .route("/v1/projects/{name}/rollback", post(projects::rollback))
-        .route("/v1/projects/{name}/production", get(projects::production))
+        .routes(routes!(projects::create, projects::list))
+        .routes(routes!(
+            projects::get,
+            projects::update,
+            desired::put,
+            projects::delete
+        ))
+        .routes(routes!(projects::promote))
+        .routes(routes!(projects::rollback))
+        .routes(routes!(projects::production))
 }
 
 async fn api_not_found() -> ApiError {
