@@ -227,8 +227,9 @@ macro_rules! forward_repository {
                 name: &ProjectName,
                 to: &DeploymentId,
                 reason: ProductionReason,
+                by: Option<String>,
             ) -> Result<Project, RepositoryError> {
-                (**self).move_production(name, to, reason).await
+                (**self).move_production(name, to, reason, by).await
             }
 
             async fn production_history(

@@ -107,6 +107,7 @@ mockall::mock! {
             name: &ProjectName,
             to: &DeploymentId,
             reason: ProductionReason,
+            by: Option<String>,
         ) -> Result<Project, RepositoryError>;
         async fn expired_previews(
             &self,

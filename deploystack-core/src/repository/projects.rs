@@ -48,8 +48,8 @@ pub trait ProjectRepository: Send + Sync {
         name: &ProjectName,
     ) -> Result<Vec<DeploymentId>, RepositoryError>;
 
-    /// Make `to` production of `name` and append the history row, pinned for a rollback and
-    /// unpinned otherwise. Only a `READY`, live deployment of that project can be production:
+    /// Make `to` production of `name` and append the history row (recording `by`, who asked),
+    /// pinned for a rollback and unpinned otherwise. Only a `READY`, live deployment of that project can be production:
     /// anything else is `Conflict` and changes nothing. `NotFound` if the project is unknown.
     /// Moving to the deployment already in production still records the row (and the pin).
     async fn move_production(
@@ -57,6 +57,7 @@ pub trait ProjectRepository: Send + Sync {
         name: &ProjectName,
         to: &DeploymentId,
         reason: ProductionReason,
+        by: Option<String>,
     ) -> Result<Project, RepositoryError>;
 
     /// The previews of `name` that `retention` lets go: live preview deployments in a final

@@ -161,13 +161,14 @@ pub(super) fn project(row: &impl Columns) -> Result<Project, RepositoryError> {
     })
 }
 
-/// One history row (`from_deployment, to_deployment, at, reason`).
+/// One history row (`from_deployment, to_deployment, at, reason, actor`).
 pub(super) fn production_change(row: &impl Columns) -> Result<ProductionChange, RepositoryError> {
     Ok(ProductionChange {
         from: parse_optional(row, "from_deployment")?,
         to: parse(row, "to_deployment")?,
         at: time(row, "at")?,
         reason: parse(row, "reason")?,
+        by: row.text("actor")?,
     })
 }
 

@@ -115,6 +115,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/sqlite/0006_idempotency_keys.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            "production actor".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0009_production_actor.sql").into_sql_str(),
+            false,
+        ),
     ])
 });
 
