@@ -50,6 +50,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
+mod env;
 mod idempotency;
 mod projects;
 
@@ -113,6 +114,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "idempotency keys".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0006_idempotency_keys.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            7,
+            "env vars".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0007_env_vars.sql").into_sql_str(),
             false,
         ),
     ])

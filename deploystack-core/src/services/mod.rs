@@ -8,6 +8,8 @@
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`projects`]: projects, and moving their production (promote, rollback).
+//! - [`env`]: projects' environment variables (sealed at rest), what a build receives, and
+//!   key rotation.
 //! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.
 //! - [`scratch`]: where upload spools and build folders live, swept after a crash.
@@ -16,6 +18,7 @@
 pub mod compression;
 pub mod deployments;
 pub mod disk;
+pub mod env;
 pub mod hosts;
 pub mod ingest;
 pub mod pipeline;
@@ -39,6 +42,7 @@ use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
 use crate::repository::Repository;
+use crate::secrets::{Keyring, SecretKey, SecretsError};
 use crate::storage::{ObjectStoreStorage, Storage};
 
 /// Every port, wired. Cheap to clone; the binaries build one with [`Services::from_config`],
@@ -75,6 +79,12 @@ pub struct Services {
     /// [`Services::from_config`] (swept after a crash, see [`scratch`]), otherwise the
     /// system temp directory.
     pub scratch: Arc<Scratch>,
+    /// Seals environment-variable values before they reach the repository and opens them
+    /// for builds and the API. [`Services::from_config`] reads it from the settings
+    /// (`Keyring::from_config`); [`Services::new`] and [`Services::in_memory`] make a
+    /// throwaway key, which is right for memory-only services and wrong for a repository that
+    /// outlives the process: give such services their key with [`Services::with_keyring`].
+    pub keyring: Arc<Keyring>,
 }
 
 impl std::fmt::Debug for Services {
@@ -291,6 +301,9 @@ pub enum ServicesError {
     /// The queue could not be opened.
     #[error("cannot open the queue: {0}")]
     Queue(#[from] crate::queue::QueueError),
+    /// The secret key could not be read or created, or its settings are wrong.
+    #[error("cannot load the secret key: {0}")]
+    Secrets(#[from] SecretsError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -319,6 +332,10 @@ impl Services {
         let queue_kind = queue_engine(&queue_url)?;
         let storage_kind = storage_engine(&storage_url)?;
         let cache = cache_engine(&config)?;
+        // Before the database opens: a missing, exposed or misconfigured key stops the start
+        // before anything is opened. The embedded default creates its key file (and logs
+        // where) in the data directory on first start.
+        let keyring = Keyring::from_config(&config)?;
         let repository: Arc<dyn Repository> = match database {
             #[cfg(feature = "sqlite")]
             DatabaseEngine::Sqlite => {
@@ -375,6 +392,7 @@ impl Services {
             cache_stats,
             blob_cache_stats,
             scratch: Arc::new(scratch),
+            keyring: Arc::new(keyring),
             ..Self::new(config, repository, storage, queue)
         })
     }
@@ -407,7 +425,15 @@ impl Services {
             cache_stats: None,
             blob_cache_stats: None,
             scratch: Arc::new(Scratch::system()),
+            keyring: Arc::new(Keyring::new(SecretKey::generate(), [])),
         }
+    }
+
+    /// Seal and open environment-variable values with `keyring` (the one the values in the
+    /// repository were sealed with).
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Arc::new(keyring);
+        self
     }
 
     /// Everything in this process's memory: a private in-memory SQLite database behind the
