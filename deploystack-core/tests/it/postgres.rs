@@ -110,7 +110,8 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (3, true),
                 (4, true),
                 (5, true),
-                (6, true)
+                (6, true),
+                (7, true)
             ],
             "round {round}"
         );
@@ -397,6 +398,8 @@ async fn services_open_postgres_from_a_database_url() {
             database_url: Some(scheme_url.clone()),
             queue_url: Some("memory://".into()),
             storage_url: Some("memory://".into()),
+            // A shared database needs the key given explicitly.
+            secret_key: Some(deploystack_core::secrets::SecretKey::generate().to_base64().into()),
             ..Config::default()
         })
         .await

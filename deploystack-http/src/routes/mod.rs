@@ -5,6 +5,7 @@
 //!   followed live as server-sent events).
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
 //!   the history of production).
+//! - [`env`]: a project's environment variables (values sealed at rest; who sees which).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
@@ -20,6 +21,7 @@
 
 pub mod deployments;
 pub mod docs;
+pub mod env;
 pub mod health;
 pub mod metrics;
 pub mod projects;
@@ -100,6 +102,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::get, deployments::delete))
         .routes(routes!(deployments::logs))
         .routes(routes!(deployments::cancel))
+        .routes(routes!(env::list, env::create))
+        .routes(routes!(env::get, env::update, env::delete))
         .route("/v1/projects", post(projects::create).get(projects::list))
         .route(
             "/v1/projects/{name}",
