@@ -399,7 +399,11 @@ async fn services_open_postgres_from_a_database_url() {
             queue_url: Some("memory://".into()),
             storage_url: Some("memory://".into()),
             // A shared database needs the key given explicitly.
-            secret_key: Some(deploystack_core::secrets::SecretKey::generate().to_base64().into()),
+            secret_key: Some(
+                deploystack_core::secrets::SecretKey::generate()
+                    .to_base64()
+                    .into(),
+            ),
             ..Config::default()
         })
         .await

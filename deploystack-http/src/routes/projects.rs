@@ -373,7 +373,7 @@ fn field_of(message: &str) -> Option<String> {
             !path.is_empty()
                 && path
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'[' | b']'))
         })
 }
 
