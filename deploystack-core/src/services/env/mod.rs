@@ -386,5 +386,5 @@ pub async fn rotate(services: &Services) -> Result<ResealReport, EnvError> {
         .map_err(EnvError::Repository)
 }
 
-#[cfg(all(test, feature = "sqlite"))]
+#[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! The variables service on in-memory services: who sees which value, the conflict rule,
 //! the sensitive rule of PATCH, desired-state sync, what a build receives, and rotation.
+#![cfg(feature = "sqlite")]
 
 use super::*;
 use crate::config::Config;
