@@ -8,7 +8,7 @@
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`projects`]: projects, and moving their production (promote, rollback).
-//! - [`env`]: projects' environment variables (sealed at rest), what a build receives, and
+//! - [`env`](mod@env): projects' environment variables (sealed at rest), what a build receives, and
 //!   key rotation.
 //! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.

@@ -5,7 +5,7 @@
 //!   followed live as server-sent events).
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
 //!   the history of production).
-//! - [`env`]: a project's environment variables (values sealed at rest; who sees which).
+//! - [`env`](mod@env): a project's environment variables (values sealed at rest; who sees which).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
