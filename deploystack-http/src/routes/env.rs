@@ -25,7 +25,7 @@ use crate::state::AppState;
 /// `POST …/env`: one variable.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateBody {
+pub struct CreateEnvBody {
     /// Its name: letters, digits and `_`, not starting with a digit; not `PATH`, `HOME` or
     /// `DEPLOYSTACK_*`.
     #[schema(example = "API_URL")]
@@ -43,7 +43,7 @@ pub struct CreateBody {
 /// `PATCH …/env/{id}`: what it gives is replaced, the rest kept.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateBody {
+pub struct UpdateEnvBody {
     /// A new value.
     #[serde(default)]
     pub value: Option<String>,
@@ -58,14 +58,14 @@ pub struct UpdateBody {
 /// `?decrypt=true` shows the values of `encrypted` variables too.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ReadQuery {
+pub struct EnvReadQuery {
     /// Show `encrypted` values (never `sensitive` ones).
     pub decrypt: Option<bool>,
 }
 
 /// A variable as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EnvVarView {
+pub struct ProjectEnvVarView {
     /// Its id.
     #[schema(value_type = String, example = "6f1c0b5e9d2a4c7f8e3b1a0d9c8b7a6f")]
     pub id: EnvVarId,
@@ -89,7 +89,7 @@ pub struct EnvVarView {
     pub updated_at: OffsetDateTime,
 }
 
-impl From<ProjectEnvVar> for EnvVarView {
+impl From<ProjectEnvVar> for ProjectEnvVarView {
     fn from(var: ProjectEnvVar) -> Self {
         Self {
             id: var.id,
@@ -105,9 +105,9 @@ impl From<ProjectEnvVar> for EnvVarView {
 
 /// Every variable of a project.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EnvListView {
+pub struct EnvVarListView {
     /// By key.
-    pub env: Vec<EnvVarView>,
+    pub env: Vec<ProjectEnvVarView>,
 }
 
 /// `GET /api/v1/projects/{name}/env?decrypt=`: every variable, by key.
@@ -116,9 +116,9 @@ pub struct EnvListView {
     path = "/v1/projects/{name}/env",
     tag = "projects",
     summary = "List a project's environment variables",
-    params(("name" = String, Path, description = "The project's name"), ReadQuery),
+    params(("name" = String, Path, description = "The project's name"), EnvReadQuery),
     responses(
-        (status = 200, description = "Every variable, by key; `value` only where its type allows", body = EnvListView),
+        (status = 200, description = "Every variable, by key; `value` only where its type allows", body = EnvVarListView),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 404, description = "`project_not_found`", body = ErrorBody),
     )
@@ -126,15 +126,15 @@ pub struct EnvListView {
 pub async fn list(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    query: Result<Query<ReadQuery>, QueryRejection>,
-) -> Result<Json<EnvListView>, ApiError> {
+    query: Result<Query<EnvReadQuery>, QueryRejection>,
+) -> Result<Json<EnvVarListView>, ApiError> {
     let name = path_name(&raw)?;
     let decrypt = decrypt(query)?;
     let vars = env::list(&state.services, &name, decrypt)
         .await
         .map_err(env_error)?;
-    Ok(Json(EnvListView {
-        env: vars.into_iter().map(EnvVarView::from).collect(),
+    Ok(Json(EnvVarListView {
+        env: vars.into_iter().map(ProjectEnvVarView::from).collect(),
     }))
 }
 
@@ -146,9 +146,9 @@ pub async fn list(
     summary = "Create an environment variable",
     description = "Honours `Idempotency-Key`: a retry with the same key and body answers the first answer again.",
     params(("name" = String, Path, description = "The project's name")),
-    request_body = CreateBody,
+    request_body = CreateEnvBody,
     responses(
-        (status = 201, description = "Created; `value` only for `plain`", body = EnvVarView),
+        (status = 201, description = "Created; `value` only for `plain`", body = ProjectEnvVarView),
         (status = 400, description = "`invalid_body`: not JSON", body = ErrorBody),
         (status = 404, description = "`project_not_found`", body = ErrorBody),
         (status = 409, description = "`env_conflict`: the key already has a variable for one of these targets (`field`: `key`)", body = ErrorBody),
@@ -158,7 +158,7 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Json<CreateEnvBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = path_name(&raw)?;
     let Json(body) = body.map_err(bad_body)?;
@@ -174,7 +174,7 @@ pub async fn create(
     )
     .await
     .map_err(env_error)?;
-    Ok((StatusCode::CREATED, Json(EnvVarView::from(var))))
+    Ok((StatusCode::CREATED, Json(ProjectEnvVarView::from(var))))
 }
 
 /// `GET /api/v1/projects/{name}/env/{id}?decrypt=`.
@@ -186,18 +186,18 @@ pub async fn create(
     params(
         ("name" = String, Path, description = "The project's name"),
         ("id" = String, Path, description = "The variable's id"),
-        ReadQuery,
+        EnvReadQuery,
     ),
     responses(
-        (status = 200, description = "The variable; `value` only where its type allows", body = EnvVarView),
+        (status = 200, description = "The variable; `value` only where its type allows", body = ProjectEnvVarView),
         (status = 404, description = "`project_not_found` or `env_not_found`", body = ErrorBody),
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
     Path((raw, id)): Path<(String, String)>,
-    query: Result<Query<ReadQuery>, QueryRejection>,
-) -> Result<Json<EnvVarView>, ApiError> {
+    query: Result<Query<EnvReadQuery>, QueryRejection>,
+) -> Result<Json<ProjectEnvVarView>, ApiError> {
     let name = path_name(&raw)?;
     let id = path_id(&id)?;
     let decrypt = decrypt(query)?;
@@ -217,9 +217,9 @@ pub async fn get(
         ("name" = String, Path, description = "The project's name"),
         ("id" = String, Path, description = "The variable's id"),
     ),
-    request_body = UpdateBody,
+    request_body = UpdateEnvBody,
     responses(
-        (status = 200, description = "The variable as changed", body = EnvVarView),
+        (status = 200, description = "The variable as changed", body = ProjectEnvVarView),
         (status = 404, description = "`project_not_found` or `env_not_found`", body = ErrorBody),
         (status = 409, description = "`env_conflict`: the new targets collide with another variable of the key (`field`: `targets`)", body = ErrorBody),
         (status = 422, description = "`invalid_env` (a `sensitive` variable made readable without a new value: `field` `type`) or `invalid_body`", body = ErrorBody),
@@ -228,8 +228,8 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     Path((raw, id)): Path<(String, String)>,
-    body: Result<Json<UpdateBody>, JsonRejection>,
-) -> Result<Json<EnvVarView>, ApiError> {
+    body: Result<Json<UpdateEnvBody>, JsonRejection>,
+) -> Result<Json<ProjectEnvVarView>, ApiError> {
     let name = path_name(&raw)?;
     let id = path_id(&id)?;
     let Json(body) = body.map_err(bad_body)?;
@@ -276,7 +276,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn decrypt(query: Result<Query<ReadQuery>, QueryRejection>) -> Result<bool, ApiError> {
+fn decrypt(query: Result<Query<EnvReadQuery>, QueryRejection>) -> Result<bool, ApiError> {
     let Query(query) = query.map_err(|err| {
         ApiError::bad_request("invalid_query", err.body_text()).with_field("decrypt")
     })?;
