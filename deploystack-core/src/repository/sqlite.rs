@@ -1037,7 +1037,7 @@ fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
 }
 
 /// Whether `url` names an in-memory database (as sqlx parses it).
-fn is_in_memory(url: &str) -> bool {
+pub(crate) fn is_in_memory(url: &str) -> bool {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");

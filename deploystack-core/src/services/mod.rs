@@ -282,6 +282,27 @@ fn storage_engine(url: &str) -> Result<StorageEngine, ConfigError> {
     }
 }
 
+/// The keyring of `config`. A private in-memory SQLite database dies with its process, and
+/// so may its key: without a configured key it gets a throwaway one rather than a key file
+/// left in the data directory.
+#[cfg_attr(not(feature = "sqlite"), allow(unused_variables, unreachable_code))]
+fn keyring(
+    config: &Config,
+    database: DatabaseEngine,
+    database_url: &str,
+) -> Result<Keyring, SecretsError> {
+    let throwaway = match database {
+        #[cfg(feature = "sqlite")]
+        DatabaseEngine::Sqlite => crate::repository::is_sqlite_in_memory(database_url),
+        #[cfg(feature = "postgres")]
+        DatabaseEngine::Postgres => false,
+    };
+    if throwaway && config.secret_key.is_none() && config.secret_key_file.is_none() {
+        return Ok(Keyring::new(SecretKey::generate(), []));
+    }
+    Keyring::from_config(config)
+}
+
 /// Why services could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -335,7 +356,7 @@ impl Services {
         // Before the database opens: a missing, exposed or misconfigured key stops the start
         // before anything is opened. The embedded default creates its key file (and logs
         // where) in the data directory on first start.
-        let keyring = Keyring::from_config(&config)?;
+        let keyring = keyring(&config, database, &database_url)?;
         let repository: Arc<dyn Repository> = match database {
             #[cfg(feature = "sqlite")]
             DatabaseEngine::Sqlite => {
@@ -578,6 +599,39 @@ mod tests {
         };
         let uncached = Services::in_memory(off).await.unwrap();
         assert!(uncached.cache_stats.is_none());
+    }
+
+    /// The embedded default keeps its key beside the database; a database that dies with the
+    /// process leaves no key file behind.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn the_default_key_file_is_made_for_a_database_file_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Config {
+            data_dir: dir.path().join("memory"),
+            database_url: Some("sqlite::memory:".into()),
+            storage_url: Some("memory://".into()),
+            ..Config::default()
+        };
+        Services::from_config(memory).await.unwrap();
+        assert!(!dir.path().join("memory").join("secret.key").exists());
+
+        let file = Config {
+            data_dir: dir.path().join("file"),
+            storage_url: Some("memory://".into()),
+            ..Config::default()
+        };
+        let services = Services::from_config(file.clone()).await.unwrap();
+        let key_file = dir.path().join("file").join("secret.key");
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        let again = Services::from_config(file).await.unwrap();
+        assert_eq!(
+            services.keyring.current_key_id(),
+            again.keyring.current_key_id(),
+            "a restart reads the same key"
+        );
     }
 
     #[cfg(all(feature = "sqlite", not(feature = "redis")))]
