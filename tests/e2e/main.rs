@@ -19,6 +19,7 @@ mod compression;
 mod custom_strategy;
 mod deploy;
 mod desired;
+mod env;
 mod faults;
 mod hardening;
 mod hosts;

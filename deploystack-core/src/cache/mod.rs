@@ -75,6 +75,7 @@
 //! RESP3. One `PUBLISH` per change works with any Redis and keeps both layers independent.
 
 mod blobs;
+mod env;
 mod idempotency;
 #[cfg(feature = "redis")]
 mod redis;

@@ -6,6 +6,7 @@
 mod build;
 mod change;
 mod deployment;
+mod env;
 mod file;
 mod ids;
 #[cfg(feature = "openapi")]
@@ -17,6 +18,10 @@ pub use change::{Change, ChangeAction, ChangeKind};
 pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
     PageRequest, StoredLogLine, Target,
+};
+pub use env::{
+    EnvTarget, EnvVarId, EnvVarType, EnvVarUpdate, NewEnvVar, ResealCounts, ResealReport,
+    SealedEnvVar,
 };
 pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};

@@ -19,9 +19,10 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
-    LogLine, NewDeployment, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
-    Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, EnvVarId,
+    EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewEnvVar, NewProject, Page, PageRequest,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, ResealReport,
+    Retention, SealedEnvVar, StoredLogLine,
 };
 
 /// Every trait of the port for `$wrapper<R>`, each method calling `R`'s.
@@ -179,6 +180,56 @@ macro_rules! forward_repository {
 
             async fn forget_blobs(&self, hashes: &[ContentHash]) -> Result<(), RepositoryError> {
                 (**self).forget_blobs(hashes).await
+            }
+        }
+
+        #[async_trait]
+        impl<R: EnvRepository + ?Sized> EnvRepository for $wrapper<R> {
+            async fn create_env_var(
+                &self,
+                project: &ProjectName,
+                new: &NewEnvVar,
+            ) -> Result<SealedEnvVar, RepositoryError> {
+                (**self).create_env_var(project, new).await
+            }
+
+            async fn list_env_vars(
+                &self,
+                project: &ProjectName,
+            ) -> Result<Vec<SealedEnvVar>, RepositoryError> {
+                (**self).list_env_vars(project).await
+            }
+
+            async fn get_env_var(
+                &self,
+                project: &ProjectName,
+                id: &EnvVarId,
+            ) -> Result<SealedEnvVar, RepositoryError> {
+                (**self).get_env_var(project, id).await
+            }
+
+            async fn update_env_var(
+                &self,
+                project: &ProjectName,
+                id: &EnvVarId,
+                update: &EnvVarUpdate,
+            ) -> Result<SealedEnvVar, RepositoryError> {
+                (**self).update_env_var(project, id, update).await
+            }
+
+            async fn delete_env_var(
+                &self,
+                project: &ProjectName,
+                id: &EnvVarId,
+            ) -> Result<(), RepositoryError> {
+                (**self).delete_env_var(project, id).await
+            }
+
+            async fn reseal_all(
+                &self,
+                keyring: &crate::secrets::Keyring,
+            ) -> Result<ResealReport, RepositoryError> {
+                (**self).reseal_all(keyring).await
             }
         }
 

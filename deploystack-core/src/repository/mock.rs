@@ -9,9 +9,10 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
-    LogLine, NewDeployment, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
-    Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, EnvVarId,
+    EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewEnvVar, NewProject, Page, PageRequest,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, ResealReport,
+    Retention, SealedEnvVar, StoredLogLine,
 };
 
 mockall::mock! {
@@ -119,6 +120,38 @@ mockall::mock! {
             name: &ProjectName,
             limit: u32,
         ) -> Result<Vec<ProductionChange>, RepositoryError>;
+    }
+    #[async_trait]
+    impl EnvRepository for Repository {
+        async fn create_env_var(
+            &self,
+            project: &ProjectName,
+            new: &NewEnvVar,
+        ) -> Result<SealedEnvVar, RepositoryError>;
+        async fn list_env_vars(
+            &self,
+            project: &ProjectName,
+        ) -> Result<Vec<SealedEnvVar>, RepositoryError>;
+        async fn get_env_var(
+            &self,
+            project: &ProjectName,
+            id: &EnvVarId,
+        ) -> Result<SealedEnvVar, RepositoryError>;
+        async fn update_env_var(
+            &self,
+            project: &ProjectName,
+            id: &EnvVarId,
+            update: &EnvVarUpdate,
+        ) -> Result<SealedEnvVar, RepositoryError>;
+        async fn delete_env_var(
+            &self,
+            project: &ProjectName,
+            id: &EnvVarId,
+        ) -> Result<(), RepositoryError>;
+        async fn reseal_all(
+            &self,
+            keyring: &crate::secrets::Keyring,
+        ) -> Result<ResealReport, RepositoryError>;
     }
     #[async_trait]
     impl IdempotencyKeys for Repository {

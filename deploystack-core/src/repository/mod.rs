@@ -6,6 +6,7 @@
 //! [`DeploymentRepository`] (`deployments.rs`: life cycle, claims, leases, fencing),
 //! [`LogRepository`] (`logs.rs`), [`FileRepository`] (`files.rs`: manifests and blobs),
 //! [`ProjectRepository`] (`projects.rs`: projects, production and its history),
+//! [`EnvRepository`] (`env.rs`: projects' environment variables, sealed, and key rotation),
 //! [`IdempotencyKeys`] (`idempotency.rs`: the kept answers of retried requests).
 //! Methods of every aggregate are callable on `dyn Repository` without importing anything;
 //! code holding a concrete adapter imports [`prelude`]. The SQL adapters share their row
@@ -23,6 +24,7 @@
 //! [`Services`](crate::Services) holds.
 
 mod deployments;
+mod env;
 mod files;
 mod forward;
 pub mod idempotency;
@@ -42,6 +44,7 @@ use async_trait::async_trait;
 use crate::model::{ContentHash, Deployment, DeploymentStatus, FileEntry, LogLine};
 
 pub use deployments::DeploymentRepository;
+pub use env::{EnvRepository, MAX_PROJECT_ENV_VARS};
 pub use files::FileRepository;
 pub use idempotency::{IdempotencyKeys, Reservation, StoredAnswer};
 pub use logs::LogRepository;
@@ -54,13 +57,15 @@ pub use projects::ProjectRepository;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteRepository;
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::is_in_memory as is_sqlite_in_memory;
 
 /// Every trait of the port, for callers that hold a concrete adapter rather than
 /// `dyn Repository` (whose methods need no import): `use deploystack_core::repository::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeploymentRepository, FileRepository, IdempotencyKeys, LogRepository, ProjectRepository,
-        Repository,
+        DeploymentRepository, EnvRepository, FileRepository, IdempotencyKeys, LogRepository,
+        ProjectRepository, Repository,
     };
 }
 
@@ -131,6 +136,7 @@ pub trait Repository:
     + LogRepository
     + FileRepository
     + ProjectRepository
+    + EnvRepository
     + IdempotencyKeys
     + Send
     + Sync

@@ -69,6 +69,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{PgExecutor, Row, SqlSafeStr};
 use time::OffsetDateTime;
 
+mod env;
 mod idempotency;
 mod projects;
 
@@ -133,6 +134,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "idempotency keys".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0006_idempotency_keys.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            7,
+            "env vars".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0007_env_vars.sql").into_sql_str(),
             false,
         ),
         Migration::new(

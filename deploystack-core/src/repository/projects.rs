@@ -10,7 +10,8 @@
 //! - `publish` moves production to a production-target deployment of an existing project in
 //!   the transaction that makes it `READY`, unless production is pinned.
 //! - `delete_project` marks every deployment of the project deleted (as `delete_deployment`
-//!   does, manifests dropped), and drops the project and its history, in one transaction.
+//!   does, manifests dropped), and drops the project, its history and its environment
+//!   variables, in one transaction.
 
 use async_trait::async_trait;
 

@@ -50,6 +50,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
+mod env;
 mod idempotency;
 mod projects;
 
@@ -113,6 +114,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "idempotency keys".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0006_idempotency_keys.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            7,
+            "env vars".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0007_env_vars.sql").into_sql_str(),
             false,
         ),
         Migration::new(
@@ -1036,7 +1044,7 @@ fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
 }
 
 /// Whether `url` names an in-memory database (as sqlx parses it).
-fn is_in_memory(url: &str) -> bool {
+pub(crate) fn is_in_memory(url: &str) -> bool {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");

@@ -6,6 +6,7 @@
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
 //!   the history of production).
 //! - [`desired`]: `PUT /api/v1/projects/{name}`, a project's whole document as desired state.
+//! - [`env`](mod@env): a project's environment variables (values sealed at rest; who sees which).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
@@ -22,6 +23,7 @@
 pub mod deployments;
 pub mod desired;
 pub mod docs;
+pub mod env;
 pub mod health;
 pub mod metrics;
 pub mod projects;
@@ -111,6 +113,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::promote))
         .routes(routes!(projects::rollback))
         .routes(routes!(projects::production))
+        .routes(routes!(env::list, env::create))
+        .routes(routes!(env::get, env::update, env::delete))
 }
 
 async fn api_not_found() -> ApiError {

@@ -429,7 +429,7 @@ pub(crate) fn parse_name(raw: &str, field: &'static str) -> Result<ProjectName, 
 }
 
 /// A name in the path: one that cannot be a project is simply not found.
-fn path_name(raw: &str) -> Result<ProjectName, ApiError> {
+pub(crate) fn path_name(raw: &str) -> Result<ProjectName, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -483,7 +483,7 @@ fn field_of(message: &str) -> Option<String> {
             !path.is_empty()
                 && path
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'[' | b']'))
         })
 }
 

@@ -375,7 +375,7 @@ pub async fn deleting_a_project_deletes_its_deployments_and_history(repo: &dyn R
 }
 
 /// A random valid project name starting with `prefix`.
-fn random_name(prefix: &str) -> ProjectName {
+pub(super) fn random_name(prefix: &str) -> ProjectName {
     let id = DeploymentId::random().to_string();
     format!("{prefix}-{}", &id[..12])
         .parse()
@@ -391,7 +391,7 @@ fn new_project(name: &ProjectName) -> NewProject {
 }
 
 /// A new project with a random name.
-async fn project(repo: &dyn Repository, prefix: &str) -> ProjectName {
+pub(super) async fn project(repo: &dyn Repository, prefix: &str) -> ProjectName {
     let name = random_name(prefix);
     repo.create_project(&new_project(&name))
         .await
