@@ -145,3 +145,99 @@ async fn a_bad_document_changes_nothing_and_names_the_field() {
         .unwrap();
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn variables_follow_the_document_and_a_second_apply_changes_nothing() {
+    let server = Server::start().await;
+    let document = json!({
+        "env": [
+            {"key": "API_URL", "value": "https://api.example", "targets": ["production"], "type": "plain"},
+            {"key": "API_URL", "value": "https://staging.example", "targets": ["preview", "development"], "type": "plain"},
+            {"key": "TOKEN", "value": "s3cr3t-value", "targets": ["production", "preview"], "type": "sensitive"},
+        ],
+    });
+    let (status, first) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/vars",
+        Some(document.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let made = names(&first["changes"]);
+    assert_eq!(made.len(), 4, "{made:?}");
+    assert_eq!(made[0], "created project vars");
+    assert!(
+        made[1..].iter().all(|c| c.starts_with("created env ")),
+        "{made:?}"
+    );
+
+    // Sensitive values are compared without ever being shown: the same document is no change.
+    let (status, second) = call(&server, "PUT", "/api/v1/projects/vars", Some(document)).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["changes"], json!([]));
+
+    // Change one value, drop a variable: exactly those two changes.
+    let (status, third) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/vars",
+        Some(json!({"env": [
+            {"key": "API_URL", "value": "https://api2.example", "targets": ["production"], "type": "plain"},
+            {"key": "TOKEN", "value": "s3cr3t-value", "targets": ["preview", "production"], "type": "sensitive"},
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{third}");
+    let mut made = names(&third["changes"]);
+    made.sort();
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert!(made[0].starts_with("deleted env API_URL"), "{made:?}");
+    assert!(made[1].starts_with("updated env API_URL"), "{made:?}");
+
+    let (_, listed) = call(
+        &server,
+        "GET",
+        "/api/v1/projects/vars/env?decrypt=true",
+        None,
+    )
+    .await;
+    let mut seen: Vec<(String, Value)> = listed["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["key"].as_str().unwrap().to_owned(),
+                v.get("value").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        [
+            ("API_URL".to_owned(), json!("https://api2.example")),
+            ("TOKEN".to_owned(), Value::Null),
+        ],
+        "{listed}"
+    );
+
+    // A bad variable refuses the whole document: the settings in it are not applied either.
+    let (status, refused) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/vars",
+        Some(json!({
+            "build_settings": {"framework": "vite"},
+            "env": [{"key": "1BAD", "value": "x", "targets": ["production"]}],
+        })),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["field"], "env[0].key", "{refused}");
+    let (_, read) = call(&server, "GET", "/api/v1/projects/vars", None).await;
+    assert_eq!(read["build_settings"], json!({}), "{read}");
+    let (_, listed) = call(&server, "GET", "/api/v1/projects/vars/env", None).await;
+    assert_eq!(listed["env"].as_array().unwrap().len(), 2, "{listed}");
+}

@@ -24,7 +24,21 @@ use crate::model::{
     ProjectUpdate, Retention,
 };
 use crate::services::Services;
+use crate::services::env::{self, DesiredEnvVar, EnvError};
 use crate::services::projects::{self, ProjectError};
+
+/// Why an apply was refused or stopped: the error of the part it was applying, which names
+/// the field (`retention.keep_previews`, `env[2].key`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DesiredError {
+    /// The project or its settings.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// Its environment variables.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+}
 
 /// A project's whole document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +47,8 @@ pub struct DesiredProject {
     pub build_settings: BuildSettings,
     /// What to keep of its previews; default: keep everything.
     pub retention: Retention,
+    /// Its environment variables, all of them.
+    pub env: Vec<DesiredEnvVar>,
 }
 
 /// What an apply did.
@@ -51,10 +67,11 @@ pub async fn apply(
     services: &Services,
     name: &ProjectName,
     desired: DesiredProject,
-) -> Result<Applied, ProjectError> {
+) -> Result<Applied, DesiredError> {
     projects::check_name(name)?;
-    desired.retention.validate()?;
+    desired.retention.validate().map_err(ProjectError::from)?;
     projects::validate_build_settings(&desired.build_settings)?;
+    env::validate_desired(&desired.env)?;
 
     let mut changes = Vec::new();
     let (project, created) = match projects::get(services, name).await {
@@ -76,10 +93,10 @@ pub async fn apply(
                 }
                 // A concurrent apply created it first: bring that one in line.
                 Err(ProjectError::NameTaken(_)) => (projects::get(services, name).await?, false),
-                Err(err) => return Err(err),
+                Err(err) => return Err(err.into()),
             }
         }
-        Err(err) => return Err(err),
+        Err(err) => return Err(err.into()),
     };
 
     let mut update = ProjectUpdate::default();
@@ -104,6 +121,7 @@ pub async fn apply(
     } else {
         projects::update(services, name, update).await?
     };
+    changes.extend(env::sync(services, name, &desired.env).await?);
 
     Ok(Applied {
         project,

@@ -10,11 +10,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deploystack_core::model::{BuildSettings, Change, Retention};
-use deploystack_core::services::desired::{self, DesiredProject};
+use deploystack_core::services::desired::{self, DesiredError, DesiredProject};
+use deploystack_core::services::env::DesiredEnvVar;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::env::{CreateEnvBody, env_error};
 use crate::routes::projects::{ProjectView, bad_body, parse_name, project_error};
 use crate::state::AppState;
 
@@ -28,6 +30,10 @@ pub struct ProjectDocument {
     /// What to keep of its previews (left out: keep everything).
     #[serde(default)]
     pub retention: Retention,
+    /// Every environment variable of the project (left out: none).
+    #[serde(default)]
+    #[schema(value_type = Vec<CreateEnvBody>)]
+    pub env: Vec<DesiredEnvVar>,
 }
 
 /// The answer: the project as it is now and what the apply changed.
@@ -68,10 +74,15 @@ pub async fn put(
         DesiredProject {
             build_settings: document.build_settings,
             retention: document.retention,
+            env: document.env,
         },
     )
     .await
-    .map_err(project_error)?;
+    .map_err(|err| match err {
+        DesiredError::Project(err) => project_error(err),
+        DesiredError::Env(err) => env_error(err),
+        other => ApiError::internal(other),
+    })?;
     let status = if applied.created {
         StatusCode::CREATED
     } else {
