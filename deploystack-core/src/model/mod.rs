@@ -6,6 +6,7 @@
 mod build;
 mod change;
 mod deployment;
+mod domain;
 mod file;
 mod ids;
 #[cfg(feature = "openapi")]
@@ -18,6 +19,7 @@ pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
     PageRequest, StoredLogLine, Target,
 };
+pub use domain::{Domain, NewDomain};
 pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};
 pub use project::{

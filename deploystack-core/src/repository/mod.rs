@@ -1,4 +1,5 @@
-//! The `Repository` port: the source of truth for deployments, builds, logs, files and blobs.
+//! The `Repository` port: the source of truth for deployments, builds, logs, files, blobs,
+//! projects and their domains.
 //!
 //! # Layout: one trait per aggregate
 //! [`Repository`] is the one port callers hold (`Arc<dyn Repository>`); it is the sum of one
@@ -6,6 +7,7 @@
 //! [`DeploymentRepository`] (`deployments.rs`: life cycle, claims, leases, fencing),
 //! [`LogRepository`] (`logs.rs`), [`FileRepository`] (`files.rs`: manifests and blobs),
 //! [`ProjectRepository`] (`projects.rs`: projects, production and its history),
+//! [`DomainRepository`] (`domains.rs`: custom domains, their verification and re-checks),
 //! [`IdempotencyKeys`] (`idempotency.rs`: the kept answers of retried requests).
 //! Methods of every aggregate are callable on `dyn Repository` without importing anything;
 //! code holding a concrete adapter imports [`prelude`]. The SQL adapters share their row
@@ -23,6 +25,7 @@
 //! [`Services`](crate::Services) holds.
 
 mod deployments;
+mod domains;
 mod files;
 mod forward;
 pub mod idempotency;
@@ -42,6 +45,7 @@ use async_trait::async_trait;
 use crate::model::{ContentHash, Deployment, DeploymentStatus, FileEntry, LogLine};
 
 pub use deployments::DeploymentRepository;
+pub use domains::DomainRepository;
 pub use files::FileRepository;
 pub use idempotency::{IdempotencyKeys, Reservation, StoredAnswer};
 pub use logs::LogRepository;
@@ -59,8 +63,8 @@ pub use sqlite::SqliteRepository;
 /// `dyn Repository` (whose methods need no import): `use deploystack_core::repository::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeploymentRepository, FileRepository, IdempotencyKeys, LogRepository, ProjectRepository,
-        Repository,
+        DeploymentRepository, DomainRepository, FileRepository, IdempotencyKeys, LogRepository,
+        ProjectRepository, Repository,
     };
 }
 
@@ -131,6 +135,7 @@ pub trait Repository:
     + LogRepository
     + FileRepository
     + ProjectRepository
+    + DomainRepository
     + IdempotencyKeys
     + Send
     + Sync

@@ -69,6 +69,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{PgExecutor, Row, SqlSafeStr};
 use time::OffsetDateTime;
 
+mod domains;
 mod idempotency;
 mod projects;
 
@@ -133,6 +134,14 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "idempotency keys".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0006_idempotency_keys.sql").into_sql_str(),
+            false,
+        ),
+        // 7 is the environment variables' migration.
+        Migration::new(
+            8,
+            "domains".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0008_domains.sql").into_sql_str(),
             false,
         ),
     ])

@@ -50,6 +50,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
+mod domains;
 mod idempotency;
 mod projects;
 
@@ -113,6 +114,14 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "idempotency keys".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0006_idempotency_keys.sql").into_sql_str(),
+            false,
+        ),
+        // 7 is the environment variables' migration.
+        Migration::new(
+            8,
+            "domains".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0008_domains.sql").into_sql_str(),
             false,
         ),
     ])

@@ -11,8 +11,9 @@
 //! ## Why a trait?
 //! Deployment hosts are a rule that needs no lookup ([`DeploymentHostResolver`]). Project
 //! hosts (`<project>.<base-domain>`) need the repository: [`ProjectHostResolver`] asks the
-//! deployment rule first and looks up the rest. Verified custom domains will be one more
-//! lookup of the same kind, so the HTTP layer does not change.
+//! deployment rule first and looks up the rest. Verified custom domains are one more
+//! lookup of the same kind, asked for names outside the base domain before they are taken
+//! for the platform (`services::domains::resolve_host`).
 //!
 //! ## Why is an unknown name under the base domain a 404?
 //! Every name under the base domain is a tenant origin. Falling back to the platform (API,
@@ -147,7 +148,7 @@ impl BaseDomain {
 }
 
 /// What a request's host is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HostTarget {
     /// The platform: API, health checks, path-based serving (`/<deployment-id>/…`).
@@ -159,6 +160,16 @@ pub enum HostTarget {
     /// A project's host (`<project>.<base-domain>`) while the project has no production
     /// deployment yet: a 404 that says so.
     NoProduction,
+    /// A custom domain that redirects: answer `status` to the same path and query on `to`.
+    Redirect {
+        /// The domain to send visitors to.
+        to: crate::domains::DomainName,
+        /// 301, 302, 307 or 308.
+        status: crate::domains::RedirectStatus,
+    },
+    /// A custom domain that is not verified yet, or redirects through one that is not: a
+    /// 404 that says so.
+    DomainNotReady,
 }
 
 /// Why a host could not be resolved (never "it is unknown": that is [`HostTarget::NotFound`]).
@@ -217,7 +228,9 @@ impl HostResolver for DeploymentHostResolver {
 }
 
 /// The project rule on top of the deployment rule: `<project>.<base-domain>` serves the
-/// project's current production deployment.
+/// project's current production deployment, and a verified custom domain (a name outside
+/// the base domain) serves its project's production or redirects
+/// (`crate::services::domains::resolve_host`).
 ///
 /// The project is read through the repository handed in — in a server, the read cache's
 /// decorator, which answers warm hosts from memory and is told on every node when production
@@ -257,6 +270,19 @@ impl std::fmt::Debug for ProjectHostResolver {
 impl HostResolver for ProjectHostResolver {
     async fn resolve(&self, host: &HostName) -> Result<HostTarget, HostError> {
         let target = self.deployments.target(host);
+        if target == HostTarget::Platform && !host.is_ip() {
+            // A name outside the base domain may be a project's custom domain; a name that
+            // cannot be one (`localhost`) is the platform without a look-up.
+            if let Ok(domain) = crate::domains::DomainName::parse(host.as_str()) {
+                return match crate::services::domains::resolve_host(&*self.repository, &domain)
+                    .await
+                {
+                    Ok(Some(target)) => Ok(target),
+                    Ok(None) => Ok(HostTarget::Platform),
+                    Err(err) => Err(HostError::Unavailable(err)),
+                };
+            }
+        }
         if target != HostTarget::NotFound {
             return Ok(target);
         }

@@ -8,6 +8,8 @@
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`projects`]: projects, and moving their production (promote, rollback).
+//! - [`domains`]: custom domains of projects — add, verify, re-check, sync, what a host
+//!   serves.
 //! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.
 //! - [`scratch`]: where upload spools and build folders live, swept after a crash.
@@ -16,6 +18,7 @@
 pub mod compression;
 pub mod deployments;
 pub mod disk;
+pub mod domains;
 pub mod hosts;
 pub mod ingest;
 pub mod pipeline;

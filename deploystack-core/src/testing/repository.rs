@@ -11,6 +11,7 @@
 //! Timestamps handed to the repository are whole milliseconds, the coarsest precision an
 //! adapter may store.
 
+mod domains;
 mod projects;
 
 use std::collections::HashSet;
@@ -25,6 +26,7 @@ use crate::model::{
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
+pub use domains::*;
 pub use projects::*;
 
 /// A lease long enough never to run out during a test.
@@ -55,6 +57,7 @@ pub async fn run_all(repo: &dyn Repository) {
     encodings_round_trip_and_keep_their_blobs(repo).await;
     stalled_deployments_are_found(repo).await;
     run_projects(repo).await;
+    run_domains(repo).await;
     crate::testing::idempotency::run_all(repo).await;
 }
 

@@ -5,6 +5,7 @@
 //!   followed live as server-sent events).
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
 //!   the history of production).
+//! - [`domains`]: custom domains of projects (add, list, get, verify, remove).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
@@ -20,6 +21,7 @@
 
 pub mod deployments;
 pub mod docs;
+pub mod domains;
 pub mod health;
 pub mod metrics;
 pub mod projects;
@@ -110,6 +112,9 @@ fn api() -> OpenApiRouter<AppState> {
         .route("/v1/projects/{name}/promote", post(projects::promote))
         .route("/v1/projects/{name}/rollback", post(projects::rollback))
         .route("/v1/projects/{name}/production", get(projects::production))
+        .routes(routes!(domains::list, domains::create))
+        .routes(routes!(domains::get, domains::delete))
+        .routes(routes!(domains::verify))
 }
 
 async fn api_not_found() -> ApiError {

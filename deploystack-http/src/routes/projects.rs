@@ -319,7 +319,7 @@ fn parse_name(raw: &str, field: &'static str) -> Result<ProjectName, ApiError> {
 }
 
 /// A name in the path: one that cannot be a project is simply not found.
-fn path_name(raw: &str) -> Result<ProjectName, ApiError> {
+pub(crate) fn path_name(raw: &str) -> Result<ProjectName, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -342,7 +342,7 @@ fn parse_deployment(raw: &str) -> Result<DeploymentId, ApiError> {
 }
 
 /// A body that is not the JSON expected: 400, with serde's message (which names the field).
-fn bad_body(rejection: JsonRejection) -> ApiError {
+pub(crate) fn bad_body(rejection: JsonRejection) -> ApiError {
     let status = match rejection {
         JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::BAD_REQUEST,
