@@ -110,7 +110,9 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (3, true),
                 (4, true),
                 (5, true),
-                (6, true)
+                (6, true),
+                // 7 is the environment variables' migration.
+                (8, true)
             ],
             "round {round}"
         );
