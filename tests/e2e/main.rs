@@ -18,6 +18,7 @@ mod cluster_projects;
 mod compression;
 mod custom_strategy;
 mod deploy;
+mod domains;
 mod faults;
 mod hardening;
 mod hosts;
