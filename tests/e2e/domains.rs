@@ -138,14 +138,21 @@ async fn a_domain_serves_production_once_its_txt_record_is_verified() {
     // Unverified: not served, and the page says why.
     let answer = get_on(&server, "www.shop.example", "/").await;
     assert_eq!(answer.status, 404);
-    assert!(body_of(&answer).contains("not verified"), "{}", body_of(&answer));
+    assert!(
+        body_of(&answer).contains("not verified"),
+        "{}",
+        body_of(&answer)
+    );
 
     // No record yet: the check says what to publish.
     let checked = verify(&server, "shop", "www.shop.example").await;
     assert_eq!(checked["verified"], false);
     assert_eq!(checked["check"]["result"], "record_missing");
     let message = checked["check"]["message"].as_str().unwrap();
-    assert!(message.contains("_deploystack.www.shop.example"), "{message}");
+    assert!(
+        message.contains("_deploystack.www.shop.example"),
+        "{message}"
+    );
     assert!(message.contains(&token), "{message}");
 
     // A wrong value: the check says what it found and what it expected.
@@ -201,7 +208,10 @@ async fn a_domain_serves_production_once_its_txt_record_is_verified() {
         None,
     )
     .await;
-    assert_eq!((status, &body["error"]["code"]), (404, &json!("domain_not_found")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("domain_not_found"))
+    );
 }
 
 #[tokio::test]
@@ -236,7 +246,10 @@ async fn a_pending_domain_is_verified_in_the_background_once_its_record_appears(
     assert_eq!(verified["next_check_at"], Value::Null);
     assert!(dns.queries() >= 1);
     let answer = get_on(&server, "blog.example.org", "/").await;
-    assert_eq!((answer.status, body_of(&answer)), (200, "blog v1".to_owned()));
+    assert_eq!(
+        (answer.status, body_of(&answer)),
+        (200, "blog v1".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -275,7 +288,10 @@ async fn redirects_wait_for_their_targets_and_keep_path_and_query() {
 
     // The apex is verified: it serves, and www now redirects to it.
     publish(&dns, &apex);
-    assert_eq!(verify(&server, "acme", "acme.example").await["status"], "active");
+    assert_eq!(
+        verify(&server, "acme", "acme.example").await["status"],
+        "active"
+    );
     let (_, now) = call(
         &server,
         "GET",
@@ -419,7 +435,10 @@ async fn refusals_name_the_rule_and_the_field() {
         }
     }
     let (status, answer) = add(&server, "nobody", json!({"name": "n.example"})).await;
-    assert_eq!((status, &answer["error"]["code"]), (404, &json!("project_not_found")));
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (404, &json!("project_not_found"))
+    );
     let (status, answer) = add(&server, "one", json!({"name": "taken.example"})).await;
     assert_eq!(status, 409, "{answer}");
     assert!(
@@ -457,6 +476,9 @@ async fn deleting_a_project_removes_its_domains_and_they_stop_serving() {
     assert_eq!(status, 201);
     let (status, again) = add(&server, "next", json!({"name": "gone.example.net"})).await;
     assert_eq!(status, 201, "{again}");
-    assert_ne!(again["verification"]["value"], domain["verification"]["value"]);
+    assert_ne!(
+        again["verification"]["value"],
+        domain["verification"]["value"]
+    );
     assert_eq!(again["verified"], false);
 }

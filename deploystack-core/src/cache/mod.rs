@@ -96,14 +96,14 @@ use time::OffsetDateTime;
 
 use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
-    BlobRef, ContentHash, Domain, NewDomain, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, NewProject, Page, PageRequest,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, Domain,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, NewDomain, NewProject, Page, PageRequest,
     ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, Retention,
     StoredLogLine, Target,
 };
 use crate::repository::{
-    Claim, DeploymentRepository, DomainRepository, FileRepository, LogRepository, ProjectRepository, PublishedBuild,
-    Repository, RepositoryError,
+    Claim, DeploymentRepository, DomainRepository, FileRepository, LogRepository,
+    ProjectRepository, PublishedBuild, Repository, RepositoryError,
 };
 
 pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, CachedStorage};
@@ -754,11 +754,8 @@ impl DomainRepository for CachedRepository {
             Err(RepositoryError::NotFound) => None,
             Err(err) => return Err(err),
         };
-        self.local.fill(
-            key,
-            Value::Domain(found.clone().map(Arc::new)),
-            generation,
-        );
+        self.local
+            .fill(key, Value::Domain(found.clone().map(Arc::new)), generation);
         found.ok_or(RepositoryError::NotFound)
     }
 

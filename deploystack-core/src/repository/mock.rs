@@ -10,10 +10,9 @@ use time::OffsetDateTime;
 use super::*;
 use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
-    Domain, NewDomain,
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, FileEntry,
-    LogLine, NewDeployment, NewProject, Page, PageRequest, ProductionChange, ProductionReason,
-    Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
+    FileEntry, LogLine, NewDeployment, NewDomain, NewProject, Page, PageRequest, ProductionChange,
+    ProductionReason, Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
 };
 
 mockall::mock! {

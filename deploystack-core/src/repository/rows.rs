@@ -167,9 +167,7 @@ pub(super) fn domain(row: &impl Columns) -> Result<crate::model::Domain, Reposit
             u16::try_from(code)
                 .ok()
                 .and_then(|code| crate::domains::RedirectStatus::try_from(code).ok())
-                .ok_or_else(|| {
-                    RepositoryError::Corrupt(format!("column redirect_status: {code}"))
-                })
+                .ok_or_else(|| RepositoryError::Corrupt(format!("column redirect_status: {code}")))
         })
         .transpose()?;
     let attempts = int(row, "check_attempts")?;

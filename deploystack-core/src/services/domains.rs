@@ -30,8 +30,8 @@ use serde::Deserialize;
 
 use crate::config::Config;
 use crate::domains::{
-    DomainName, DomainSpec, DomainVerifier, InvalidDomain, Readiness, RedirectError,
-    RedirectGraph, RedirectStatus, VerificationToken, VerifyOutcome,
+    DomainName, DomainSpec, DomainVerifier, InvalidDomain, Readiness, RedirectError, RedirectGraph,
+    RedirectStatus, VerificationToken, VerifyOutcome,
 };
 use crate::events::{Event, emit_best_effort};
 use crate::model::{Change, ChangeAction, ChangeKind, Domain, NewDomain, ProjectName};
@@ -353,10 +353,8 @@ async fn project_domains(
 /// DAG (a race, see the module docs) leave every domain of the tangle waiting.
 fn with_readiness(domains: Vec<Domain>) -> Vec<DomainState> {
     let specs: Vec<DomainSpec> = domains.iter().map(spec_of).collect();
-    let verified: BTreeMap<&DomainName, bool> = domains
-        .iter()
-        .map(|d| (&d.name, d.is_verified()))
-        .collect();
+    let verified: BTreeMap<&DomainName, bool> =
+        domains.iter().map(|d| (&d.name, d.is_verified())).collect();
     let states: BTreeMap<DomainName, Readiness> = match RedirectGraph::new(&specs) {
         Ok(graph) => graph
             .readiness(|name| verified.get(name).copied().unwrap_or(false))
@@ -371,7 +369,10 @@ fn with_readiness(domains: Vec<Domain>) -> Vec<DomainState> {
                 Some(state) => state.clone(),
                 None if !domain.is_verified() => Readiness::Unverified,
                 None => Readiness::WaitingFor(
-                    domain.redirect.clone().unwrap_or_else(|| domain.name.clone()),
+                    domain
+                        .redirect
+                        .clone()
+                        .unwrap_or_else(|| domain.name.clone()),
                 ),
             };
             DomainState { domain, readiness }
@@ -466,7 +467,10 @@ async fn create(
         name: spec.name.clone(),
         project: project.clone(),
         redirect: spec.redirect.clone(),
-        redirect_status: spec.redirect.as_ref().map(|_| spec.redirect_status.unwrap_or_default()),
+        redirect_status: spec
+            .redirect
+            .as_ref()
+            .map(|_| spec.redirect_status.unwrap_or_default()),
         token: VerificationToken::generate(),
         first_check_in: services.config.recheck_schedule().first,
     };
@@ -625,15 +629,25 @@ pub async fn sync(
         match current.get(name) {
             None => {
                 create(services, project, spec, &format!("domains[{n}].name")).await?;
-                changes.push(Change::new(ChangeAction::Created, ChangeKind::Domain, name.as_str()));
+                changes.push(Change::new(
+                    ChangeAction::Created,
+                    ChangeKind::Domain,
+                    name.as_str(),
+                ));
             }
-            Some(domain) if domain.redirect != spec.redirect || domain.redirect_status != status => {
+            Some(domain)
+                if domain.redirect != spec.redirect || domain.redirect_status != status =>
+            {
                 services
                     .repository
                     .set_domain_redirect(name, spec.redirect.clone(), status)
                     .await
                     .map_err(DomainError::Repository)?;
-                changes.push(Change::new(ChangeAction::Updated, ChangeKind::Domain, name.as_str()));
+                changes.push(Change::new(
+                    ChangeAction::Updated,
+                    ChangeKind::Domain,
+                    name.as_str(),
+                ));
             }
             Some(_) => {}
         }
@@ -644,7 +658,11 @@ pub async fn sync(
                 Ok(()) | Err(RepositoryError::NotFound) => {}
                 Err(err) => return Err(DomainError::Repository(err)),
             }
-            changes.push(Change::new(ChangeAction::Deleted, ChangeKind::Domain, name.as_str()));
+            changes.push(Change::new(
+                ChangeAction::Deleted,
+                ChangeKind::Domain,
+                name.as_str(),
+            ));
         }
     }
     Ok(changes)
@@ -675,17 +693,15 @@ pub async fn resolve_host(
                     to: to.clone(),
                     status: status.unwrap_or_default(),
                 },
-                (None, _) => {
-                    match repository.get_project(&domain.project).await {
-                        Ok(project) => project
-                            .production
-                            .map_or(HostTarget::NoProduction, |production| {
-                                HostTarget::Deployment(production.deployment_id)
-                            }),
-                        Err(RepositoryError::NotFound) => HostTarget::DomainNotReady,
-                        Err(err) => return Err(err),
-                    }
-                }
+                (None, _) => match repository.get_project(&domain.project).await {
+                    Ok(project) => project
+                        .production
+                        .map_or(HostTarget::NoProduction, |production| {
+                            HostTarget::Deployment(production.deployment_id)
+                        }),
+                    Err(RepositoryError::NotFound) => HostTarget::DomainNotReady,
+                    Err(err) => return Err(err),
+                },
             }));
         };
         let target = match repository.get_domain(&target).await {

@@ -27,7 +27,11 @@ const INSERT: &str = concat!(
     domain_columns!()
 );
 
-const SELECT: &str = concat!("SELECT ", domain_columns!(), " FROM domains WHERE name = $1");
+const SELECT: &str = concat!(
+    "SELECT ",
+    domain_columns!(),
+    " FROM domains WHERE name = $1"
+);
 
 const LIST: &str = concat!(
     "SELECT ",

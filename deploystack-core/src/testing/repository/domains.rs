@@ -67,7 +67,11 @@ pub async fn domains_are_created_read_listed_and_unique(repo: &dyn Repository) {
     assert_eq!(created.token, new.token);
     assert_eq!(created.verified_at, None);
     assert_eq!(created.check_attempts, 0);
-    assert!(created.next_check_at.is_some_and(|at| at > created.created_at));
+    assert!(
+        created
+            .next_check_at
+            .is_some_and(|at| at > created.created_at)
+    );
     assert_eq!(repo.get_domain(&www).await.expect("get_domain"), created);
     repo.create_domain(&new_domain(&project, &apex, LATER))
         .await
@@ -207,7 +211,11 @@ pub async fn due_domains_are_claimed_once(repo: &dyn Repository) {
     for claim in claims {
         for domain in claim.expect("claim_due_domains") {
             if domain.project == project {
-                assert!(!seen.contains(&domain.name), "{} claimed twice", domain.name);
+                assert!(
+                    !seen.contains(&domain.name),
+                    "{} claimed twice",
+                    domain.name
+                );
                 seen.push(domain.name);
             }
         }
@@ -217,7 +225,10 @@ pub async fn due_domains_are_claimed_once(repo: &dyn Repository) {
     expected.sort();
     assert_eq!(seen, expected, "every due domain once, nothing else");
     let again = repo.claim_due_domains(1000, LATER).await.expect("claim");
-    assert!(again.iter().all(|d| d.project != project), "held: {again:?}");
+    assert!(
+        again.iter().all(|d| d.project != project),
+        "held: {again:?}"
+    );
 
     // A failed check due at once makes it claimable again.
     repo.record_domain_check(&due[0], false, Duration::ZERO)
