@@ -717,3 +717,252 @@ pub async fn resolve_host(
     // Longer than any chain a DAG of this size allows: a cycle left by a race.
     Ok(Some(HostTarget::DomainNotReady))
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::model::NewProject;
+
+    fn spec(name: &str, redirect: Option<&str>) -> DomainSpec {
+        DomainSpec {
+            name: DomainName::parse(name).unwrap(),
+            redirect: redirect.map(|r| DomainName::parse(r).unwrap()),
+            redirect_status: None,
+        }
+    }
+
+    async fn services_with(projects: &[&str]) -> Services {
+        let config = Config {
+            public_url: Some("https://deploy.example.org".into()),
+            base_domain: "sites.example.org".into(),
+            ..Config::default()
+        };
+        let services = Services::in_memory(config).await.unwrap();
+        for name in projects {
+            crate::services::projects::create(
+                &services,
+                NewProject {
+                    name: name.parse().unwrap(),
+                    build_settings: Default::default(),
+                    retention: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        services
+    }
+
+    fn names(changes: &[Change]) -> Vec<(ChangeAction, &str)> {
+        changes
+            .iter()
+            .map(|c| (c.action, c.name.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn inputs_are_parsed_with_the_field_at_fault_named() {
+        let input = |name: &str, redirect: Option<&str>, status: Option<u16>| DomainInput {
+            name: name.into(),
+            redirect: redirect.map(Into::into),
+            redirect_status: status,
+        };
+        let parsed = parse_input(
+            &input("WWW.Example.COM.", Some("example.com"), Some(301)),
+            "",
+        )
+        .unwrap();
+        assert_eq!(parsed.name.as_str(), "www.example.com");
+        assert_eq!(
+            parsed.redirect_status,
+            Some(RedirectStatus::MovedPermanently)
+        );
+        let err = parse_inputs(&[
+            input("a.example", None, None),
+            input("*.example", None, None),
+        ])
+        .unwrap_err();
+        assert_eq!(err.field(), Some("domains[1].name"));
+        assert_eq!(err.code(), "invalid_domain");
+        let err = parse_input(&input("a.example", Some("http://b"), None), "").unwrap_err();
+        assert_eq!(err.field(), Some("redirect"));
+        let err = parse_input(&input("a.example", Some("b.example"), Some(303)), "").unwrap_err();
+        assert_eq!(err.field(), Some("redirect_status"));
+    }
+
+    #[test]
+    fn the_platforms_names_are_reserved_and_cycles_are_spelt_out() {
+        let config = Config {
+            public_url: Some("https://deploy.example.org:8443/".into()),
+            base_domain: "sites.example.org".into(),
+            ..Config::default()
+        };
+        for (n, name) in [
+            "sites.example.org",
+            "shop.sites.example.org",
+            "deploy.example.org",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut list = vec![spec("fine.example", None)];
+            list.insert(n.min(1), spec(name, None));
+            let err = validate_desired(&config, &list).unwrap_err();
+            assert_eq!(err.code(), "domain_reserved", "{name}");
+            assert_eq!(
+                err.field(),
+                Some(format!("domains[{}].name", n.min(1)).as_str())
+            );
+        }
+        let err = validate_desired(
+            &config,
+            &[
+                spec("b.example", Some("c.example")),
+                spec("a.example", Some("b.example")),
+                spec("c.example", Some("a.example")),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "redirect_cycle");
+        assert!(
+            err.to_string()
+                .contains("a.example → b.example → c.example → a.example"),
+            "{err}"
+        );
+        let err = validate_desired(&config, &[spec("w.example", Some("x.example"))]).unwrap_err();
+        assert_eq!(err.field(), Some("domains[0].redirect"));
+        assert!(validate_desired(&config, &[spec("example.com", None)]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn sync_creates_updates_and_deletes_and_a_second_apply_changes_nothing() {
+        let services = services_with(&["shop", "other"]).await;
+        let shop: ProjectName = "shop".parse().unwrap();
+        let desired = [
+            spec("www.shop.example", Some("shop.example")),
+            spec("shop.example", None),
+        ];
+        let changes = sync(&services, &shop, &desired).await.unwrap();
+        // Targets first.
+        assert_eq!(
+            names(&changes),
+            [
+                (ChangeAction::Created, "shop.example"),
+                (ChangeAction::Created, "www.shop.example")
+            ]
+        );
+        assert!(sync(&services, &shop, &desired).await.unwrap().is_empty());
+        let token = get(&services, &shop, "shop.example")
+            .await
+            .unwrap()
+            .domain
+            .token;
+
+        let desired = [
+            DomainSpec {
+                redirect_status: Some(RedirectStatus::Found),
+                ..spec("www.shop.example", Some("shop.example"))
+            },
+            spec("shop.example", None),
+            spec("blog.shop.example", None),
+        ];
+        let changes = sync(&services, &shop, &desired).await.unwrap();
+        assert_eq!(
+            names(&changes),
+            [
+                (ChangeAction::Created, "blog.shop.example"),
+                (ChangeAction::Updated, "www.shop.example")
+            ]
+        );
+        let changes = sync(&services, &shop, &[spec("shop.example", None)])
+            .await
+            .unwrap();
+        let mut deleted = names(&changes);
+        deleted.sort_by_key(|(_, name)| *name);
+        assert_eq!(
+            deleted,
+            [
+                (ChangeAction::Deleted, "blog.shop.example"),
+                (ChangeAction::Deleted, "www.shop.example")
+            ]
+        );
+        // A domain that stays keeps its token.
+        let kept = get(&services, &shop, "shop.example").await.unwrap();
+        assert_eq!(kept.domain.token, token);
+
+        // Another project's name is refused before anything is written.
+        let other: ProjectName = "other".parse().unwrap();
+        let err = sync(
+            &services,
+            &other,
+            &[spec("new.example", None), spec("shop.example", None)],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), "domain_taken");
+        assert_eq!(err.field(), Some("domains[1].name"));
+        assert!(!err.to_string().contains("shop "), "{err}");
+        assert!(list(&services, &other).await.unwrap().is_empty());
+        let err = sync(&services, &"nobody".parse().unwrap(), &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "project_not_found");
+    }
+
+    #[tokio::test]
+    async fn a_host_serves_only_when_it_and_its_targets_are_verified() {
+        let services = services_with(&["acme"]).await;
+        let acme: ProjectName = "acme".parse().unwrap();
+        sync(
+            &services,
+            &acme,
+            &[
+                spec("acme.example", None),
+                spec("www.acme.example", Some("acme.example")),
+            ],
+        )
+        .await
+        .unwrap();
+        let repo = services.repository.as_ref();
+        let (apex, www) = (
+            DomainName::parse("acme.example").unwrap(),
+            DomainName::parse("www.acme.example").unwrap(),
+        );
+        let unknown = DomainName::parse("nobody.example").unwrap();
+        assert_eq!(resolve_host(repo, &unknown).await.unwrap(), None);
+        assert_eq!(
+            resolve_host(repo, &www).await.unwrap(),
+            Some(HostTarget::DomainNotReady)
+        );
+        repo.record_domain_check(&www, true, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            resolve_host(repo, &www).await.unwrap(),
+            Some(HostTarget::DomainNotReady),
+            "www waits for the apex"
+        );
+        let states = list(&services, &acme).await.unwrap();
+        assert_eq!(states[1].readiness, Readiness::WaitingFor(apex.clone()));
+        repo.record_domain_check(&apex, true, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            resolve_host(repo, &www).await.unwrap(),
+            Some(HostTarget::Redirect {
+                to: apex.clone(),
+                status: RedirectStatus::PermanentRedirect
+            })
+        );
+        // No production yet.
+        assert_eq!(
+            resolve_host(repo, &apex).await.unwrap(),
+            Some(HostTarget::NoProduction)
+        );
+        let err = delete(&services, &acme, "acme.example").await.unwrap_err();
+        assert_eq!(err.code(), "domain_in_use");
+        assert!(err.to_string().contains("www.acme.example"), "{err}");
+        delete(&services, &acme, "WWW.acme.example").await.unwrap();
+        assert_eq!(resolve_host(repo, &www).await.unwrap(), None);
+    }
+}
