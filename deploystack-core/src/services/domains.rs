@@ -725,8 +725,8 @@ mod tests {
 
     fn spec(name: &str, redirect: Option<&str>) -> DomainSpec {
         DomainSpec {
-            name: DomainName::parse(name).unwrap(),
-            redirect: redirect.map(|r| DomainName::parse(r).unwrap()),
+            name: DomainName::parse(name).expect("a valid domain"),
+            redirect: redirect.map(|r| DomainName::parse(r).expect("a valid domain")),
             redirect_status: None,
         }
     }
@@ -737,18 +737,18 @@ mod tests {
             base_domain: "sites.example.org".into(),
             ..Config::default()
         };
-        let services = Services::in_memory(config).await.unwrap();
+        let services = Services::in_memory(config).await.expect("services");
         for name in projects {
             crate::services::projects::create(
                 &services,
                 NewProject {
-                    name: name.parse().unwrap(),
+                    name: name.parse().expect("a project name"),
                     build_settings: Default::default(),
                     retention: Default::default(),
                 },
             )
             .await
-            .unwrap();
+            .expect("create a project");
         }
         services
     }
