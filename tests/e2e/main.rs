@@ -14,6 +14,8 @@ mod builds;
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
 #[cfg(all(feature = "postgres", feature = "redis"))]
+mod cluster_domains;
+#[cfg(all(feature = "postgres", feature = "redis"))]
 mod cluster_projects;
 mod compression;
 mod custom_strategy;
