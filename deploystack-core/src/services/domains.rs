@@ -909,6 +909,77 @@ mod tests {
         assert_eq!(err.code(), "project_not_found");
     }
 
+    /// The background pass claims due domains, looks each up, records the result with the
+    /// next delay, and announces a verification.
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_background_pass_verifies_due_domains_and_reschedules_the_others() {
+        let dns = crate::testing::dns::DnsTestServer::start()
+            .await
+            .expect("dns server");
+        let config = Config {
+            dns_servers: vec![dns.addr()],
+            domain_recheck_secs: 100,
+            ..Config::default()
+        };
+        let services = Services::in_memory(config).await.expect("services");
+        let project: ProjectName = "bg".parse().expect("name");
+        crate::services::projects::create(
+            &services,
+            NewProject {
+                name: project.clone(),
+                build_settings: Default::default(),
+                retention: Default::default(),
+            },
+        )
+        .await
+        .expect("project");
+        let mut events = services.broadcast.subscribe();
+        sync(
+            &services,
+            &project,
+            &[spec("found.example", None), spec("missing.example", None)],
+        )
+        .await
+        .expect("sync");
+        for name in ["found.example", "missing.example"] {
+            services
+                .repository
+                .record_domain_check(
+                    &DomainName::parse(name).expect("name"),
+                    false,
+                    Duration::ZERO,
+                )
+                .await
+                .expect("make it due now (one failed check so far)");
+        }
+        let found = get(&services, &project, "found.example")
+            .await
+            .expect("domain");
+        dns.set_txt("_deploystack.found.example", &[found.domain.token.as_str()]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        assert_eq!(recheck_due(&services).await.expect("recheck"), 1);
+        let states = list(&services, &project).await.expect("list");
+        let (found, missing) = (&states[0].domain, &states[1].domain);
+        assert!(found.is_verified());
+        assert_eq!(states[0].readiness, Readiness::Ready);
+        assert!(!missing.is_verified());
+        assert_eq!(missing.check_attempts, 2);
+        let next = missing.next_check_at.expect("rescheduled");
+        // The delay after the second failed check: 200 s, less up to a fifth.
+        let wait = next - missing.updated_at.max(time::OffsetDateTime::now_utc());
+        assert!(wait > time::Duration::seconds(150), "{wait}");
+        match events.recv().await.expect("an event") {
+            Event::DomainVerified { project, domain } => {
+                assert_eq!((project.as_str(), domain.as_str()), ("bg", "found.example"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // Nothing is due any more.
+        assert_eq!(recheck_due(&services).await.expect("recheck"), 0);
+    }
+
     #[tokio::test]
     async fn a_host_serves_only_when_it_and_its_targets_are_verified() {
         let services = services_with(&["acme"]).await;
