@@ -241,6 +241,8 @@ impl HostResolver for DeploymentHostResolver {
 pub struct ProjectHostResolver {
     deployments: DeploymentHostResolver,
     base: BaseDomain,
+    /// The platform's own named host (the public URL's), answered without a look-up.
+    platform_host: Option<String>,
     repository: std::sync::Arc<dyn crate::repository::Repository>,
 }
 
@@ -253,8 +255,18 @@ impl ProjectHostResolver {
         Self {
             deployments: DeploymentHostResolver::new(base.clone()),
             base,
+            platform_host: None,
             repository,
         }
+    }
+
+    /// The same resolver, answering `host` (the public URL's host) as the platform without
+    /// looking it up as a custom domain, so the API and `/healthz` on that name do not depend
+    /// on the repository. The base domain itself is never looked up either; neither can be
+    /// a custom domain (`services::domains` refuses both).
+    pub fn with_platform_host(mut self, host: Option<&str>) -> Self {
+        self.platform_host = host.map(str::to_ascii_lowercase);
+        self
     }
 }
 
@@ -270,7 +282,9 @@ impl std::fmt::Debug for ProjectHostResolver {
 impl HostResolver for ProjectHostResolver {
     async fn resolve(&self, host: &HostName) -> Result<HostTarget, HostError> {
         let target = self.deployments.target(host);
-        if target == HostTarget::Platform && !host.is_ip() {
+        let platform_name = host.as_str() == self.base.as_str()
+            || self.platform_host.as_deref() == Some(host.as_str());
+        if target == HostTarget::Platform && !host.is_ip() && !platform_name {
             // A name outside the base domain may be a project's custom domain; a name that
             // cannot be one (`localhost`) is the platform without a look-up.
             if let Ok(domain) = crate::domains::DomainName::parse(host.as_str()) {
@@ -462,5 +476,40 @@ mod tests {
         assert_eq!(resolve("a.site.localhost").await, HostTarget::NotFound);
         assert_eq!(resolve("localhost:8000").await, HostTarget::Platform);
         assert_eq!(resolve("site.example.com").await, HostTarget::Platform);
+    }
+
+    /// A name outside the base domain is looked up as a custom domain, except the base
+    /// domain itself and the platform's own host, which answer without the repository: the
+    /// API and `/healthz` there keep working while the database is down.
+    #[cfg(feature = "mock")]
+    #[tokio::test]
+    async fn the_platforms_own_names_need_no_lookup() {
+        let mut repository = crate::repository::MockRepository::new();
+        repository
+            .expect_get_domain()
+            .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+        let resolver = ProjectHostResolver::new(
+            BaseDomain::parse("sites.example.org").unwrap(),
+            std::sync::Arc::new(repository),
+        )
+        .with_platform_host(Some("Deploy.Example.org"));
+        for platform in [
+            "sites.example.org",
+            "deploy.example.org:443",
+            "localhost",
+            "127.0.0.1",
+        ] {
+            let host = HostName::parse(platform).unwrap();
+            assert_eq!(
+                resolver.resolve(&host).await.unwrap(),
+                HostTarget::Platform,
+                "{platform}"
+            );
+        }
+        let host = HostName::parse("www.example.com").unwrap();
+        assert!(matches!(
+            resolver.resolve(&host).await,
+            Err(HostError::Unavailable(_))
+        ));
     }
 }
