@@ -20,6 +20,7 @@ mod cluster_projects;
 mod compression;
 mod custom_strategy;
 mod deploy;
+mod desired;
 mod domains;
 mod faults;
 mod hardening;

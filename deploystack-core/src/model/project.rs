@@ -53,6 +53,7 @@ pub struct Production {
 /// What to keep of a project's preview deployments. Production, and every deployment that
 /// was ever production, is always kept. Both unset: keep everything.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// Keep at most this many of the newest previews.
@@ -120,6 +121,7 @@ pub struct ProjectUpdate {
 
 /// Why production moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProductionReason {
     /// A production deployment became READY.
@@ -167,6 +169,7 @@ impl fmt::Display for ProductionReason {
 
 /// One assignment of production, as the history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductionChange {
     /// Production before (`None`: the project had none).
     pub from: Option<DeploymentId>,
@@ -174,6 +177,7 @@ pub struct ProductionChange {
     pub to: DeploymentId,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: OffsetDateTime,
     /// Why.
     pub reason: ProductionReason,

@@ -111,9 +111,3 @@ pub(super) fn headers_to_json(headers: &[(String, String)]) -> Result<String, Re
     serde_json::to_string(headers)
         .map_err(|e| RepositoryError::Unavailable(format!("could not encode headers: {e}")))
 }
-
-/// The kept headers back from the `headers` column.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(super) fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, RepositoryError> {
-    serde_json::from_str(text).map_err(|e| RepositoryError::Corrupt(format!("column headers: {e}")))
-}

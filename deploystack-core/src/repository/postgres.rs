@@ -1100,6 +1100,10 @@ impl Columns for PgRow {
         get(self, column)
     }
 
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, RepositoryError> {
+        get(self, column)
+    }
+
     fn int(&self, column: &str) -> Result<Option<i64>, RepositoryError> {
         get(self, column)
     }

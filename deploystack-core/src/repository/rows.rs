@@ -27,6 +27,8 @@ pub(super) trait Columns {
     fn int(&self, column: &str) -> Result<Option<i64>, RepositoryError>;
     /// A timestamp column (NULL: `None`), in whatever form the engine stores it.
     fn time(&self, column: &str) -> Result<Option<OffsetDateTime>, RepositoryError>;
+    /// A binary column (NULL: `None`).
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, RepositoryError>;
     /// A boolean column (NULL: `None`); SQLite stores it as an integer.
     fn flag(&self, column: &str) -> Result<Option<bool>, RepositoryError> {
         Ok(self.int(column)?.map(|v| v != 0))
@@ -398,6 +400,26 @@ pub(super) fn from_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, RepositoryError> {
     serde_json::from_str(text)
         .map_err(|e| RepositoryError::Corrupt(format!("column {column}: {e}")))
+}
+
+/// What an idempotency key's row says (columns `fingerprint, status, headers, body`): still
+/// reserved (no fingerprint yet), or completed with the kept answer.
+pub(super) fn idempotency_state(row: &impl Columns) -> Result<super::Reservation, RepositoryError> {
+    let Some(fingerprint) = row.text("fingerprint")? else {
+        return Ok(super::Reservation::InProgress);
+    };
+    Ok(super::Reservation::Completed {
+        fingerprint: fingerprint
+            .parse()
+            .map_err(|e| RepositoryError::Corrupt(format!("column fingerprint: {e}")))?,
+        answer: super::StoredAnswer {
+            status: u16::try_from(int(row, "status")?)
+                .map_err(|e| RepositoryError::Corrupt(format!("column status: {e}")))?,
+            headers: serde_json::from_str(&text(row, "headers")?)
+                .map_err(|e| RepositoryError::Corrupt(format!("column headers: {e}")))?,
+            body: required(row.bytes("body")?, "body")?,
+        },
+    })
 }
 
 #[cfg(test)]

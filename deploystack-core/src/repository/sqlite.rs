@@ -1104,6 +1104,10 @@ impl Columns for SqliteRow {
         get(self, column)
     }
 
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, RepositoryError> {
+        get(self, column)
+    }
+
     fn int(&self, column: &str) -> Result<Option<i64>, RepositoryError> {
         get(self, column)
     }

@@ -17,6 +17,7 @@
 
 pub mod compression;
 pub mod deployments;
+pub mod desired;
 pub mod disk;
 pub mod domains;
 pub mod hosts;

@@ -274,6 +274,42 @@ pub async fn enforce_retention(
     Ok(expired)
 }
 
+/// Apply every project's retention policy that has an age limit: previews grow old without
+/// a deploy, so an idle project's expired previews go too. The maintenance loop runs this
+/// periodically; a project that fails is logged and the sweep goes on. Returns how many
+/// deployments it deleted.
+pub async fn sweep_retention(services: &Services) -> Result<usize, ProjectError> {
+    let mut deleted = 0;
+    let mut cursor = None;
+    loop {
+        let page = list(
+            services,
+            &PageRequest {
+                limit: 100,
+                cursor: cursor.take(),
+            },
+        )
+        .await?;
+        for project in page.items {
+            if project.retention.max_age_days.is_none() {
+                continue;
+            }
+            match enforce_retention(services, &project.name).await {
+                Ok(expired) => deleted += expired.len(),
+                // Deleted since it was listed.
+                Err(ProjectError::NotFound(_)) => {}
+                Err(err) => {
+                    tracing::warn!(project = %project.name, error = %err, "could not apply the retention policy");
+                }
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(deleted),
+        }
+    }
+}
+
 async fn announce_deploy(services: &Services, name: &ProjectName, deployment_id: &DeploymentId) {
     let Ok(history) = services.repository.production_history(name, 1).await else {
         return;
@@ -401,7 +437,7 @@ pub fn check_name(name: &ProjectName) -> Result<(), ProjectError> {
 
 /// Build settings are checked by the rules uploads follow, with the field named
 /// (`build_settings.build_command`).
-fn validate_build_settings(settings: &BuildSettings) -> Result<(), ProjectError> {
+pub(crate) fn validate_build_settings(settings: &BuildSettings) -> Result<(), ProjectError> {
     validate_settings(settings).map_err(|err| {
         let message = err.to_string();
         let setting = message.split(' ').next().unwrap_or_default();
@@ -410,4 +446,84 @@ fn validate_build_settings(settings: &BuildSettings) -> Result<(), ProjectError>
             message,
         }
     })
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::model::{DeploymentStatus, Target};
+    use crate::services::ingest::{UploadOptions, accept_upload};
+
+    #[tokio::test]
+    async fn the_sweep_deletes_previews_that_grew_old_without_a_deploy() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let services = Services::from_config(config.clone()).await.unwrap();
+        let name: ProjectName = "idle".parse().unwrap();
+        create(
+            &services,
+            NewProject {
+                name: name.clone(),
+                build_settings: BuildSettings::default(),
+                retention: Retention {
+                    keep_previews: None,
+                    max_age_days: Some(7),
+                },
+            },
+        )
+        .await
+        .unwrap();
+        let mut previews = Vec::new();
+        for _ in 0..2 {
+            let zip = crate::testing::fixtures::zip_bytes(&[("index.html", b"hi")]);
+            let archive = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(archive.path(), zip).unwrap();
+            let options = UploadOptions {
+                project: Some(name.clone()),
+                target: Target::Preview,
+                ..UploadOptions::default()
+            };
+            let deployment = accept_upload(&services, archive.path(), options)
+                .await
+                .unwrap();
+            crate::services::deployments::cancel(&services, &deployment.id)
+                .await
+                .unwrap();
+            previews.push(deployment.id);
+        }
+        assert_eq!(sweep_retention(&services).await.unwrap(), 0, "both are new");
+
+        // The first preview was made ten days ago.
+        let pool = sqlx::SqlitePool::connect(&config.database_url())
+            .await
+            .unwrap();
+        let ten_days_ms: i64 = 10 * 24 * 60 * 60 * 1000;
+        sqlx::query("UPDATE deployments SET created_at = created_at - ?1 WHERE id = ?2")
+            .bind(ten_days_ms)
+            .bind(previews[0].to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+
+        assert_eq!(sweep_retention(&services).await.unwrap(), 1);
+        let old = services
+            .repository
+            .get_deployment(&previews[0])
+            .await
+            .unwrap();
+        assert!(old.deleted_at.is_some(), "{old:?}");
+        let young = services
+            .repository
+            .get_deployment(&previews[1])
+            .await
+            .unwrap();
+        assert_eq!(
+            (young.deleted_at, young.status),
+            (None, DeploymentStatus::Canceled)
+        );
+    }
 }

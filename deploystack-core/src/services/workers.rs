@@ -1,7 +1,7 @@
 //! The build worker pool: loops that reserve jobs from the queue and run each through the
 //! [`pipeline`](super::pipeline), plus the maintenance loops every worker process runs — the
 //! [`reconciler`](super::reconciler) (enqueue again what the queue lost), the blob
-//! collector and the background re-check of pending custom domains
+//! collector, the retention sweep and the background re-check of pending custom domains
 //! ([`domains::recheck_due`](super::domains::recheck_due)).
 //!
 //! The `deploystack-worker` binary runs [`run`] against a shared queue;
@@ -36,6 +36,9 @@ use crate::repository::idempotency::IDEMPOTENCY_TTL;
 const RESERVE_WAIT: Duration = Duration::from_secs(5);
 /// How often unreferenced blobs are collected.
 const COLLECT_EVERY: Duration = Duration::from_secs(60);
+/// How often previews past their project's age limit are deleted (a deploy applies the
+/// policy at once; this catches projects nobody deploys to).
+const RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// Run `workers` build loops plus the maintenance loops until `shutdown` resolves, then drain
 /// as described in the module docs. Returns when every build has finished or been handed back.
@@ -119,8 +122,8 @@ async fn build_loop(
     }
 }
 
-/// Reconciles, collects garbage, purges expired idempotency keys and re-checks pending
-/// custom domains periodically. With an in-process queue the first
+/// Reconciles, collects garbage, purges expired idempotency keys, sweeps retention and
+/// re-checks pending custom domains periodically. With an in-process queue the first
 /// reconciliation takes every queued deployment (that queue starts empty after a restart); a
 /// shared queue still holds them, so a worker joining a cluster does not enqueue them twice.
 async fn maintenance_loop(services: Services, stop: CancellationToken) {
@@ -128,6 +131,7 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
     let stalled_after = services.config.stalled_after();
     let mut reconcile_tick = tokio::time::interval(services.config.reconcile_every());
     let mut collect_tick = tokio::time::interval(COLLECT_EVERY);
+    let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
     let mut domains_tick = tokio::time::interval(services.config.domain_recheck_every());
     domains_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -161,6 +165,11 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
                 let expired = OffsetDateTime::now_utc() - IDEMPOTENCY_TTL;
                 if let Err(err) = services.repository.purge_idempotency_keys(expired).await {
                     tracing::warn!(error = %err, "purging expired idempotency keys failed");
+                }
+            }
+            _ = retention_tick.tick() => {
+                if let Err(err) = super::projects::sweep_retention(&services).await {
+                    tracing::warn!(error = %err, "the retention sweep failed");
                 }
             }
         }

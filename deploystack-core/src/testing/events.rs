@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::events::{Event, EventSink};
-use crate::model::{DeploymentId, DeploymentStatus};
+use crate::model::{DeploymentId, DeploymentStatus, ProductionReason, ProjectName};
 
 /// One event of every kind.
 pub fn every_event() -> Vec<Event> {
     let id = DeploymentId::random();
+    let project: ProjectName = "shop".parse().expect("a valid name");
     vec![
         Event::DeploymentCreated { deployment_id: id },
         Event::BuildStarted {
@@ -43,6 +44,27 @@ pub fn every_event() -> Vec<Event> {
         Event::DeploymentDeleted {
             deployment_id: id,
             previous_status: DeploymentStatus::Ready,
+        },
+        Event::DeploymentPromoted {
+            project: project.clone(),
+            deployment_id: id,
+            from: None,
+            reason: ProductionReason::Deploy,
+        },
+        Event::DeploymentRolledBack {
+            project: project.clone(),
+            deployment_id: id,
+            from: Some(DeploymentId::random()),
+        },
+        Event::ProjectCreated {
+            project: project.clone(),
+        },
+        Event::ProjectUpdated {
+            project: project.clone(),
+        },
+        Event::ProjectDeleted {
+            project,
+            deployments: 3,
         },
     ]
 }

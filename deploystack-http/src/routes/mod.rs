@@ -5,6 +5,7 @@
 //!   followed live as server-sent events).
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
 //!   the history of production).
+//! - [`desired`]: `PUT /api/v1/projects/{name}`, a project's whole document as desired state.
 //! - [`domains`]: custom domains of projects (add, list, get, verify, remove).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
@@ -20,6 +21,7 @@
 //! `Allow` header the router adds.
 
 pub mod deployments;
+pub mod desired;
 pub mod docs;
 pub mod domains;
 pub mod health;
@@ -31,7 +33,7 @@ pub mod upload;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
-use axum::routing::{any, get, post};
+use axum::routing::any;
 use deploystack_core::model::DeploymentId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -94,24 +96,23 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The routes under `/api`, each registered with its description (see [`docs`]). Handlers
-/// sharing a path go into one `routes!`. The project routes are not described yet: they are
-/// registered as plain routes until their handlers carry `#[utoipa::path]`.
+/// sharing a path go into one `routes!`.
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(upload::upload, deployments::list))
         .routes(routes!(deployments::get, deployments::delete))
         .routes(routes!(deployments::logs))
         .routes(routes!(deployments::cancel))
-        .route("/v1/projects", post(projects::create).get(projects::list))
-        .route(
-            "/v1/projects/{name}",
-            get(projects::get)
-                .patch(projects::update)
-                .delete(projects::delete),
-        )
-        .route("/v1/projects/{name}/promote", post(projects::promote))
-        .route("/v1/projects/{name}/rollback", post(projects::rollback))
-        .route("/v1/projects/{name}/production", get(projects::production))
+        .routes(routes!(projects::create, projects::list))
+        .routes(routes!(
+            projects::get,
+            projects::update,
+            desired::put,
+            projects::delete
+        ))
+        .routes(routes!(projects::promote))
+        .routes(routes!(projects::rollback))
+        .routes(routes!(projects::production))
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::get, domains::delete))
         .routes(routes!(domains::verify))

@@ -17,15 +17,16 @@ use deploystack_core::model::{
 use deploystack_core::services::projects::{self, ProjectError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::routes::deployments::ListQuery;
 use crate::state::AppState;
 
 /// `POST /api/v1/projects`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateBody {
+pub struct CreateProjectBody {
     /// The name: a DNS-safe slug, also its host label.
     pub name: String,
     /// Overrides of detection its deployments inherit.
@@ -37,9 +38,9 @@ pub struct CreateBody {
 }
 
 /// `PATCH /api/v1/projects/{name}`: what it gives is replaced, the rest kept.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateBody {
+pub struct UpdateProjectBody {
     /// New build settings (replacing the old ones whole).
     #[serde(default)]
     pub build_settings: Option<BuildSettings>,
@@ -49,7 +50,7 @@ pub struct UpdateBody {
 }
 
 /// `POST …/promote`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteBody {
     /// The deployment to make production.
@@ -57,7 +58,7 @@ pub struct PromoteBody {
 }
 
 /// `POST …/rollback`; an empty body rolls back to the previous production deployment.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
     /// The deployment to roll back to.
@@ -66,12 +67,13 @@ pub struct RollbackBody {
 }
 
 /// Production as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProductionView {
     /// The deployment served at the project's host.
     pub deployment_id: DeploymentId,
     /// When it became production.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub since: OffsetDateTime,
     /// Whether a rollback pinned it (new production deployments wait for a promote).
     pub pinned: bool,
@@ -80,7 +82,7 @@ pub struct ProductionView {
 }
 
 /// A project as the API shows it. Later additions (`env`, `domains`) are fields of their own.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectView {
     /// Its name.
     pub name: ProjectName,
@@ -94,14 +96,16 @@ pub struct ProjectView {
     pub production: Option<ProductionView>,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     /// When it last changed.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
 impl ProjectView {
-    fn new(state: &AppState, project: Project) -> Self {
+    pub(crate) fn new(state: &AppState, project: Project) -> Self {
         Self {
             url: state.host_url(project.name.as_str()),
             production: project.production.map(|p| ProductionView {
@@ -120,8 +124,8 @@ impl ProjectView {
 }
 
 /// A page of projects.
-#[derive(Debug, Serialize)]
-pub struct ListView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectListView {
     /// In name order.
     pub projects: Vec<ProjectView>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -130,8 +134,8 @@ pub struct ListView {
 }
 
 /// The history of production.
-#[derive(Debug, Serialize)]
-pub struct HistoryView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductionHistoryView {
     /// The project.
     pub project: ProjectName,
     /// Production now, if any.
@@ -141,9 +145,22 @@ pub struct HistoryView {
 }
 
 /// `POST /api/v1/projects` → 201.
+#[utoipa::path(
+    post,
+    path = "/v1/projects",
+    tag = "projects",
+    summary = "Create a project",
+    request_body = CreateProjectBody,
+    responses(
+        (status = 201, description = "The project, without production", body = ProjectView),
+        (status = 400, description = "`invalid_body`: not JSON", body = ErrorBody),
+        (status = 409, description = "`project_exists`: the name is taken", body = ErrorBody),
+        (status = 422, description = "`invalid_project_name`, `invalid_project` or `invalid_body`: `error.field` names the field", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Json<CreateProjectBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(bad_body)?;
     let name = parse_name(&body.name, "name")?;
@@ -161,10 +178,21 @@ pub async fn create(
 }
 
 /// `GET /api/v1/projects?limit=&cursor=`: in name order.
+#[utoipa::path(
+    get,
+    path = "/v1/projects",
+    tag = "projects",
+    summary = "List projects in name order",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of projects", body = ProjectListView),
+        (status = 400, description = "`invalid_query` or `invalid_cursor`", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<ListView>, ApiError> {
+) -> Result<Json<ProjectListView>, ApiError> {
     let Query(query) =
         query.map_err(|err| ApiError::bad_request("invalid_query", err.body_text()))?;
     let limit = query.limit.unwrap_or(20);
@@ -189,7 +217,7 @@ pub async fn list(
         }
         other => project_error(other),
     })?;
-    Ok(Json(ListView {
+    Ok(Json(ProjectListView {
         projects: page
             .items
             .into_iter()
@@ -200,6 +228,17 @@ pub async fn list(
 }
 
 /// `GET /api/v1/projects/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{name}",
+    tag = "projects",
+    summary = "Get a project",
+    params(("name" = String, Path, description = "The project's name")),
+    responses(
+        (status = 200, description = "The project", body = ProjectView),
+        (status = 404, description = "`project_not_found`", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -212,10 +251,25 @@ pub async fn get(
 }
 
 /// `PATCH /api/v1/projects/{name}`.
+#[utoipa::path(
+    patch,
+    path = "/v1/projects/{name}",
+    tag = "projects",
+    summary = "Change some of a project's settings",
+    description = "Each field given replaces the old value whole; fields left out are kept.",
+    params(("name" = String, Path, description = "The project's name")),
+    request_body = UpdateProjectBody,
+    responses(
+        (status = 200, description = "The project", body = ProjectView),
+        (status = 400, description = "`invalid_body`: not JSON", body = ErrorBody),
+        (status = 404, description = "`project_not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_project` or `invalid_body`: `error.field` names the field", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    body: Result<Json<UpdateBody>, JsonRejection>,
+    body: Result<Json<UpdateProjectBody>, JsonRejection>,
 ) -> Result<Json<ProjectView>, ApiError> {
     let name = path_name(&raw)?;
     let Json(body) = body.map_err(bad_body)?;
@@ -233,6 +287,18 @@ pub async fn update(
 }
 
 /// `DELETE /api/v1/projects/{name}` → 204. A repeat answers 404 and changes nothing.
+#[utoipa::path(
+    delete,
+    path = "/v1/projects/{name}",
+    tag = "projects",
+    summary = "Delete a project and everything it has",
+    description = "Its deployments (their URLs answer 410), production history, domains and variables. A repeat answers 404 and changes nothing.",
+    params(("name" = String, Path, description = "The project's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`project_not_found`: no such project (or already deleted)", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -245,6 +311,21 @@ pub async fn delete(
 }
 
 /// `POST /api/v1/projects/{name}/promote {deployment_id}`.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{name}/promote",
+    tag = "projects",
+    summary = "Make a READY deployment of the project production",
+    description = "Any READY deployment of the project, a preview too, without a rebuild. Unpins production.",
+    params(("name" = String, Path, description = "The project's name")),
+    request_body = PromoteBody,
+    responses(
+        (status = 200, description = "The project with its new production", body = ProjectView),
+        (status = 404, description = "`project_not_found`", body = ErrorBody),
+        (status = 409, description = "`deployment_not_eligible`: unknown, another project's, deleted or not READY", body = ErrorBody),
+        (status = 422, description = "`invalid_deployment_id` or `invalid_body`", body = ErrorBody),
+    )
+)]
 pub async fn promote(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -260,6 +341,21 @@ pub async fn promote(
 }
 
 /// `POST /api/v1/projects/{name}/rollback {deployment_id?}`.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{name}/rollback",
+    tag = "projects",
+    summary = "Roll production back",
+    description = "To the previous production deployment, or to the one named. Pins production: new production deployments wait for a promote.",
+    params(("name" = String, Path, description = "The project's name")),
+    request_body(content = Option<RollbackBody>, description = "Optional: `{deployment_id}`"),
+    responses(
+        (status = 200, description = "The project with its new production, pinned", body = ProjectView),
+        (status = 404, description = "`project_not_found`", body = ErrorBody),
+        (status = 409, description = "`deployment_not_eligible` or `nothing_to_roll_back_to`", body = ErrorBody),
+        (status = 422, description = "`invalid_deployment_id` or `invalid_body`", body = ErrorBody),
+    )
+)]
 pub async fn rollback(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -284,10 +380,21 @@ pub async fn rollback(
 }
 
 /// `GET /api/v1/projects/{name}/production`: production and its history.
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{name}/production",
+    tag = "projects",
+    summary = "Production and the history of its assignments",
+    params(("name" = String, Path, description = "The project's name")),
+    responses(
+        (status = 200, description = "Production now and every assignment, newest first", body = ProductionHistoryView),
+        (status = 404, description = "`project_not_found`", body = ErrorBody),
+    )
+)]
 pub async fn production(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<HistoryView>, ApiError> {
+) -> Result<Json<ProductionHistoryView>, ApiError> {
     let name = path_name(&raw)?;
     let project = projects::get(&state.services, &name)
         .await
@@ -296,14 +403,14 @@ pub async fn production(
         .await
         .map_err(project_error)?;
     let view = ProjectView::new(&state, project);
-    Ok(Json(HistoryView {
+    Ok(Json(ProductionHistoryView {
         project: view.name,
         production: view.production,
         history,
     }))
 }
 
-fn parse_name(raw: &str, field: &'static str) -> Result<ProjectName, ApiError> {
+pub(crate) fn parse_name(raw: &str, field: &'static str) -> Result<ProjectName, ApiError> {
     let name: ProjectName = raw
         .parse()
         .map_err(|err: deploystack_core::model::InvalidId| {

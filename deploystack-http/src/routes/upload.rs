@@ -228,6 +228,39 @@ pub struct UploadForm {
     sensitive_env: Option<Vec<String>>,
 }
 
+/// What both upload routes answer, described once for `/openapi.json`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, clippy::large_enum_variant)] // Never built: only the OpenAPI derive reads it.
+enum UploadAnswers {
+    /// Accepted and queued for its build.
+    #[response(status = 202)]
+    Accepted(DeploymentView),
+    /// Not a usable zip archive, or a bad option.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// `body_timeout` or `upload_timeout`.
+    #[response(status = 408)]
+    Timeout(ErrorBody),
+    /// `idempotency_key_in_use`: the first request with this key still runs.
+    #[response(status = 409)]
+    KeyInUse(ErrorBody),
+    /// `upload_too_large`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Not a multipart form.
+    #[response(status = 415)]
+    NotMultipart(ErrorBody),
+    /// `idempotency_key_reused`: the key was used for another request.
+    #[response(status = 422)]
+    KeyReused(ErrorBody),
+    /// `too_many_uploads` (see `Retry-After`) or a dependency is down.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// `insufficient_storage`: the server's disk is (nearly) full.
+    #[response(status = 507)]
+    DiskFull(ErrorBody),
+}
+
 /// `POST /deploy`: the seed API's name for [`upload`].
 #[utoipa::path(
     post,
@@ -237,17 +270,7 @@ pub struct UploadForm {
     description = "The same as `POST /api/v1/deployments`.",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key gets the first answer (docs/api.md, Retries)")),
-    responses(
-        (status = 202, description = "Accepted and queued for its build", body = DeploymentView),
-        (status = 400, description = "Not a usable zip archive, or a bad option", body = ErrorBody),
-        (status = 408, description = "`body_timeout` or `upload_timeout`", body = ErrorBody),
-        (status = 413, description = "`upload_too_large`", body = ErrorBody),
-        (status = 415, description = "Not a multipart form", body = ErrorBody),
-        (status = 409, description = "`idempotency_key_in_use`: the first request with this key still runs", body = ErrorBody),
-        (status = 422, description = "`idempotency_key_reused`: the key was used for another request", body = ErrorBody),
-        (status = 503, description = "`too_many_uploads` (see `Retry-After`) or a dependency is down", body = ErrorBody),
-        (status = 507, description = "`insufficient_storage`: the server's disk is (nearly) full", body = ErrorBody),
-    )
+    responses(UploadAnswers)
 )]
 pub async fn deploy(
     state: State<AppState>,
@@ -268,17 +291,7 @@ pub async fn deploy(
     description = "Streams a zip archive in the multipart field `file`, checks it, stores it and queues its build. Poll `status_url` or follow the log until the status is `READY`.",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key gets the first answer (docs/api.md, Retries)")),
-    responses(
-        (status = 202, description = "Accepted and queued for its build", body = DeploymentView),
-        (status = 400, description = "Not a usable zip archive, or a bad option", body = ErrorBody),
-        (status = 408, description = "`body_timeout` or `upload_timeout`", body = ErrorBody),
-        (status = 413, description = "`upload_too_large`", body = ErrorBody),
-        (status = 415, description = "Not a multipart form", body = ErrorBody),
-        (status = 409, description = "`idempotency_key_in_use`: the first request with this key still runs", body = ErrorBody),
-        (status = 422, description = "`idempotency_key_reused`: the key was used for another request", body = ErrorBody),
-        (status = 503, description = "`too_many_uploads` (see `Retry-After`) or a dependency is down", body = ErrorBody),
-        (status = 507, description = "`insufficient_storage`: the server's disk is (nearly) full", body = ErrorBody),
-    )
+    responses(UploadAnswers)
 )]
 pub async fn upload(
     State(state): State<AppState>,

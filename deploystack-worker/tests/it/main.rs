@@ -9,4 +9,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod pool;
+mod project_events;
 mod support;

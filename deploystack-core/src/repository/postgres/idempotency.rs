@@ -7,12 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{PostgresRepository, db, get, interval};
+use super::{PostgresRepository, db, interval};
 use crate::model::ContentHash;
 use crate::repository::RepositoryError;
-use crate::repository::idempotency::{
-    IdempotencyKeys, Reservation, StoredAnswer, headers_from_json, headers_to_json,
-};
+use crate::repository::idempotency::{IdempotencyKeys, Reservation, StoredAnswer, headers_to_json};
+use crate::repository::rows;
 
 /// Take the key when no live record holds it: a new row, or over a row that expired or
 /// whose reservation's lock ran out. `RETURNING` yields a row only when this took it; the
@@ -54,7 +53,7 @@ impl IdempotencyKeys for PostgresRepository {
                 return Ok(Reservation::Fresh { token });
             }
             let row = sqlx::query(
-                "SELECT fingerprint, status, headers, body FROM idempotency_keys \
+                "SELECT fingerprint, status::bigint AS status, headers, body FROM idempotency_keys \
                  WHERE scope = $1 AND key = $2",
             )
             .bind(scope)
@@ -63,21 +62,7 @@ impl IdempotencyKeys for PostgresRepository {
             .await
             .map_err(db)?;
             let Some(row) = row else { continue };
-            let fingerprint: Option<String> = get(&row, "fingerprint")?;
-            return Ok(match fingerprint {
-                None => Reservation::InProgress,
-                Some(fingerprint) => Reservation::Completed {
-                    fingerprint: fingerprint.parse().map_err(|e| {
-                        RepositoryError::Corrupt(format!("column fingerprint: {e}"))
-                    })?,
-                    answer: StoredAnswer {
-                        status: u16::try_from(get::<i32>(&row, "status")?)
-                            .map_err(|e| RepositoryError::Corrupt(format!("column status: {e}")))?,
-                        headers: headers_from_json(&get::<String>(&row, "headers")?)?,
-                        body: get(&row, "body")?,
-                    },
-                },
-            });
+            return rows::idempotency_state(&row);
         }
         Ok(Reservation::InProgress)
     }

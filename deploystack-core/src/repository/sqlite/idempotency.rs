@@ -6,12 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use super::{SqliteRepository, db, expiry, get, now_ms, to_ms};
+use super::{SqliteRepository, db, expiry, now_ms, to_ms};
 use crate::model::ContentHash;
 use crate::repository::RepositoryError;
-use crate::repository::idempotency::{
-    IdempotencyKeys, Reservation, StoredAnswer, headers_from_json, headers_to_json,
-};
+use crate::repository::idempotency::{IdempotencyKeys, Reservation, StoredAnswer, headers_to_json};
+use crate::repository::rows;
 
 /// Take the key when no live record holds it: a new row, or over a row that expired or
 /// whose reservation's lock ran out. `RETURNING` yields a row only when this took it.
@@ -60,21 +59,7 @@ impl IdempotencyKeys for SqliteRepository {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-            let fingerprint: Option<String> = get(&row, "fingerprint")?;
-            match fingerprint {
-                None => Reservation::InProgress,
-                Some(fingerprint) => Reservation::Completed {
-                    fingerprint: fingerprint.parse().map_err(|e| {
-                        RepositoryError::Corrupt(format!("column fingerprint: {e}"))
-                    })?,
-                    answer: StoredAnswer {
-                        status: u16::try_from(get::<i64>(&row, "status")?)
-                            .map_err(|e| RepositoryError::Corrupt(format!("column status: {e}")))?,
-                        headers: headers_from_json(&get::<String>(&row, "headers")?)?,
-                        body: get(&row, "body")?,
-                    },
-                },
-            }
+            rows::idempotency_state(&row)?
         };
         tx.commit().await.map_err(db)?;
         Ok(reservation)
