@@ -349,34 +349,38 @@ async fn project_domains(
         .map_err(DomainError::Repository)
 }
 
-/// Each domain with its readiness, in name order. Stored redirects that no longer form a
-/// DAG (a race, see the module docs) leave every domain of the tangle waiting.
+/// Each domain with its readiness, in name order, by the rule [`resolve_host`] serves by: a
+/// domain is ready when it is verified and following its redirects ends, within
+/// [`MAX_REDIRECT_HOPS`], at a verified domain of the project; otherwise it waits for the
+/// first domain along the way that is not verified (or missing, or a loop left by a race).
 fn with_readiness(domains: Vec<Domain>) -> Vec<DomainState> {
-    let specs: Vec<DomainSpec> = domains.iter().map(spec_of).collect();
-    let verified: BTreeMap<&DomainName, bool> =
-        domains.iter().map(|d| (&d.name, d.is_verified())).collect();
-    let states: BTreeMap<DomainName, Readiness> = match RedirectGraph::new(&specs) {
-        Ok(graph) => graph
-            .readiness(|name| verified.get(name).copied().unwrap_or(false))
-            .into_iter()
-            .collect(),
-        Err(_) => BTreeMap::new(),
+    let by_name: BTreeMap<&DomainName, &Domain> = domains.iter().map(|d| (&d.name, d)).collect();
+    let readiness = |domain: &Domain| {
+        if !domain.is_verified() {
+            return Readiness::Unverified;
+        }
+        let mut next = domain.redirect.as_ref();
+        for _ in 0..MAX_REDIRECT_HOPS {
+            let Some(target) = next else {
+                return Readiness::Ready;
+            };
+            match by_name.get(target) {
+                Some(found) if found.is_verified() => next = found.redirect.as_ref(),
+                _ => return Readiness::WaitingFor(target.clone()),
+            }
+        }
+        Readiness::WaitingFor(
+            domain
+                .redirect
+                .clone()
+                .unwrap_or_else(|| domain.name.clone()),
+        )
     };
+    let states: Vec<Readiness> = domains.iter().map(readiness).collect();
     domains
         .into_iter()
-        .map(|domain| {
-            let readiness = match states.get(&domain.name) {
-                Some(state) => state.clone(),
-                None if !domain.is_verified() => Readiness::Unverified,
-                None => Readiness::WaitingFor(
-                    domain
-                        .redirect
-                        .clone()
-                        .unwrap_or_else(|| domain.name.clone()),
-                ),
-            };
-            DomainState { domain, readiness }
-        })
+        .zip(states)
+        .map(|(domain, readiness)| DomainState { domain, readiness })
         .collect()
 }
 
@@ -978,6 +982,67 @@ mod tests {
         }
         // Nothing is due any more.
         assert_eq!(recheck_due(&services).await.expect("recheck"), 0);
+    }
+
+    /// Redirects a race left dangling or looping make only their own domains wait.
+    #[tokio::test]
+    async fn a_dangling_or_looping_redirect_makes_only_its_domains_wait() {
+        let services = services_with(&["race"]).await;
+        let race: ProjectName = "race".parse().expect("name");
+        sync(
+            &services,
+            &race,
+            &[
+                spec("serves.example", None),
+                spec("a.example", None),
+                spec("b.example", None),
+                spec("c.example", None),
+            ],
+        )
+        .await
+        .expect("sync");
+        let repo = services.repository.as_ref();
+        let name = |n: &str| DomainName::parse(n).expect("name");
+        for n in ["serves.example", "a.example", "b.example", "c.example"] {
+            repo.record_domain_check(&name(n), true, Duration::ZERO)
+                .await
+                .expect("verify");
+        }
+        // What two racing requests could leave behind, written past the service's checks.
+        let status = Some(RedirectStatus::PermanentRedirect);
+        repo.set_domain_redirect(&name("a.example"), Some(name("b.example")), status)
+            .await
+            .expect("a → b");
+        repo.set_domain_redirect(&name("b.example"), Some(name("a.example")), status)
+            .await
+            .expect("b → a");
+        repo.set_domain_redirect(&name("c.example"), Some(name("gone.example")), status)
+            .await
+            .expect("c → gone");
+        let states = list(&services, &race).await.expect("list");
+        let of = |n: &str| {
+            states
+                .iter()
+                .find(|s| s.domain.name.as_str() == n)
+                .map(|s| s.readiness.clone())
+                .expect("listed")
+        };
+        assert_eq!(of("serves.example"), Readiness::Ready);
+        assert_eq!(of("c.example"), Readiness::WaitingFor(name("gone.example")));
+        assert!(matches!(of("a.example"), Readiness::WaitingFor(_)));
+        for n in ["a.example", "b.example", "c.example"] {
+            assert_eq!(
+                resolve_host(repo, &name(n)).await.expect("resolve"),
+                Some(HostTarget::DomainNotReady),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            resolve_host(repo, &name("serves.example"))
+                .await
+                .expect("resolve"),
+            Some(HostTarget::NoProduction)
+        );
     }
 
     #[tokio::test]
