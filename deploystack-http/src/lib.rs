@@ -105,6 +105,7 @@
 // docs.rs builds with `--cfg docsrs` (see Cargo.toml) and marks what needs a feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod caller;
 pub mod dispatch;
 pub mod error;
 pub mod middleware;

@@ -1,10 +1,13 @@
 //! `deploystack-server`: the HTTP server (and, with the in-memory queue, the builders). All
-//! logic lives in the library; this only reads configuration, binds and waits for a signal.
+//! logic lives in the library; this only reads configuration, binds and waits for a signal —
+//! or runs one maintenance command (`secrets rotate`) and exits.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use deploystack_core::Services;
 use deploystack_core::config::cli::{self, ConfigArgs, init_tracing, shutdown_signal};
+use deploystack_core::model::ResealCounts;
+use deploystack_core::services::env;
 
 /// DeployStack server: upload sites, build them, serve them.
 #[derive(Debug, Parser)]
@@ -12,12 +15,34 @@ use deploystack_core::config::cli::{self, ConfigArgs, init_tracing, shutdown_sig
 struct Args {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Without a command: serve.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The key that seals environment-variable values at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored value under the current key (`secret_key`, or the key file's
+    /// first key), opening older values with the other configured keys
+    /// (`previous_secret_keys`, later lines of the key file). Safe to run again.
+    Rotate,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     init_tracing();
-    let config = cli::parse::<Args>().config.load()?;
+    let args = cli::parse::<Args>();
+    let config = args.config.load()?;
+    if let Some(Command::Secrets(SecretsCommand::Rotate)) = args.command {
+        return rotate(Services::from_config(config).await?).await;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|err| {
@@ -30,5 +55,26 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("cannot start the server")?;
     deploystack_http::serve(listener, services, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `secrets rotate`: reseal, print what moved, fail when a value did not open.
+async fn rotate(services: Services) -> anyhow::Result<()> {
+    let report = env::rotate(&services).await?;
+    let line = |what: &str, counts: ResealCounts| {
+        println!(
+            "{what}: {} re-encrypted, {} already under the current key, {} failed",
+            counts.resealed, counts.current, counts.failed
+        );
+    };
+    line("project variables", report.env_vars);
+    line("upload-time variables", report.build_env);
+    println!("current key: {}", services.keyring.current_key_id());
+    let failed = report.env_vars.failed + report.build_env.failed;
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} values did not open (the log names their key ids): add those keys to \
+         previous_secret_keys and run `deploystack-server secrets rotate` again"
+    );
     Ok(())
 }

@@ -33,6 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deploystack_core::config::Config;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -40,7 +42,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
+use crate::caller::Peer;
 use crate::middleware::Stack;
 
 /// How many connections each serve thread has open: what the `Balancer` evens out, and
@@ -294,7 +298,18 @@ async fn serve_thread(
 /// Serve one connection on this thread until it closes, or until `stop` lets its in-flight
 /// request finish.
 fn serve(shared: &Shared, connections: &TaskTracker, tcp: TcpStream, ticket: Ticket) {
-    let service = TowerToHyperService::new(shared.stack.clone());
+    // Handlers that record who did something read the peer from the request.
+    let peer = tcp.peer_addr().ok().map(Peer);
+    let stack = shared
+        .stack
+        .clone()
+        .map_request(move |mut request: Request<Incoming>| {
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(peer);
+            }
+            request
+        });
+    let service = TowerToHyperService::new(stack);
     let connection = shared.builder.serve_connection(TokioIo::new(tcp), service);
     let stop = shared.stop.clone();
     connections.spawn(async move {

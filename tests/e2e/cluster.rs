@@ -20,6 +20,10 @@ use serde_json::Value;
 
 use crate::support::{Server, Worker, group_alive, slow_worker_binary, worker_binary, zip_of};
 
+/// The secret key every node of a test cluster shares: 32 bytes of 0x2a, in hex.
+pub const CLUSTER_SECRET_KEY: &str =
+    "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a";
+
 /// The settings every process of one test's cluster shares.
 struct Cluster {
     vars: Vec<(String, String)>,
@@ -42,6 +46,8 @@ impl Cluster {
         let prefix = env::unique_name("cluster");
         let vars = [
             ("DEPLOYSTACK_DATABASE_URL", database_url),
+            // Nodes of a cluster share one secret key (the embedded default is refused).
+            ("DEPLOYSTACK_SECRET_KEY", CLUSTER_SECRET_KEY.to_owned()),
             ("DEPLOYSTACK_QUEUE_URL", redis_url.clone()),
             ("DEPLOYSTACK_CACHE_URL", redis_url.clone()),
             ("DEPLOYSTACK_REDIS_PREFIX", prefix.clone()),

@@ -22,6 +22,7 @@ mod custom_strategy;
 mod deploy;
 mod desired;
 mod domains;
+mod env;
 mod faults;
 mod hardening;
 mod hosts;

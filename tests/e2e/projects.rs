@@ -119,7 +119,7 @@ async fn production_follows_deploys_promotes_and_rollbacks_with_vercels_pin() {
     // The history lists every step, newest first.
     let (status, history) = call(&server, "GET", "/api/v1/projects/shop/production", None).await;
     assert_eq!(status, 200, "{history}");
-    let steps: Vec<(Value, Value, Value)> = history["history"]
+    let steps: Vec<(Value, Value, Value, Value)> = history["history"]
         .as_array()
         .unwrap()
         .iter()
@@ -128,16 +128,19 @@ async fn production_follows_deploys_promotes_and_rollbacks_with_vercels_pin() {
                 row["from"].clone(),
                 row["to"].clone(),
                 row["reason"].clone(),
+                row["by"].clone(),
             )
         })
         .collect();
+    // Who: the API caller for a promote or a rollback; nobody for a deploy's own move.
+    let api = json!("api (127.0.0.1)");
     assert_eq!(
         steps,
         vec![
-            (json!(first), json!(second), json!("promote")),
-            (json!(preview), json!(first), json!("rollback")),
-            (json!(first), json!(preview), json!("promote")),
-            (Value::Null, json!(first), json!("deploy")),
+            (json!(first), json!(second), json!("promote"), api.clone()),
+            (json!(preview), json!(first), json!("rollback"), api.clone()),
+            (json!(first), json!(preview), json!("promote"), api),
+            (Value::Null, json!(first), json!("deploy"), Value::Null),
         ]
     );
 

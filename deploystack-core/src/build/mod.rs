@@ -234,7 +234,9 @@ pub struct BuildContext {
     pub cancel: CancellationToken,
     /// The deployment's overrides of detection (framework, commands, folders).
     pub settings: BuildSettings,
-    /// The deployment's own environment variables: the only ones a build command sees.
+    /// The deployment's environment variables — its project's for its target, then its
+    /// upload's (`services::env::for_build`), values opened: the only ones a build command
+    /// sees. Those marked `sensitive` are masked in the log.
     pub env: Vec<EnvVar>,
     /// The project the deployment belongs to; builds of one project share a dependency cache.
     pub project: Option<ProjectName>,

@@ -80,6 +80,7 @@
 //! RESP3. One `PUBLISH` per change works with any Redis and keeps both layers independent.
 
 mod blobs;
+mod env;
 mod idempotency;
 #[cfg(feature = "redis")]
 mod redis;
@@ -703,8 +704,9 @@ impl ProjectRepository for CachedRepository {
         name: &ProjectName,
         to: &DeploymentId,
         reason: ProductionReason,
+        by: Option<String>,
     ) -> Result<Project, RepositoryError> {
-        let result = self.inner.move_production(name, to, reason).await;
+        let result = self.inner.move_production(name, to, reason, by).await;
         // Evict even when the write reports an error: a commit whose answer was lost still
         // happened.
         self.project_changed(name).await;

@@ -123,7 +123,8 @@ pub struct NewDeployment {
     pub source_key: String,
     /// Overrides of framework detection, stored with the deployment for its build.
     pub settings: BuildSettings,
-    /// The build's environment variables (values included: the worker needs them).
+    /// The upload's environment variables, values sealed (`services::env::seal_upload_env`):
+    /// stored as given, opened by the worker when the build starts.
     pub env: Vec<EnvVar>,
 }
 
@@ -175,7 +176,9 @@ pub struct Deployment {
     /// Overrides of framework detection the upload asked for (empty: detect everything).
     #[serde(default, skip_serializing_if = "BuildSettings::is_empty")]
     pub settings: BuildSettings,
-    /// The build's environment variables, values included.
+    /// The upload's environment variables, values sealed as ingest stored them (rows from
+    /// before sealing existed may hold plaintext; `services::env::open_upload_value` reads
+    /// both). The build receives them over its project's variables (`services::env::for_build`).
     ///
     /// Never serialized: this record is what the shared read cache (Redis) stores and what
     /// embedders may turn into JSON, and variable values — sensitive ones above all — must

@@ -14,7 +14,7 @@ pub struct DeploymentId([u8; 16]);
 /// A string that is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct InvalidId(&'static str);
+pub struct InvalidId(pub(super) &'static str);
 
 impl DeploymentId {
     /// A fresh id from the operating system's random number generator.

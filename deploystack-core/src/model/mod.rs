@@ -7,6 +7,7 @@ mod build;
 mod change;
 mod deployment;
 mod domain;
+mod env;
 mod file;
 mod ids;
 #[cfg(feature = "openapi")]
@@ -20,6 +21,10 @@ pub use deployment::{
     PageRequest, StoredLogLine, Target,
 };
 pub use domain::{Domain, NewDomain};
+pub use env::{
+    EnvTarget, EnvVarId, EnvVarType, EnvVarUpdate, NewEnvVar, ResealCounts, ResealReport,
+    SealedEnvVar,
+};
 pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};
 pub use project::{

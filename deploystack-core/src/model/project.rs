@@ -181,6 +181,8 @@ pub struct ProductionChange {
     pub at: OffsetDateTime,
     /// Why.
     pub reason: ProductionReason,
+    /// Who: the API caller that promoted or rolled back; `None` for a move a deploy made.
+    pub by: Option<String>,
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use super::*;
 use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
-    FileEntry, LogLine, NewDeployment, NewDomain, NewProject, Page, PageRequest, ProductionChange,
-    ProductionReason, Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
+    EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
+    Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
+    ResealReport, Retention, SealedEnvVar, StoredLogLine,
 };
 
 /// Every trait of the port for `$wrapper<R>`, each method calling `R`'s.
@@ -184,6 +185,56 @@ macro_rules! forward_repository {
         }
 
         #[async_trait]
+        impl<R: EnvRepository + ?Sized> EnvRepository for $wrapper<R> {
+            async fn create_env_var(
+                &self,
+                project: &ProjectName,
+                new: &NewEnvVar,
+            ) -> Result<SealedEnvVar, RepositoryError> {
+                (**self).create_env_var(project, new).await
+            }
+
+            async fn list_env_vars(
+                &self,
+                project: &ProjectName,
+            ) -> Result<Vec<SealedEnvVar>, RepositoryError> {
+                (**self).list_env_vars(project).await
+            }
+
+            async fn get_env_var(
+                &self,
+                project: &ProjectName,
+                id: &EnvVarId,
+            ) -> Result<SealedEnvVar, RepositoryError> {
+                (**self).get_env_var(project, id).await
+            }
+
+            async fn update_env_var(
+                &self,
+                project: &ProjectName,
+                id: &EnvVarId,
+                update: &EnvVarUpdate,
+            ) -> Result<SealedEnvVar, RepositoryError> {
+                (**self).update_env_var(project, id, update).await
+            }
+
+            async fn delete_env_var(
+                &self,
+                project: &ProjectName,
+                id: &EnvVarId,
+            ) -> Result<(), RepositoryError> {
+                (**self).delete_env_var(project, id).await
+            }
+
+            async fn reseal_all(
+                &self,
+                keyring: &crate::secrets::Keyring,
+            ) -> Result<ResealReport, RepositoryError> {
+                (**self).reseal_all(keyring).await
+            }
+        }
+
+        #[async_trait]
         impl<R: ProjectRepository + ?Sized> ProjectRepository for $wrapper<R> {
             async fn expired_previews(
                 &self,
@@ -228,8 +279,9 @@ macro_rules! forward_repository {
                 name: &ProjectName,
                 to: &DeploymentId,
                 reason: ProductionReason,
+                by: Option<String>,
             ) -> Result<Project, RepositoryError> {
-                (**self).move_production(name, to, reason).await
+                (**self).move_production(name, to, reason, by).await
             }
 
             async fn production_history(

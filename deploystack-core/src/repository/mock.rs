@@ -11,8 +11,9 @@ use super::*;
 use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
-    FileEntry, LogLine, NewDeployment, NewDomain, NewProject, Page, PageRequest, ProductionChange,
-    ProductionReason, Project, ProjectName, ProjectUpdate, Retention, StoredLogLine,
+    EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
+    Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
+    ResealReport, Retention, SealedEnvVar, StoredLogLine,
 };
 
 mockall::mock! {
@@ -108,6 +109,7 @@ mockall::mock! {
             name: &ProjectName,
             to: &DeploymentId,
             reason: ProductionReason,
+            by: Option<String>,
         ) -> Result<Project, RepositoryError>;
         async fn expired_previews(
             &self,
@@ -143,6 +145,38 @@ mockall::mock! {
             limit: u32,
             hold: Duration,
         ) -> Result<Vec<Domain>, RepositoryError>;
+    }
+    #[async_trait]
+    impl EnvRepository for Repository {
+        async fn create_env_var(
+            &self,
+            project: &ProjectName,
+            new: &NewEnvVar,
+        ) -> Result<SealedEnvVar, RepositoryError>;
+        async fn list_env_vars(
+            &self,
+            project: &ProjectName,
+        ) -> Result<Vec<SealedEnvVar>, RepositoryError>;
+        async fn get_env_var(
+            &self,
+            project: &ProjectName,
+            id: &EnvVarId,
+        ) -> Result<SealedEnvVar, RepositoryError>;
+        async fn update_env_var(
+            &self,
+            project: &ProjectName,
+            id: &EnvVarId,
+            update: &EnvVarUpdate,
+        ) -> Result<SealedEnvVar, RepositoryError>;
+        async fn delete_env_var(
+            &self,
+            project: &ProjectName,
+            id: &EnvVarId,
+        ) -> Result<(), RepositoryError>;
+        async fn reseal_all(
+            &self,
+            keyring: &crate::secrets::Keyring,
+        ) -> Result<ResealReport, RepositoryError>;
     }
     #[async_trait]
     impl IdempotencyKeys for Repository {

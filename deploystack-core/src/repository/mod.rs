@@ -8,6 +8,7 @@
 //! [`LogRepository`] (`logs.rs`), [`FileRepository`] (`files.rs`: manifests and blobs),
 //! [`ProjectRepository`] (`projects.rs`: projects, production and its history),
 //! [`DomainRepository`] (`domains.rs`: custom domains, their verification and re-checks),
+//! [`EnvRepository`] (`env.rs`: projects' environment variables, sealed, and key rotation),
 //! [`IdempotencyKeys`] (`idempotency.rs`: the kept answers of retried requests).
 //! Methods of every aggregate are callable on `dyn Repository` without importing anything;
 //! code holding a concrete adapter imports [`prelude`]. The SQL adapters share their row
@@ -26,6 +27,7 @@
 
 mod deployments;
 mod domains;
+mod env;
 mod files;
 mod forward;
 pub mod idempotency;
@@ -46,6 +48,7 @@ use crate::model::{ContentHash, Deployment, DeploymentStatus, FileEntry, LogLine
 
 pub use deployments::DeploymentRepository;
 pub use domains::DomainRepository;
+pub use env::{EnvRepository, MAX_PROJECT_ENV_VARS};
 pub use files::FileRepository;
 pub use idempotency::{IdempotencyKeys, Reservation, StoredAnswer};
 pub use logs::LogRepository;
@@ -58,13 +61,15 @@ pub use projects::ProjectRepository;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteRepository;
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::is_in_memory as is_sqlite_in_memory;
 
 /// Every trait of the port, for callers that hold a concrete adapter rather than
 /// `dyn Repository` (whose methods need no import): `use deploystack_core::repository::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeploymentRepository, DomainRepository, FileRepository, IdempotencyKeys, LogRepository,
-        ProjectRepository, Repository,
+        DeploymentRepository, DomainRepository, EnvRepository, FileRepository, IdempotencyKeys,
+        LogRepository, ProjectRepository, Repository,
     };
 }
 
@@ -136,6 +141,7 @@ pub trait Repository:
     + FileRepository
     + ProjectRepository
     + DomainRepository
+    + EnvRepository
     + IdempotencyKeys
     + Send
     + Sync

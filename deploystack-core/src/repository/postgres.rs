@@ -70,6 +70,7 @@ use sqlx::{PgExecutor, Row, SqlSafeStr};
 use time::OffsetDateTime;
 
 mod domains;
+mod env;
 mod idempotency;
 mod projects;
 
@@ -136,12 +137,25 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/postgres/0006_idempotency_keys.sql").into_sql_str(),
             false,
         ),
-        // 7 is the environment variables' migration.
+        Migration::new(
+            7,
+            "env vars".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0007_env_vars.sql").into_sql_str(),
+            false,
+        ),
         Migration::new(
             8,
             "domains".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0008_domains.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            9,
+            "production actor".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0009_production_actor.sql").into_sql_str(),
             false,
         ),
     ])

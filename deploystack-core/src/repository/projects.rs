@@ -10,7 +10,8 @@
 //! - `publish` moves production to a production-target deployment of an existing project in
 //!   the transaction that makes it `READY`, unless production is pinned.
 //! - `delete_project` marks every deployment of the project deleted (as `delete_deployment`
-//!   does, manifests dropped), and drops the project and its history, in one transaction.
+//!   does, manifests dropped), and drops the project, its history and its environment
+//!   variables, in one transaction.
 
 use async_trait::async_trait;
 
@@ -48,8 +49,8 @@ pub trait ProjectRepository: Send + Sync {
         name: &ProjectName,
     ) -> Result<Vec<DeploymentId>, RepositoryError>;
 
-    /// Make `to` production of `name` and append the history row, pinned for a rollback and
-    /// unpinned otherwise. Only a `READY`, live deployment of that project can be production:
+    /// Make `to` production of `name` and append the history row (recording `by`, who asked),
+    /// pinned for a rollback and unpinned otherwise. Only a `READY`, live deployment of that project can be production:
     /// anything else is `Conflict` and changes nothing. `NotFound` if the project is unknown.
     /// Moving to the deployment already in production still records the row (and the pin).
     async fn move_production(
@@ -57,6 +58,7 @@ pub trait ProjectRepository: Send + Sync {
         name: &ProjectName,
         to: &DeploymentId,
         reason: ProductionReason,
+        by: Option<String>,
     ) -> Result<Project, RepositoryError>;
 
     /// The previews of `name` that `retention` lets go: live preview deployments in a final

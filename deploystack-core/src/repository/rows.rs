@@ -15,9 +15,11 @@ use time::OffsetDateTime;
 
 use super::RepositoryError;
 use crate::model::{
-    BuildSettings, Deployment, DeploymentError, DeploymentId, EncodedVariant, EnvVar, FileEntry,
-    LogLine, Page, PageRequest, Production, ProductionChange, Project, ProjectName, StoredLogLine,
+    BuildSettings, Deployment, DeploymentError, DeploymentId, EncodedVariant, EnvTarget, EnvVar,
+    FileEntry, LogLine, Page, PageRequest, Production, ProductionChange, Project, ProjectName,
+    ResealCounts, SealedEnvVar, StoredLogLine,
 };
+use crate::secrets::Keyring;
 
 /// How one engine reads the three kinds of column the model is stored in.
 pub(super) trait Columns {
@@ -202,13 +204,14 @@ pub(super) fn domain_taken(
     }
 }
 
-/// One history row (`from_deployment, to_deployment, at, reason`).
+/// One history row (`from_deployment, to_deployment, at, reason, actor`).
 pub(super) fn production_change(row: &impl Columns) -> Result<ProductionChange, RepositoryError> {
     Ok(ProductionChange {
         from: parse_optional(row, "from_deployment")?,
         to: parse(row, "to_deployment")?,
         at: time(row, "at")?,
         reason: parse(row, "reason")?,
+        by: row.text("actor")?,
     })
 }
 
@@ -380,7 +383,7 @@ pub(super) fn env_to_json(env: &[EnvVar]) -> Result<String, RepositoryError> {
     to_json(env, "the environment variables")
 }
 
-fn env_from_json(text: &str) -> Result<Vec<EnvVar>, RepositoryError> {
+pub(super) fn env_from_json(text: &str) -> Result<Vec<EnvVar>, RepositoryError> {
     from_json(text, "build_env")
 }
 
@@ -420,6 +423,120 @@ pub(super) fn idempotency_state(row: &impl Columns) -> Result<super::Reservation
             body: required(row.bytes("body")?, "body")?,
         },
     })
+}
+
+/// A project variable from a row of `env_vars` (`id, project, key, value, targets, type,
+/// created_at, updated_at`).
+pub(super) fn env_var(row: &impl Columns) -> Result<SealedEnvVar, RepositoryError> {
+    Ok(SealedEnvVar {
+        id: parse(row, "id")?,
+        project: parse(row, "project")?,
+        key: text(row, "key")?,
+        sealed_value: text(row, "value")?,
+        targets: from_json(&text(row, "targets")?, "targets")?,
+        kind: parse(row, "type")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// The `targets` column's text.
+pub(super) fn targets_to_json(targets: &[EnvTarget]) -> Result<String, RepositoryError> {
+    to_json(targets, "the variable's targets")
+}
+
+/// `Conflict` when `targets` shares a target with one of `others` (the `targets` columns of
+/// the project's other variables with the same `key`).
+pub(super) fn check_targets_free(
+    key: &str,
+    targets: &[EnvTarget],
+    others: &[impl Columns],
+) -> Result<(), RepositoryError> {
+    for other in others {
+        let taken: Vec<EnvTarget> = from_json(&text(other, "targets")?, "targets")?;
+        if let Some(target) = targets.iter().find(|t| taken.contains(t)) {
+            return Err(RepositoryError::Conflict(format!(
+                "{key} already has a variable for target {target}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// One value of `env_vars` moved to the current key: `Some(new)` to write, `None` when it is
+/// already current. A failure is logged (never the value) and counted.
+pub(super) fn reseal_env_value(
+    keyring: &Keyring,
+    id: &str,
+    sealed: &str,
+    counts: &mut ResealCounts,
+) -> Option<String> {
+    match keyring.reseal(sealed) {
+        Ok(None) => {
+            counts.current += 1;
+            None
+        }
+        Ok(Some(resealed)) => Some(resealed),
+        Err(err) => {
+            tracing::error!(env_var = id, error = %err, "cannot re-encrypt a variable");
+            counts.failed += 1;
+            None
+        }
+    }
+}
+
+/// A `build_env` column moved to the current key: `Some(new text)` when a value changed.
+/// A value that is not sealed at all was written before sealing existed: it is sealed now.
+/// Counts each value (resealed ones are counted by the caller once the row is written, as
+/// `pending`).
+pub(super) fn reseal_build_env(
+    keyring: &Keyring,
+    deployment: &str,
+    text: &str,
+    counts: &mut ResealCounts,
+    pending: &mut u64,
+) -> Result<Option<String>, RepositoryError> {
+    let mut env = env_from_json(text)?;
+    let mut changed = 0;
+    for var in &mut env {
+        let moved = if Keyring::is_sealed(&var.value) {
+            keyring.reseal(&var.value)
+        } else {
+            keyring.seal(&var.value).map(Some)
+        };
+        match moved {
+            Ok(None) => counts.current += 1,
+            Ok(Some(resealed)) => {
+                var.value = resealed;
+                changed += 1;
+            }
+            Err(err) => {
+                tracing::error!(
+                    deployment,
+                    variable = %var.name,
+                    error = %err,
+                    "cannot re-encrypt an upload-time variable"
+                );
+                counts.failed += 1;
+            }
+        }
+    }
+    *pending = changed;
+    if changed == 0 {
+        return Ok(None);
+    }
+    env_to_json(&env).map(Some)
+}
+
+/// Count `values` resealed when the compare-and-set of `reseal_all` wrote its row; a row
+/// changed meanwhile was written under the current key by its writer, so its values count
+/// as current.
+pub(super) fn count_written(counts: &mut ResealCounts, written: u64, values: u64) {
+    if written > 0 {
+        counts.resealed += values;
+    } else {
+        counts.current += values;
+    }
 }
 
 #[cfg(test)]

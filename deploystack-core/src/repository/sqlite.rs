@@ -51,6 +51,7 @@ use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
 mod domains;
+mod env;
 mod idempotency;
 mod projects;
 
@@ -116,12 +117,25 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/sqlite/0006_idempotency_keys.sql").into_sql_str(),
             false,
         ),
-        // 7 is the environment variables' migration.
+        Migration::new(
+            7,
+            "env vars".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0007_env_vars.sql").into_sql_str(),
+            false,
+        ),
         Migration::new(
             8,
             "domains".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0008_domains.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            9,
+            "production actor".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0009_production_actor.sql").into_sql_str(),
             false,
         ),
     ])
@@ -1038,7 +1052,7 @@ fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
 }
 
 /// Whether `url` names an in-memory database (as sqlx parses it).
-fn is_in_memory(url: &str) -> bool {
+pub(crate) fn is_in_memory(url: &str) -> bool {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");

@@ -118,6 +118,16 @@ impl Keyring {
         String::from_utf8(plaintext).map_err(|_| SecretsError::Malformed("the value is not UTF-8"))
     }
 
+    /// Whether `text` has the form of a sealed value (`v1:<key-id>:…`), without opening it.
+    /// How readers tell sealed values from plaintext ones written before sealing existed
+    /// (upload-time variables of older deployments): a plaintext value of that exact form
+    /// would be taken for a sealed one and fail to open, never be shown as something else.
+    pub fn is_sealed(text: &str) -> bool {
+        text.strip_prefix("v1:")
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(key_id, _)| KeyId::parse(key_id).is_some())
+    }
+
     /// The key id a sealed value names, without opening it.
     pub fn key_id_of(sealed: &str) -> Result<KeyId, SecretsError> {
         split(sealed).map(|(id, _)| id)
@@ -223,6 +233,22 @@ mod tests {
         assert!(matches!(err, SecretsError::UnknownKeyId { key_id } if key_id == key(1).id()));
         assert!(err.to_string().contains(&key(1).id().to_string()), "{err}");
         assert!(new_only.reseal(&sealed_old).is_err());
+    }
+
+    #[test]
+    fn sealed_values_are_told_apart_from_plaintext() {
+        let ring = Keyring::new(key(1), []);
+        assert!(Keyring::is_sealed(&ring.seal("x").unwrap()));
+        for plain in [
+            "",
+            "x",
+            "v1:",
+            "v1:abc:def",
+            "postgres://u:p@h/db",
+            "v2:0123456789abcdef:x",
+        ] {
+            assert!(!Keyring::is_sealed(plain), "{plain}");
+        }
     }
 
     #[test]

@@ -461,7 +461,7 @@ mod tests {
         )
         .await
         .unwrap();
-        repo.move_production(&name, &deployment.id, ProductionReason::Promote)
+        repo.move_production(&name, &deployment.id, ProductionReason::Promote, None)
             .await
             .unwrap();
         assert_eq!(

@@ -115,6 +115,11 @@ pub async fn accept_upload(
         None => options.settings,
     };
 
+    // Sealed before anything is stored: the deployment row holds no plaintext value (see
+    // `services::env`, "Upload-time variables"). Sealing only fails for values far beyond
+    // the size `validate_env` allows.
+    let env = crate::services::env::seal_upload_env(&services.keyring, options.env)
+        .map_err(|err| IngestError::Internal(err.to_string()))?;
     let id = DeploymentId::random();
     let key = source_key(&id);
     services.storage.put_file(&key, archive_path).await?;
@@ -124,7 +129,7 @@ pub async fn accept_upload(
         target: options.target,
         source_key: key.clone(),
         settings,
-        env: options.env,
+        env,
     };
     let deployment = match services.repository.create_deployment(&new).await {
         Ok(deployment) => deployment,
@@ -237,7 +242,7 @@ pub fn validate_env(env: &[EnvVar]) -> Result<(), IngestError> {
 }
 
 /// Whether `name` matches `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_env_name(name: &str) -> bool {
+pub(crate) fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -10,6 +10,8 @@
 //! - [`projects`]: projects, and moving their production (promote, rollback).
 //! - [`domains`]: custom domains of projects — add, verify, re-check, sync, what a host
 //!   serves.
+//! - [`env`](mod@env): projects' environment variables (sealed at rest), what a build receives, and
+//!   key rotation.
 //! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.
 //! - [`scratch`]: where upload spools and build folders live, swept after a crash.
@@ -20,6 +22,7 @@ pub mod deployments;
 pub mod desired;
 pub mod disk;
 pub mod domains;
+pub mod env;
 pub mod hosts;
 pub mod ingest;
 pub mod pipeline;
@@ -43,6 +46,7 @@ use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
 use crate::repository::Repository;
+use crate::secrets::{Keyring, SecretKey, SecretsError};
 use crate::storage::{ObjectStoreStorage, Storage};
 
 /// Every port, wired. Cheap to clone; the binaries build one with [`Services::from_config`],
@@ -79,6 +83,12 @@ pub struct Services {
     /// [`Services::from_config`] (swept after a crash, see [`scratch`]), otherwise the
     /// system temp directory.
     pub scratch: Arc<Scratch>,
+    /// Seals environment-variable values before they reach the repository and opens them
+    /// for builds and the API. [`Services::from_config`] reads it from the settings
+    /// (`Keyring::from_config`); [`Services::new`] and [`Services::in_memory`] make a
+    /// throwaway key, which is right for memory-only services and wrong for a repository that
+    /// outlives the process: give such services their key with [`Services::with_keyring`].
+    pub keyring: Arc<Keyring>,
 }
 
 impl std::fmt::Debug for Services {
@@ -276,6 +286,27 @@ fn storage_engine(url: &str) -> Result<StorageEngine, ConfigError> {
     }
 }
 
+/// The keyring of `config`. A private in-memory SQLite database dies with its process, and
+/// so may its key: without a configured key it gets a throwaway one rather than a key file
+/// left in the data directory.
+#[cfg_attr(not(feature = "sqlite"), allow(unused_variables, unreachable_code))]
+fn keyring(
+    config: &Config,
+    database: DatabaseEngine,
+    database_url: &str,
+) -> Result<Keyring, SecretsError> {
+    let throwaway = match database {
+        #[cfg(feature = "sqlite")]
+        DatabaseEngine::Sqlite => crate::repository::is_sqlite_in_memory(database_url),
+        #[cfg(feature = "postgres")]
+        DatabaseEngine::Postgres => false,
+    };
+    if throwaway && config.secret_key.is_none() && config.secret_key_file.is_none() {
+        return Ok(Keyring::new(SecretKey::generate(), []));
+    }
+    Keyring::from_config(config)
+}
+
 /// Why services could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -295,6 +326,9 @@ pub enum ServicesError {
     /// The queue could not be opened.
     #[error("cannot open the queue: {0}")]
     Queue(#[from] crate::queue::QueueError),
+    /// The secret key could not be read or created, or its settings are wrong.
+    #[error("cannot load the secret key: {0}")]
+    Secrets(#[from] SecretsError),
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
@@ -323,6 +357,10 @@ impl Services {
         let queue_kind = queue_engine(&queue_url)?;
         let storage_kind = storage_engine(&storage_url)?;
         let cache = cache_engine(&config)?;
+        // Before the database opens: a missing, exposed or misconfigured key stops the start
+        // before anything is opened. The embedded default creates its key file (and logs
+        // where) in the data directory on first start.
+        let keyring = keyring(&config, database, &database_url)?;
         let repository: Arc<dyn Repository> = match database {
             #[cfg(feature = "sqlite")]
             DatabaseEngine::Sqlite => {
@@ -379,6 +417,7 @@ impl Services {
             cache_stats,
             blob_cache_stats,
             scratch: Arc::new(scratch),
+            keyring: Arc::new(keyring),
             ..Self::new(config, repository, storage, queue)
         })
     }
@@ -411,7 +450,15 @@ impl Services {
             cache_stats: None,
             blob_cache_stats: None,
             scratch: Arc::new(Scratch::system()),
+            keyring: Arc::new(Keyring::new(SecretKey::generate(), [])),
         }
+    }
+
+    /// Seal and open environment-variable values with `keyring` (the one the values in the
+    /// repository were sealed with).
+    pub fn with_keyring(mut self, keyring: Keyring) -> Self {
+        self.keyring = Arc::new(keyring);
+        self
     }
 
     /// Everything in this process's memory: a private in-memory SQLite database behind the
@@ -556,6 +603,39 @@ mod tests {
         };
         let uncached = Services::in_memory(off).await.unwrap();
         assert!(uncached.cache_stats.is_none());
+    }
+
+    /// The embedded default keeps its key beside the database; a database that dies with the
+    /// process leaves no key file behind.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn the_default_key_file_is_made_for_a_database_file_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Config {
+            data_dir: dir.path().join("memory"),
+            database_url: Some("sqlite::memory:".into()),
+            storage_url: Some("memory://".into()),
+            ..Config::default()
+        };
+        Services::from_config(memory).await.unwrap();
+        assert!(!dir.path().join("memory").join("secret.key").exists());
+
+        let file = Config {
+            data_dir: dir.path().join("file"),
+            storage_url: Some("memory://".into()),
+            ..Config::default()
+        };
+        let services = Services::from_config(file.clone()).await.unwrap();
+        let key_file = dir.path().join("file").join("secret.key");
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        let again = Services::from_config(file).await.unwrap();
+        assert_eq!(
+            services.keyring.current_key_id(),
+            again.keyring.current_key_id(),
+            "a restart reads the same key"
+        );
     }
 
     #[cfg(all(feature = "sqlite", not(feature = "redis")))]

@@ -195,27 +195,30 @@ pub async fn delete(
     Ok(deleted)
 }
 
-/// Make a `READY` deployment of the project (a preview too) production, unpinning it.
+/// Make a `READY` deployment of the project (a preview too) production, unpinning it. `by`
+/// says who asked; the history keeps it.
 pub async fn promote(
     services: &Services,
     name: &ProjectName,
     to: &DeploymentId,
+    by: Option<&str>,
 ) -> Result<Project, ProjectError> {
-    move_to(services, name, to, ProductionReason::Promote).await
+    move_to(services, name, to, ProductionReason::Promote, by).await
 }
 
 /// Roll production back to `to`, or to the previous production deployment still serving,
-/// and pin it until the next promote.
+/// and pin it until the next promote. `by` says who asked; the history keeps it.
 pub async fn rollback(
     services: &Services,
     name: &ProjectName,
     to: Option<&DeploymentId>,
+    by: Option<&str>,
 ) -> Result<Project, ProjectError> {
     let to = match to {
         Some(to) => *to,
         None => previous_production(services, name).await?,
     };
-    move_to(services, name, &to, ProductionReason::Rollback).await
+    move_to(services, name, &to, ProductionReason::Rollback, by).await
 }
 
 /// The history of production, newest first.
@@ -336,12 +339,13 @@ async fn move_to(
     name: &ProjectName,
     to: &DeploymentId,
     reason: ProductionReason,
+    by: Option<&str>,
 ) -> Result<Project, ProjectError> {
     let before = get(services, name).await?;
     check_eligible(services, name, to).await?;
     let project = services
         .repository
-        .move_production(name, to, reason)
+        .move_production(name, to, reason, by.map(str::to_owned))
         .await
         .map_err(|err| match err {
             RepositoryError::NotFound => ProjectError::NotFound(name.clone()),

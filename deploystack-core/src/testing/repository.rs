@@ -12,6 +12,7 @@
 //! adapter may store.
 
 mod domains;
+mod env;
 mod projects;
 
 use std::collections::HashSet;
@@ -27,6 +28,7 @@ use crate::model::{
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
 pub use domains::*;
+pub use env::*;
 pub use projects::*;
 
 /// A lease long enough never to run out during a test.
@@ -57,6 +59,7 @@ pub async fn run_all(repo: &dyn Repository) {
     encodings_round_trip_and_keep_their_blobs(repo).await;
     stalled_deployments_are_found(repo).await;
     run_projects(repo).await;
+    run_env(repo).await;
     run_domains(repo).await;
     crate::testing::idempotency::run_all(repo).await;
 }

@@ -671,7 +671,7 @@ async fn a_cached_project_is_evicted_by_every_production_move() {
         "a preview moves nothing"
     );
     cached
-        .move_production(&name, &second, ProductionReason::Promote)
+        .move_production(&name, &second, ProductionReason::Promote, None)
         .await
         .unwrap();
     assert_eq!(production_of(&cached).await, Some(second));

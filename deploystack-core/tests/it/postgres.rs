@@ -111,8 +111,9 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (4, true),
                 (5, true),
                 (6, true),
-                // 7 is the environment variables' migration.
-                (8, true)
+                (7, true),
+                (8, true),
+                (9, true)
             ],
             "round {round}"
         );
@@ -399,6 +400,12 @@ async fn services_open_postgres_from_a_database_url() {
             database_url: Some(scheme_url.clone()),
             queue_url: Some("memory://".into()),
             storage_url: Some("memory://".into()),
+            // A shared database needs the key given explicitly.
+            secret_key: Some(
+                deploystack_core::secrets::SecretKey::generate()
+                    .to_base64()
+                    .into(),
+            ),
             ..Config::default()
         })
         .await
@@ -544,5 +551,126 @@ async fn a_build_on_one_node_waits_out_a_collection_on_another() {
         0,
         "a referenced blob was collected"
     );
+    env::drop_postgres_database(&admin, &url).await;
+}
+
+/// No value reaches a PostgreSQL row in plaintext: project variables of every type and an
+/// upload's variables are all stored sealed, and still open for the build.
+#[tokio::test]
+async fn postgres_rows_hold_no_environment_value_in_plaintext() {
+    use deploystack_core::model::{EnvTarget, EnvVarType, NewProject, Target};
+    use deploystack_core::services::env as project_env;
+    use deploystack_core::services::ingest::{UploadOptions, accept_upload};
+
+    let Some(admin) = env::postgres_url() else {
+        return;
+    };
+    let url = env::fresh_postgres_database(&admin).await;
+    let services = Services::from_config(Config {
+        database_url: Some(url.clone()),
+        queue_url: Some("memory://".into()),
+        storage_url: Some("memory://".into()),
+        secret_key: Some(
+            deploystack_core::secrets::SecretKey::generate()
+                .to_base64()
+                .into(),
+        ),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let name: deploystack_core::model::ProjectName = "pgsealed".parse().unwrap();
+    deploystack_core::services::projects::create(
+        &services,
+        NewProject {
+            name: name.clone(),
+            build_settings: Default::default(),
+            retention: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let unique = env::unique_name("pgplain");
+    let secrets: Vec<String> = (0..5).map(|n| format!("{unique}-{n}")).collect();
+    for (n, kind) in [
+        EnvVarType::Plain,
+        EnvVarType::Encrypted,
+        EnvVarType::Sensitive,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        project_env::create(
+            &services,
+            &name,
+            project_env::DesiredEnvVar {
+                key: format!("V{n}"),
+                value: secrets[n].clone(),
+                targets: vec![EnvTarget::Production],
+                kind,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let mut archive = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(
+        &mut archive,
+        &deploystack_core::testing::fixtures::zip_bytes(&[("index.html", b"<p>x</p>")]),
+    )
+    .unwrap();
+    let deployment = accept_upload(
+        &services,
+        archive.path(),
+        UploadOptions {
+            project: Some(name.clone()),
+            target: Target::Production,
+            env: vec![
+                deploystack_core::model::EnvVar {
+                    name: "UPLOAD_A".into(),
+                    value: secrets[3].clone(),
+                    sensitive: false,
+                },
+                deploystack_core::model::EnvVar {
+                    name: "UPLOAD_B".into(),
+                    value: secrets[4].clone(),
+                    sensitive: true,
+                },
+            ],
+            ..UploadOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT value FROM env_vars UNION ALL SELECT build_env FROM deployments")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (text,) in &rows {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a row holds {secret}: {text}"
+            );
+        }
+    }
+    let stored = services
+        .repository
+        .get_deployment(&deployment.id)
+        .await
+        .unwrap();
+    let opened = project_env::for_build(&services, &stored).await.unwrap();
+    let values: Vec<&str> = opened.iter().map(|v| v.value.as_str()).collect();
+    assert_eq!(
+        values,
+        secrets.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    drop(conn);
     env::drop_postgres_database(&admin, &url).await;
 }

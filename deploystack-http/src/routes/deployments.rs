@@ -147,11 +147,21 @@ impl DeploymentView {
             updated_at: deployment.updated_at,
             ready_at: deployment.ready_at,
             build_settings: deployment.settings,
+            // Stored sealed (`services::env`): opened for the view, sensitive ones never.
+            // A value whose key is gone is left out rather than shown sealed.
             env: deployment
                 .env
                 .into_iter()
                 .map(|var| EnvVarView {
-                    value: (!var.sensitive).then_some(var.value),
+                    value: (!var.sensitive)
+                        .then(|| {
+                            deploystack_core::services::env::open_upload_value(
+                                &state.services.keyring,
+                                &var.value,
+                            )
+                            .ok()
+                        })
+                        .flatten(),
                     name: var.name,
                     sensitive: var.sensitive,
                 })

@@ -27,8 +27,8 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
         .title("DeployStack API")
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some(
-            "Upload sites, follow their builds and manage their deployments. Every answer under \
-             `/api` is JSON; errors are `{\"error\": {\"code\", \"message\"}}` with the status \
+            "Upload sites, follow their builds, manage their deployments and projects. Every \
+             answer under `/api` is JSON; errors are `{\"error\": {\"code\", \"message\"}}` with the status \
              that fits. docs/api.md in the repository walks through the API with curl.",
         ))
         .build();
@@ -37,6 +37,13 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
             .name("deployments")
             .description(Some(
                 "Uploads and the deployments they become: status, build logs, cancel, delete.",
+            ))
+            .build(),
+        TagBuilder::new()
+            .name("projects")
+            .description(Some(
+                "Projects: production and previews, promote and rollback, the whole document \
+                 as desired state, environment variables and custom domains.",
             ))
             .build(),
         TagBuilder::new()

@@ -7,6 +7,7 @@
 //!   the history of production).
 //! - [`desired`]: `PUT /api/v1/projects/{name}`, a project's whole document as desired state.
 //! - [`domains`]: custom domains of projects (add, list, get, verify, remove).
+//! - [`env`](mod@env): a project's environment variables (values sealed at rest; who sees which).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
@@ -24,6 +25,7 @@ pub mod deployments;
 pub mod desired;
 pub mod docs;
 pub mod domains;
+pub mod env;
 pub mod health;
 pub mod metrics;
 pub mod projects;
@@ -116,6 +118,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::get, domains::delete))
         .routes(routes!(domains::verify))
+        .routes(routes!(env::list, env::create))
+        .routes(routes!(env::get, env::update, env::delete))
 }
 
 async fn api_not_found() -> ApiError {

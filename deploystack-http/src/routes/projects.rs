@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::deployments::ListQuery;
 use crate::state::AppState;
@@ -328,13 +329,14 @@ pub async fn delete(
 )]
 pub async fn promote(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     body: Result<Json<PromoteBody>, JsonRejection>,
 ) -> Result<Json<ProjectView>, ApiError> {
     let name = path_name(&raw)?;
     let Json(body) = body.map_err(bad_body)?;
     let id = parse_deployment(&body.deployment_id)?;
-    let project = projects::promote(&state.services, &name, &id)
+    let project = projects::promote(&state.services, &name, &id, Some(caller.as_str()))
         .await
         .map_err(project_error)?;
     Ok(Json(ProjectView::new(&state, project)))
@@ -358,6 +360,7 @@ pub async fn promote(
 )]
 pub async fn rollback(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     body: Result<Json<RollbackBody>, JsonRejection>,
 ) -> Result<Json<ProjectView>, ApiError> {
@@ -373,7 +376,7 @@ pub async fn rollback(
         .as_deref()
         .map(parse_deployment)
         .transpose()?;
-    let project = projects::rollback(&state.services, &name, id.as_ref())
+    let project = projects::rollback(&state.services, &name, id.as_ref(), Some(caller.as_str()))
         .await
         .map_err(project_error)?;
     Ok(Json(ProjectView::new(&state, project)))
@@ -480,7 +483,7 @@ fn field_of(message: &str) -> Option<String> {
             !path.is_empty()
                 && path
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'[' | b']'))
         })
 }
 

@@ -67,9 +67,13 @@ async fn a_projects_life_is_announced_step_by_step() {
     };
     let first = deploy("first").await;
     let second = deploy("second").await;
-    let rolled = projects::rollback(&services, &shop, None).await.unwrap();
+    let rolled = projects::rollback(&services, &shop, None, Some("test"))
+        .await
+        .unwrap();
     assert_eq!(rolled.production.unwrap().deployment_id, first);
-    projects::promote(&services, &shop, &second).await.unwrap();
+    projects::promote(&services, &shop, &second, None)
+        .await
+        .unwrap();
     projects::update(
         &services,
         &shop,

@@ -93,12 +93,12 @@ const MOVE: &str = concat!(
     project_columns!()
 );
 
-/// `$1` name, `$2` from, `$3` to, `$4` reason.
+/// `$1` name, `$2` from, `$3` to, `$4` reason, `$5` actor.
 const RECORD: &str = "INSERT INTO production_history \
-     (project, from_deployment, to_deployment, at, reason) VALUES ($1, $2, $3, now(), $4)";
+     (project, from_deployment, to_deployment, at, reason, actor) VALUES ($1, $2, $3, now(), $4, $5)";
 
 /// `$1` name, `$2` limit.
-const HISTORY: &str = "SELECT from_deployment, to_deployment, at, reason \
+const HISTORY: &str = "SELECT from_deployment, to_deployment, at, reason, actor \
      FROM production_history WHERE project = $1 ORDER BY id DESC LIMIT $2";
 
 /// `$1` name, `$2` previews to keep or NULL, `$3` maximum age in days or NULL.
@@ -220,6 +220,7 @@ impl ProjectRepository for PostgresRepository {
         name: &ProjectName,
         to: &DeploymentId,
         reason: ProductionReason,
+        by: Option<String>,
     ) -> Result<Project, RepositoryError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let current = sqlx::query(CURRENT)
@@ -241,7 +242,7 @@ impl ProjectRepository for PostgresRepository {
             )));
         }
         let from = current.text("production_deployment")?;
-        let project = move_to(&mut tx, name, from, to, reason).await?;
+        let project = move_to(&mut tx, name, from, to, reason, by.as_deref()).await?;
         tx.commit().await.map_err(db)?;
         Ok(project)
     }
@@ -313,6 +314,7 @@ pub(super) async fn publish_hook(
         from,
         &deployment.id,
         ProductionReason::Deploy,
+        None,
     )
     .await?;
     Ok(())
@@ -325,6 +327,7 @@ async fn move_to(
     from: Option<String>,
     to: &DeploymentId,
     reason: ProductionReason,
+    by: Option<&str>,
 ) -> Result<Project, RepositoryError> {
     let row = sqlx::query(MOVE)
         .bind(name.as_str())
@@ -338,6 +341,7 @@ async fn move_to(
         .bind(from)
         .bind(to.to_string())
         .bind(reason.as_str())
+        .bind(by)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

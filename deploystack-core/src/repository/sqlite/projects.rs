@@ -81,12 +81,12 @@ const MOVE: &str = concat!(
     project_columns!()
 );
 
-/// `?1` name, `?2` from, `?3` to, `?4` now, `?5` reason.
+/// `?1` name, `?2` from, `?3` to, `?4` now, `?5` reason, `?6` actor.
 const RECORD: &str = "INSERT INTO production_history \
-     (project, from_deployment, to_deployment, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)";
+     (project, from_deployment, to_deployment, at, reason, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// `?1` name, `?2` limit.
-const HISTORY: &str = "SELECT from_deployment, to_deployment, at, reason \
+const HISTORY: &str = "SELECT from_deployment, to_deployment, at, reason, actor \
      FROM production_history WHERE project = ?1 ORDER BY id DESC LIMIT ?2";
 
 /// `?1` name, `?2` previews to keep or NULL, `?3` cutoff (unix ms) or NULL.
@@ -210,6 +210,7 @@ impl ProjectRepository for SqliteRepository {
         name: &ProjectName,
         to: &DeploymentId,
         reason: ProductionReason,
+        by: Option<String>,
     ) -> Result<Project, RepositoryError> {
         let mut tx = self.begin().await?;
         let current = sqlx::query(CURRENT)
@@ -231,7 +232,7 @@ impl ProjectRepository for SqliteRepository {
             )));
         }
         let from = current.text("production_deployment")?;
-        let project = move_to(&mut tx, name, from, to, reason).await?;
+        let project = move_to(&mut tx, name, from, to, reason, by.as_deref()).await?;
         tx.commit().await.map_err(db)?;
         Ok(project)
     }
@@ -306,6 +307,7 @@ pub(super) async fn publish_hook(
         from,
         &deployment.id,
         ProductionReason::Deploy,
+        None,
     )
     .await?;
     Ok(())
@@ -318,6 +320,7 @@ async fn move_to(
     from: Option<String>,
     to: &DeploymentId,
     reason: ProductionReason,
+    by: Option<&str>,
 ) -> Result<Project, RepositoryError> {
     let now = now_ms();
     let row = sqlx::query(MOVE)
@@ -334,6 +337,7 @@ async fn move_to(
         .bind(to.to_string())
         .bind(now)
         .bind(reason.as_str())
+        .bind(by)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

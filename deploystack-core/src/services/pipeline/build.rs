@@ -13,7 +13,8 @@ use super::failure::{Failure, stop_if, user};
 use crate::archive;
 use crate::build::{BuildContext, BuildLog, SourceTree, sensitive_values};
 use crate::events::{Event, emit_best_effort};
-use crate::model::Deployment;
+use crate::model::{Deployment, EnvVar};
+use crate::services::env::{self, EnvError};
 use crate::storage::{StorageError, download_to_file};
 
 /// What a finished build leaves for the output step.
@@ -80,6 +81,9 @@ impl Pipeline {
         ));
         stop_if(cancel)?;
 
+        // Read now, when the build starts: a change made while the deployment was queued
+        // counts (see `services::env`, "Which moment counts").
+        let env = self.build_env(deployment, log).await?;
         let work_dir = scratch.join("work");
         std::fs::create_dir(&work_dir)?;
         let mut ctx = BuildContext {
@@ -88,7 +92,7 @@ impl Pipeline {
             log: log.clone(),
             cancel: cancel.clone(),
             settings: deployment.settings.clone(),
-            env: deployment.env.clone(),
+            env,
             project: deployment.project.clone(),
         };
         ctx.log.mask(sensitive_values(&ctx.env));
@@ -126,5 +130,32 @@ impl Pipeline {
             source_dir,
             work_dir: ctx.work_dir,
         })
+    }
+}
+
+impl Pipeline {
+    /// The variables of this build, values opened; logs their names (never values).
+    async fn build_env(
+        &self,
+        deployment: &Deployment,
+        log: &BuildLog,
+    ) -> Result<Vec<EnvVar>, Failure> {
+        let env = match env::for_build(&self.services, deployment).await {
+            Ok(env) => env,
+            Err(EnvError::Repository(err)) => return Err(err.into()),
+            // A key that is not configured (or an altered value): retrying cannot help, and
+            // the message names the key id, never a value.
+            Err(err) => {
+                return Err(user(
+                    "env_unreadable",
+                    format!("cannot read the environment variables of this build: {err}"),
+                ));
+            }
+        };
+        if !env.is_empty() {
+            let names: Vec<&str> = env.iter().map(|v| v.name.as_str()).collect();
+            log.system(format!("environment variables: {}", names.join(", ")));
+        }
+        Ok(env)
     }
 }

@@ -181,7 +181,7 @@ pub async fn promote_unpins_and_rollback_pins(repo: &dyn Repository) {
     let preview = ready(repo, &name, Target::Preview).await;
 
     let promoted = repo
-        .move_production(&name, &preview.id, ProductionReason::Promote)
+        .move_production(&name, &preview.id, ProductionReason::Promote, None)
         .await
         .expect("promote");
     let production = promoted.production.expect("production");
@@ -192,7 +192,12 @@ pub async fn promote_unpins_and_rollback_pins(repo: &dyn Repository) {
     assert!(!production.pinned);
 
     let rolled = repo
-        .move_production(&name, &first.id, ProductionReason::Rollback)
+        .move_production(
+            &name,
+            &first.id,
+            ProductionReason::Rollback,
+            Some("ops (10.0.0.7)".into()),
+        )
         .await
         .expect("rollback");
     let production = rolled.production.expect("production");
@@ -208,7 +213,7 @@ pub async fn promote_unpins_and_rollback_pins(repo: &dyn Repository) {
     );
 
     let promoted = repo
-        .move_production(&name, &third.id, ProductionReason::Promote)
+        .move_production(&name, &third.id, ProductionReason::Promote, None)
         .await
         .expect("promote");
     assert!(!promoted.production.expect("production").pinned);
@@ -228,6 +233,18 @@ pub async fn promote_unpins_and_rollback_pins(repo: &dyn Repository) {
             (Some(first.id), preview.id, ProductionReason::Promote),
             (None, first.id, ProductionReason::Deploy),
         ]
+    );
+    let who: Vec<Option<String>> = repo
+        .production_history(&name, 10)
+        .await
+        .expect("production_history")
+        .into_iter()
+        .map(|change| change.by)
+        .collect();
+    assert_eq!(
+        who,
+        [None, None, Some("ops (10.0.0.7)".to_owned()), None, None],
+        "who moved production is recorded with the move"
     );
 }
 
@@ -253,7 +270,7 @@ pub async fn refused_moves_change_nothing(repo: &dyn Repository) {
         ("an unknown deployment", DeploymentId::random()),
     ] {
         let moved = repo
-            .move_production(&name, &id, ProductionReason::Promote)
+            .move_production(&name, &id, ProductionReason::Promote, None)
             .await;
         assert!(
             matches!(moved, Err(RepositoryError::Conflict(_))),
@@ -261,7 +278,12 @@ pub async fn refused_moves_change_nothing(repo: &dyn Repository) {
         );
     }
     let unknown = repo
-        .move_production(&random_name("none"), &live.id, ProductionReason::Promote)
+        .move_production(
+            &random_name("none"),
+            &live.id,
+            ProductionReason::Promote,
+            None,
+        )
         .await;
     assert!(is_not_found(&unknown), "{unknown:?}");
     assert!(is_not_found(
@@ -285,7 +307,7 @@ pub async fn racing_moves_keep_the_history_a_chain(repo: &dyn Repository) {
             (a.id, ProductionReason::Rollback)
         };
         let name = name.clone();
-        async move { repo.move_production(&name, &to, reason).await }
+        async move { repo.move_production(&name, &to, reason, None).await }
     });
     for result in join_all(moves).await {
         result.expect("a racing move failed");
@@ -353,7 +375,7 @@ pub async fn deleting_a_project_deletes_its_deployments_and_history(repo: &dyn R
 }
 
 /// A random valid project name starting with `prefix`.
-fn random_name(prefix: &str) -> ProjectName {
+pub(super) fn random_name(prefix: &str) -> ProjectName {
     let id = DeploymentId::random().to_string();
     format!("{prefix}-{}", &id[..12])
         .parse()
@@ -369,7 +391,7 @@ fn new_project(name: &ProjectName) -> NewProject {
 }
 
 /// A new project with a random name.
-async fn project(repo: &dyn Repository, prefix: &str) -> ProjectName {
+pub(super) async fn project(repo: &dyn Repository, prefix: &str) -> ProjectName {
     let name = random_name(prefix);
     repo.create_project(&new_project(&name))
         .await
@@ -438,10 +460,10 @@ pub async fn retention_expires_only_previews_that_were_never_production(repo: &d
     let production = ready(repo, &name, Target::Production).await;
     pause().await;
     let once_production = ready(repo, &name, Target::Preview).await;
-    repo.move_production(&name, &once_production.id, ProductionReason::Promote)
+    repo.move_production(&name, &once_production.id, ProductionReason::Promote, None)
         .await
         .expect("promote");
-    repo.move_production(&name, &production.id, ProductionReason::Promote)
+    repo.move_production(&name, &production.id, ProductionReason::Promote, None)
         .await
         .expect("promote back");
     let mut previews = Vec::new();

@@ -1,0 +1,60 @@
+//! Who is calling: the connection's peer, kept on each request so a handler can say who did
+//! something — the history of production records it as `by` on every promote and rollback.
+//!
+//! The server puts the peer's address on every request ([`Peer`]); handlers take a
+//! [`Caller`], which describes the caller in words an operator reads in the history. A
+//! request that did not come through the server (a test driving the router directly) has no
+//! peer and is described as `api`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+/// The address of the connection a request came on, as the server accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
+/// Who made a request, in words: `api (127.0.0.1)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(String);
+
+impl Caller {
+    /// The description the history keeps.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The caller of a request that came on a connection from `peer` (if known).
+    pub fn from_peer(peer: Option<Peer>) -> Self {
+        match peer {
+            Some(Peer(address)) => Self(format!("api ({})", address.ip().to_canonical())),
+            None => Self("api".to_owned()),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_peer(parts.extensions.get::<Peer>().copied()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_are_described_by_their_address_without_the_port() {
+        let v4 = Peer("127.0.0.1:50123".parse().unwrap());
+        assert_eq!(Caller::from_peer(Some(v4)).as_str(), "api (127.0.0.1)");
+        let mapped = Peer("[::ffff:10.0.0.7]:443".parse().unwrap());
+        assert_eq!(Caller::from_peer(Some(mapped)).as_str(), "api (10.0.0.7)");
+        let v6 = Peer("[::1]:8000".parse().unwrap());
+        assert_eq!(Caller::from_peer(Some(v6)).as_str(), "api (::1)");
+        assert_eq!(Caller::from_peer(None).as_str(), "api");
+    }
+}
