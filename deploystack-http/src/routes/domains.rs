@@ -10,8 +10,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use deploystack_core::domains::VerifyOutcome;
-use deploystack_core::domains::{Readiness, VerificationRecord};
+use deploystack_core::domains::{Readiness, VerificationRecord, VerifyOutcome};
 use deploystack_core::model::ProjectName;
 use deploystack_core::services::domains::{
     self, CheckReport, DomainError, DomainInput, DomainState,
