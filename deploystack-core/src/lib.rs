@@ -19,7 +19,8 @@
 //! - [`routing`]: per-deployment routing — `vercel.json` and Netlify `_redirects` /
 //!   `_headers` compiled at deploy time into one model, and its pure evaluation at serve time.
 //! - [`services`]: the flows that tie ports together — ingest, the build pipeline (with
-//!   deploy-time precompression), serving resolution, garbage collection — and [`Services`],
+//!   deploy-time precompression), serving resolution, garbage collection, projects and
+//!   their custom domains (verification, background re-checks, hosts) — and [`Services`],
 //!   the one place that picks adapters.
 //!   [`services::workers`] is the build worker pool both binaries run.
 //! - [`secrets`]: environment-variable values sealed at rest under a platform key (a keyring

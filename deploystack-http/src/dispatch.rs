@@ -11,6 +11,9 @@
 //! after routing would let the API routes match first; deciding it here keeps the router
 //! exactly the platform's surface.
 //!
+//! A verified custom domain resolves here too: to its project's production, or to a
+//! redirect answered here with the same path and query on the target domain.
+//!
 //! ## Why a path test before the router too?
 //! Paths under `/<deployment-id>/` are the serving hot path and never an API route, so they
 //! go straight to the site handler: matching them against the router's table and cloning the
@@ -113,6 +116,13 @@ impl App {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
+            HostTarget::Redirect { to, status } => {
+                domain_redirect(&inner.state, to.as_str(), status.code(), request.uri())
+            }
+            HostTarget::DomainNotReady => site::page(
+                StatusCode::NOT_FOUND,
+                "404 Not Found\n\nThis domain is not verified yet, or redirects to a domain that is not: publish its TXT record (see GET /api/v1/projects/<project>/domains on the platform) and verify it.\n",
+            ),
             HostTarget::NoProduction => site::page(
                 StatusCode::NOT_FOUND,
                 "404 Not Found\n\nThis project has no production deployment yet: deploy with target=production, or promote a deployment.\n",
@@ -146,6 +156,24 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("hosts", &self.inner.hosts)
             .finish_non_exhaustive()
+    }
+}
+
+/// A custom domain's redirect: the same path and query on `to`, spelt with the public URL's
+/// scheme and port (as every host-based address is). Never cached by a shared cache for
+/// long: a redirect can be changed.
+fn domain_redirect(state: &AppState, to: &str, status: u16, uri: &Uri) -> Response {
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("{}{target}", state.origin_of(to));
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+    let mut response = site::page(status, format!("Redirecting to {location}\n"));
+    match header::HeaderValue::from_str(&location) {
+        Ok(value) => {
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+        }
+        // Only reachable with a target the request line itself could not carry.
+        Err(_) => site::page(StatusCode::BAD_REQUEST, "400 Bad Request\n"),
     }
 }
 

@@ -136,6 +136,17 @@ pub use hyper;
 /// `Service` and `Layer`, the shape of the [`middleware`] stack.
 pub use tower;
 
+/// The host of a URL (`https://deploy.example.com:8443/` → `deploy.example.com`).
+fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
 /// The public URL when none is configured: the bound address, with a wildcard address
 /// replaced by loopback so the URL can be opened.
 pub fn default_public_url(addr: SocketAddr) -> String {
@@ -185,7 +196,10 @@ pub async fn serve(
     let repository = Arc::clone(&state.services.repository);
     let app = App::new(
         state,
-        Arc::new(ProjectHostResolver::new(base_domain, repository)),
+        Arc::new(
+            ProjectHostResolver::new(base_domain, repository)
+                .with_platform_host(host_of(&public_url)),
+        ),
     );
     let stack = middleware::stack(app, settings);
     tracing::info!(%addr, %public_url, workers, "listening on http://{addr}");

@@ -89,6 +89,13 @@ impl AppState {
         format!("{scheme}://{label}.{base}{port}/")
     }
 
+    /// The origin of host `host` (a custom domain) as visitors reach it:
+    /// `<scheme>://<host>[:port]`, with the public URL's scheme and port.
+    pub fn origin_of(&self, host: &str) -> String {
+        let (scheme, _, port) = &*self.hosts;
+        format!("{scheme}://{host}{port}")
+    }
+
     /// The API resource of a deployment.
     pub fn status_url(&self, id: &DeploymentId) -> String {
         format!("{}/api/v1/deployments/{id}", self.public_url)

@@ -14,11 +14,14 @@ mod builds;
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
 #[cfg(all(feature = "postgres", feature = "redis"))]
+mod cluster_domains;
+#[cfg(all(feature = "postgres", feature = "redis"))]
 mod cluster_projects;
 mod compression;
 mod custom_strategy;
 mod deploy;
 mod desired;
+mod domains;
 mod env;
 mod faults;
 mod hardening;

@@ -19,6 +19,11 @@
 //!   evicts the project here and on every node (see Invalidation). Projects stay in-process;
 //!   Redis only carries their invalidations.
 //!
+//! - custom domains (`get_domain`), "no such domain" included, which hosts outside the base
+//!   domain read on every request. Every write of a domain (add, redirect change, check,
+//!   delete) goes through this decorator and evicts that domain here and on every node
+//!   (`domain:<name>` invalidations); deleting a project evicts its domains with it.
+//!
 //! `QUEUED` and `BUILDING` records, unknown ids and every other method pass straight through:
 //! a worker in another process flips those rows, and this process would never hear of it.
 //!
@@ -90,15 +95,16 @@ use moka::sync::Cache;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, NewProject, Page, PageRequest,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, Domain,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, NewDomain, NewProject, Page, PageRequest,
     ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, Retention,
     StoredLogLine, Target,
 };
 use crate::repository::{
-    Claim, DeploymentRepository, FileRepository, LogRepository, ProjectRepository, PublishedBuild,
-    Repository, RepositoryError,
+    Claim, DeploymentRepository, DomainRepository, FileRepository, LogRepository,
+    ProjectRepository, PublishedBuild, Repository, RepositoryError,
 };
 
 pub use self::blobs::{BlobCacheConfig, BlobCacheStats, BlobCacheStatsHandle, CachedStorage};
@@ -398,6 +404,25 @@ impl CachedRepository {
                         project = %name,
                         error = %err,
                         "could not tell the other nodes that a project changed; they may serve its old production until their entries expire"
+                    );
+                }
+            }
+        }
+    }
+
+    /// After a write to domain `name`: evict it here and tell every other node, so a host
+    /// starts (or stops) serving on every node at once.
+    async fn domain_changed(&self, name: &DomainName) {
+        self.local.forget_domain(name);
+        if let Some(shared) = &self.shared {
+            match shared.domain_changed(name).await {
+                Ok(()) => Counters::bump(&self.local.counters.invalidations_sent),
+                Err(err) => {
+                    Counters::bump(&self.local.counters.shared_errors);
+                    tracing::error!(
+                        domain = %name,
+                        error = %err,
+                        "could not tell the other nodes that a domain changed; they may serve it as before until their entries expire"
                     );
                 }
             }
@@ -705,6 +730,82 @@ impl ProjectRepository for CachedRepository {
     }
 }
 
+/// Domains are cached in-process only, like projects, "not found" included (every request
+/// for a host outside the base domain asks); each write evicts the domain on every node.
+#[async_trait]
+impl DomainRepository for CachedRepository {
+    async fn create_domain(&self, new: &NewDomain) -> Result<Domain, RepositoryError> {
+        let result = self.inner.create_domain(new).await;
+        // A cached "not found" of this name must go.
+        self.domain_changed(&new.name).await;
+        result
+    }
+
+    async fn get_domain(&self, name: &DomainName) -> Result<Domain, RepositoryError> {
+        let key = Key::Domain(name.clone());
+        if let Some(Value::Domain(domain)) = self.local.get(&key) {
+            Counters::bump(&self.local.counters.local_hits);
+            return domain
+                .map(|domain| Domain::clone(&domain))
+                .ok_or(RepositoryError::NotFound);
+        }
+        Counters::bump(&self.local.counters.local_misses);
+        let generation = self.local.generation();
+        let found = match self.inner.get_domain(name).await {
+            Ok(domain) => Some(domain),
+            Err(RepositoryError::NotFound) => None,
+            Err(err) => return Err(err),
+        };
+        self.local
+            .fill(key, Value::Domain(found.clone().map(Arc::new)), generation);
+        found.ok_or(RepositoryError::NotFound)
+    }
+
+    async fn list_domains(&self, project: &ProjectName) -> Result<Vec<Domain>, RepositoryError> {
+        self.inner.list_domains(project).await
+    }
+
+    async fn set_domain_redirect(
+        &self,
+        name: &DomainName,
+        redirect: Option<DomainName>,
+        status: Option<RedirectStatus>,
+    ) -> Result<Domain, RepositoryError> {
+        let result = self.inner.set_domain_redirect(name, redirect, status).await;
+        self.domain_changed(name).await;
+        result
+    }
+
+    async fn delete_domain(&self, name: &DomainName) -> Result<(), RepositoryError> {
+        let result = self.inner.delete_domain(name).await;
+        self.domain_changed(name).await;
+        result
+    }
+
+    async fn record_domain_check(
+        &self,
+        name: &DomainName,
+        found: bool,
+        retry_in: Duration,
+    ) -> Result<Domain, RepositoryError> {
+        let result = self.inner.record_domain_check(name, found, retry_in).await;
+        // Only a verification changes what a host serves; a failed check changes when the
+        // next one is due, which nothing on the serving path reads.
+        if found {
+            self.domain_changed(name).await;
+        }
+        result
+    }
+
+    async fn claim_due_domains(
+        &self,
+        limit: u32,
+        hold: Duration,
+    ) -> Result<Vec<Domain>, RepositoryError> {
+        self.inner.claim_due_domains(limit, hold).await
+    }
+}
+
 #[async_trait]
 impl Repository for CachedRepository {
     async fn ping(&self) -> Result<(), RepositoryError> {
@@ -722,13 +823,15 @@ enum Key {
     File(DeploymentId, Box<str>),
     /// `get_project(name)`: what a project host serves.
     Project(ProjectName),
+    /// `get_domain(name)`: what a custom domain serves.
+    Domain(DomainName),
 }
 
 impl Key {
     fn deployment(&self) -> Option<DeploymentId> {
         match self {
             Self::Deployment(id) | Self::File(id, _) => Some(*id),
-            Self::Project(_) => None,
+            Self::Project(_) | Self::Domain(_) => None,
         }
     }
 }
@@ -743,6 +846,8 @@ enum Value {
     File(Option<FileEntry>),
     /// A project, with its production.
     Project(Arc<Project>),
+    /// A domain; `None` is a cached "no such domain".
+    Domain(Option<Arc<Domain>>),
 }
 
 /// What moka keeps per entry besides our key and value (hash table slot, queue nodes,
@@ -756,6 +861,7 @@ fn weigh(key: &Key, value: &Value) -> u32 {
         Key::Deployment(_) => 0,
         Key::File(_, path) => path.len(),
         Key::Project(name) => name.as_str().len(),
+        Key::Domain(name) => name.as_str().len(),
     };
     let value_heap = match value {
         Value::Deployment(deployment) => {
@@ -786,6 +892,13 @@ fn weigh(key: &Key, value: &Value) -> u32 {
         Value::File(entry) => entry
             .as_ref()
             .map_or(0, |e| e.path.len() + e.content_type.len()),
+        Value::Domain(domain) => domain.as_ref().map_or(0, |domain| {
+            std::mem::size_of::<Domain>()
+                + domain.name.as_str().len()
+                + domain.project.as_str().len()
+                + domain.redirect.as_ref().map_or(0, |r| r.as_str().len())
+                + domain.token.as_str().len()
+        }),
         Value::Project(project) => {
             std::mem::size_of::<Project>()
                 + project.name.as_str().len()
@@ -910,6 +1023,23 @@ impl Local {
     fn forget_project(&self, name: &ProjectName) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate(&Key::Project(name.clone()));
+        // Its domains too: a deleted project's domains are deleted with it.
+        let name = name.clone();
+        if self
+            .entries
+            .invalidate_entries_if(move |_, value| {
+                matches!(value, Value::Domain(Some(domain)) if domain.project == name)
+            })
+            .is_err()
+        {
+            self.entries.invalidate_all();
+        }
+    }
+
+    /// Evict domain `name`: it was added, changed, verified or deleted.
+    fn forget_domain(&self, name: &DomainName) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate(&Key::Domain(name.clone()));
     }
 
     /// Stop serving entries: the invalidation feed is down.
@@ -998,6 +1128,13 @@ mod no_shared_layer {
         }
 
         pub(super) async fn project_changed(&self, _: &ProjectName) -> Result<(), CacheError> {
+            match *self {}
+        }
+
+        pub(super) async fn domain_changed(
+            &self,
+            _: &crate::domains::DomainName,
+        ) -> Result<(), CacheError> {
             match *self {}
         }
     }

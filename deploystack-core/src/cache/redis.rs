@@ -8,7 +8,8 @@
 //!   A lookup is only trusted after the deployment's record said `READY`, so a stale hash of a
 //!   deleted deployment is never served.
 //! - channel `invalidations`: `<node> <deployment-id>` after each change of a deployment, and
-//!   `<node> project:<name>` after each change of a project (its production moved), to every
+//!   `<node> project:<name>` after each change of a project (its production moved), and
+//!   `<node> domain:<name>` after each change of a custom domain, to every
 //!   node's listener; a node skips its own messages (it evicted before publishing).
 //!
 //! Commands go through a deadpool pool with one-second timeouts, so a stuck Redis slows a
@@ -30,6 +31,8 @@ use crate::model::{Deployment, DeploymentId, FileEntry, ProjectName};
 
 /// How an invalidation names a project rather than a deployment: `<node> project:<name>`.
 const PROJECT_PREFIX: &str = "project:";
+/// How an invalidation names a custom domain: `<node> domain:<name>`.
+const DOMAIN_PREFIX: &str = "domain:";
 
 /// Longest wait for a pooled connection, a new connection or a command's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -216,6 +219,21 @@ impl RedisLayer {
         Ok(())
     }
 
+    /// Domain `name` changed: tell every node. Domains are not stored in Redis either.
+    pub(super) async fn domain_changed(
+        &self,
+        name: &crate::domains::DomainName,
+    ) -> Result<(), CacheError> {
+        let mut connection = self.connection().await?;
+        redis::cmd("PUBLISH")
+            .arg(&self.keys.channel)
+            .arg(format!("{} {DOMAIN_PREFIX}{name}", self.node))
+            .query_async::<redis::Value>(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     /// Deployment `id` changed: in one transaction, store its new record (`now`, if settled)
     /// or drop the old one, drop its manifest lookups, and tell every node.
     pub(super) async fn changed(
@@ -360,6 +378,16 @@ impl Listener {
             return;
         };
         if node == self.node {
+            return;
+        }
+        if let Some(name) = id.strip_prefix(DOMAIN_PREFIX) {
+            match crate::domains::DomainName::parse(name) {
+                Ok(name) => {
+                    self.local.forget_domain(&name);
+                    Counters::bump(&self.local.counters.invalidations_received);
+                }
+                Err(_) => tracing::debug!(%payload, "cache: ignoring a malformed invalidation"),
+            }
             return;
         }
         if let Some(name) = id.strip_prefix(PROJECT_PREFIX) {

@@ -407,6 +407,22 @@ pub struct Config {
         )
     )]
     pub dns_servers: Vec<SocketAddr>,
+    /// Seconds before a new custom domain's record is looked up in the background, and
+    /// the first delay between re-checks; each later delay doubles, up to
+    /// `domain_recheck_max_secs`.
+    ///
+    /// Also how often the maintenance loop looks for due domains (at most every 30 s).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_DOMAIN_RECHECK_SECS", value_name = "SECS")
+    )]
+    pub domain_recheck_secs: u64,
+    /// Longest delay between background re-checks of a pending custom domain, in seconds.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_DOMAIN_RECHECK_MAX_SECS", value_name = "SECS")
+    )]
+    pub domain_recheck_max_secs: u64,
     /// S3 connection settings (`[s3]` in the file, the standard `AWS_*` variables).
     #[cfg_attr(feature = "cli", command(flatten))]
     pub s3: S3Settings,
@@ -521,6 +537,8 @@ impl Default for Config {
             secret_key_file: None,
             previous_secret_keys: Vec::new(),
             dns_servers: Vec::new(),
+            domain_recheck_secs: 30,
+            domain_recheck_max_secs: 3600,
             s3: S3Settings::default(),
         }
     }
@@ -630,6 +648,23 @@ impl Config {
             value: self.base_domain.clone(),
             message: err.to_string(),
         })
+    }
+
+    /// The backoff of background re-checks of pending domains: `domain_recheck_secs`
+    /// (at least one second) doubling up to `domain_recheck_max_secs`, with jitter.
+    pub fn recheck_schedule(&self) -> crate::domains::RecheckSchedule {
+        let first = Duration::from_secs(self.domain_recheck_secs.max(1));
+        crate::domains::RecheckSchedule {
+            first,
+            max: Duration::from_secs(self.domain_recheck_max_secs).max(first),
+            ..crate::domains::RecheckSchedule::default()
+        }
+    }
+
+    /// How often the maintenance loop looks for due domains: the first re-check delay,
+    /// between one and thirty seconds.
+    pub fn domain_recheck_every(&self) -> Duration {
+        Duration::from_secs(self.domain_recheck_secs.clamp(1, 30))
     }
 
     /// The header read (and keep-alive idle) timeout; at least one second.

@@ -12,8 +12,9 @@
 //!   setting (the system's name servers by default).
 //! - [`RecheckSchedule`]: when a pending domain is looked up again (backoff with jitter).
 //!
-//! Nothing here stores anything: the projects side keeps domains, tokens and check times in
-//! the repository and drives these pieces.
+//! Nothing here stores anything: [`services::domains`](crate::services::domains) keeps
+//! domains, tokens and check times in the repository (`DomainRepository`) and drives these
+//! pieces.
 //!
 //! # Why verify at all?
 //! Serving a domain only because someone listed it would let any user of an installation

@@ -146,6 +146,14 @@ pub enum Event {
         /// How many deployments its delete deleted.
         deployments: u64,
     },
+    /// A custom domain's verification record was found: the domain serves (or redirects)
+    /// once every domain it redirects through is verified too.
+    DomainVerified {
+        /// The project.
+        project: ProjectName,
+        /// The domain (ASCII).
+        domain: String,
+    },
 }
 
 impl Event {
@@ -163,7 +171,8 @@ impl Event {
             | Event::DeploymentRolledBack { deployment_id, .. } => Some(*deployment_id),
             Event::ProjectCreated { .. }
             | Event::ProjectUpdated { .. }
-            | Event::ProjectDeleted { .. } => None,
+            | Event::ProjectDeleted { .. }
+            | Event::DomainVerified { .. } => None,
         }
     }
 }

@@ -6,6 +6,7 @@
 mod build;
 mod change;
 mod deployment;
+mod domain;
 mod env;
 mod file;
 mod ids;
@@ -19,6 +20,7 @@ pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
     PageRequest, StoredLogLine, Target,
 };
+pub use domain::{Domain, NewDomain};
 pub use env::{
     EnvTarget, EnvVarId, EnvVarType, EnvVarUpdate, NewEnvVar, ResealCounts, ResealReport,
     SealedEnvVar,

@@ -18,11 +18,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, EnvVarId,
-    EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewEnvVar, NewProject, Page, PageRequest,
-    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, ResealReport,
-    Retention, SealedEnvVar, StoredLogLine,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
+    EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
+    Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
+    ResealReport, Retention, SealedEnvVar, StoredLogLine,
 };
 
 /// Every trait of the port for `$wrapper<R>`, each method calling `R`'s.
@@ -289,6 +290,54 @@ macro_rules! forward_repository {
                 limit: u32,
             ) -> Result<Vec<ProductionChange>, RepositoryError> {
                 (**self).production_history(name, limit).await
+            }
+        }
+
+        #[async_trait]
+        impl<R: DomainRepository + ?Sized> DomainRepository for $wrapper<R> {
+            async fn create_domain(&self, new: &NewDomain) -> Result<Domain, RepositoryError> {
+                (**self).create_domain(new).await
+            }
+
+            async fn get_domain(&self, name: &DomainName) -> Result<Domain, RepositoryError> {
+                (**self).get_domain(name).await
+            }
+
+            async fn list_domains(
+                &self,
+                project: &ProjectName,
+            ) -> Result<Vec<Domain>, RepositoryError> {
+                (**self).list_domains(project).await
+            }
+
+            async fn set_domain_redirect(
+                &self,
+                name: &DomainName,
+                redirect: Option<DomainName>,
+                status: Option<RedirectStatus>,
+            ) -> Result<Domain, RepositoryError> {
+                (**self).set_domain_redirect(name, redirect, status).await
+            }
+
+            async fn delete_domain(&self, name: &DomainName) -> Result<(), RepositoryError> {
+                (**self).delete_domain(name).await
+            }
+
+            async fn record_domain_check(
+                &self,
+                name: &DomainName,
+                found: bool,
+                retry_in: Duration,
+            ) -> Result<Domain, RepositoryError> {
+                (**self).record_domain_check(name, found, retry_in).await
+            }
+
+            async fn claim_due_domains(
+                &self,
+                limit: u32,
+                hold: Duration,
+            ) -> Result<Vec<Domain>, RepositoryError> {
+                (**self).claim_due_domains(limit, hold).await
             }
         }
 

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::*;
+use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
-    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, EncodedVariant, EnvVarId,
-    EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewEnvVar, NewProject, Page, PageRequest,
-    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, ResealReport,
-    Retention, SealedEnvVar, StoredLogLine,
+    BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
+    EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
+    Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
+    ResealReport, Retention, SealedEnvVar, StoredLogLine,
 };
 
 mockall::mock! {
@@ -120,6 +121,30 @@ mockall::mock! {
             name: &ProjectName,
             limit: u32,
         ) -> Result<Vec<ProductionChange>, RepositoryError>;
+    }
+    #[async_trait]
+    impl DomainRepository for Repository {
+        async fn create_domain(&self, new: &NewDomain) -> Result<Domain, RepositoryError>;
+        async fn get_domain(&self, name: &DomainName) -> Result<Domain, RepositoryError>;
+        async fn list_domains(&self, project: &ProjectName) -> Result<Vec<Domain>, RepositoryError>;
+        async fn set_domain_redirect(
+            &self,
+            name: &DomainName,
+            redirect: Option<DomainName>,
+            status: Option<RedirectStatus>,
+        ) -> Result<Domain, RepositoryError>;
+        async fn delete_domain(&self, name: &DomainName) -> Result<(), RepositoryError>;
+        async fn record_domain_check(
+            &self,
+            name: &DomainName,
+            found: bool,
+            retry_in: Duration,
+        ) -> Result<Domain, RepositoryError>;
+        async fn claim_due_domains(
+            &self,
+            limit: u32,
+            hold: Duration,
+        ) -> Result<Vec<Domain>, RepositoryError>;
     }
     #[async_trait]
     impl EnvRepository for Repository {

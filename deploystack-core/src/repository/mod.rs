@@ -1,4 +1,5 @@
-//! The `Repository` port: the source of truth for deployments, builds, logs, files and blobs.
+//! The `Repository` port: the source of truth for deployments, builds, logs, files, blobs,
+//! projects and their domains.
 //!
 //! # Layout: one trait per aggregate
 //! [`Repository`] is the one port callers hold (`Arc<dyn Repository>`); it is the sum of one
@@ -6,6 +7,7 @@
 //! [`DeploymentRepository`] (`deployments.rs`: life cycle, claims, leases, fencing),
 //! [`LogRepository`] (`logs.rs`), [`FileRepository`] (`files.rs`: manifests and blobs),
 //! [`ProjectRepository`] (`projects.rs`: projects, production and its history),
+//! [`DomainRepository`] (`domains.rs`: custom domains, their verification and re-checks),
 //! [`EnvRepository`] (`env.rs`: projects' environment variables, sealed, and key rotation),
 //! [`IdempotencyKeys`] (`idempotency.rs`: the kept answers of retried requests).
 //! Methods of every aggregate are callable on `dyn Repository` without importing anything;
@@ -24,6 +26,7 @@
 //! [`Services`](crate::Services) holds.
 
 mod deployments;
+mod domains;
 mod env;
 mod files;
 mod forward;
@@ -44,6 +47,7 @@ use async_trait::async_trait;
 use crate::model::{ContentHash, Deployment, DeploymentStatus, FileEntry, LogLine};
 
 pub use deployments::DeploymentRepository;
+pub use domains::DomainRepository;
 pub use env::{EnvRepository, MAX_PROJECT_ENV_VARS};
 pub use files::FileRepository;
 pub use idempotency::{IdempotencyKeys, Reservation, StoredAnswer};
@@ -64,8 +68,8 @@ pub(crate) use sqlite::is_in_memory as is_sqlite_in_memory;
 /// `dyn Repository` (whose methods need no import): `use deploystack_core::repository::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        DeploymentRepository, EnvRepository, FileRepository, IdempotencyKeys, LogRepository,
-        ProjectRepository, Repository,
+        DeploymentRepository, DomainRepository, EnvRepository, FileRepository, IdempotencyKeys,
+        LogRepository, ProjectRepository, Repository,
     };
 }
 
@@ -136,6 +140,7 @@ pub trait Repository:
     + LogRepository
     + FileRepository
     + ProjectRepository
+    + DomainRepository
     + EnvRepository
     + IdempotencyKeys
     + Send

@@ -69,6 +69,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{PgExecutor, Row, SqlSafeStr};
 use time::OffsetDateTime;
 
+mod domains;
 mod env;
 mod idempotency;
 mod projects;
@@ -141,6 +142,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "env vars".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0007_env_vars.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            8,
+            "domains".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0008_domains.sql").into_sql_str(),
             false,
         ),
         Migration::new(

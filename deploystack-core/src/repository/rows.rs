@@ -163,6 +163,47 @@ pub(super) fn project(row: &impl Columns) -> Result<Project, RepositoryError> {
     })
 }
 
+/// A domain from a row holding every column of `domains`.
+pub(super) fn domain(row: &impl Columns) -> Result<crate::model::Domain, RepositoryError> {
+    let redirect_status = row
+        .int("redirect_status")?
+        .map(|code| {
+            u16::try_from(code)
+                .ok()
+                .and_then(|code| crate::domains::RedirectStatus::try_from(code).ok())
+                .ok_or_else(|| RepositoryError::Corrupt(format!("column redirect_status: {code}")))
+        })
+        .transpose()?;
+    let attempts = int(row, "check_attempts")?;
+    Ok(crate::model::Domain {
+        name: parse(row, "name")?,
+        project: parse(row, "project")?,
+        redirect: parse_optional(row, "redirect")?,
+        redirect_status,
+        token: crate::domains::VerificationToken::parse(&text(row, "token")?)
+            .map_err(|e| RepositoryError::Corrupt(format!("column token: {e}")))?,
+        verified_at: row.time("verified_at")?,
+        check_attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        next_check_at: row.time("next_check_at")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// A unique violation on a domain insert: the name is taken, by this project or another
+/// (which one is not said: project names are not everyone's to read).
+pub(super) fn domain_taken(
+    error: RepositoryError,
+    name: &crate::domains::DomainName,
+) -> RepositoryError {
+    match error {
+        RepositoryError::Conflict(_) => {
+            RepositoryError::Conflict(format!("the domain {name} is already in use"))
+        }
+        other => other,
+    }
+}
+
 /// One history row (`from_deployment, to_deployment, at, reason, actor`).
 pub(super) fn production_change(row: &impl Columns) -> Result<ProductionChange, RepositoryError> {
     Ok(ProductionChange {

@@ -50,6 +50,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlSafeStr, SqliteConnection};
 use time::OffsetDateTime;
 
+mod domains;
 mod env;
 mod idempotency;
 mod projects;
@@ -121,6 +122,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "env vars".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0007_env_vars.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            8,
+            "domains".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0008_domains.sql").into_sql_str(),
             false,
         ),
         Migration::new(

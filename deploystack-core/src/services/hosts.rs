@@ -11,8 +11,9 @@
 //! ## Why a trait?
 //! Deployment hosts are a rule that needs no lookup ([`DeploymentHostResolver`]). Project
 //! hosts (`<project>.<base-domain>`) need the repository: [`ProjectHostResolver`] asks the
-//! deployment rule first and looks up the rest. Verified custom domains will be one more
-//! lookup of the same kind, so the HTTP layer does not change.
+//! deployment rule first and looks up the rest. Verified custom domains are one more
+//! lookup of the same kind, asked for names outside the base domain before they are taken
+//! for the platform (`services::domains::resolve_host`).
 //!
 //! ## Why is an unknown name under the base domain a 404?
 //! Every name under the base domain is a tenant origin. Falling back to the platform (API,
@@ -147,7 +148,7 @@ impl BaseDomain {
 }
 
 /// What a request's host is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HostTarget {
     /// The platform: API, health checks, path-based serving (`/<deployment-id>/…`).
@@ -159,6 +160,16 @@ pub enum HostTarget {
     /// A project's host (`<project>.<base-domain>`) while the project has no production
     /// deployment yet: a 404 that says so.
     NoProduction,
+    /// A custom domain that redirects: answer `status` to the same path and query on `to`.
+    Redirect {
+        /// The domain to send visitors to.
+        to: crate::domains::DomainName,
+        /// 301, 302, 307 or 308.
+        status: crate::domains::RedirectStatus,
+    },
+    /// A custom domain that is not verified yet, or redirects through one that is not: a
+    /// 404 that says so.
+    DomainNotReady,
 }
 
 /// Why a host could not be resolved (never "it is unknown": that is [`HostTarget::NotFound`]).
@@ -217,7 +228,9 @@ impl HostResolver for DeploymentHostResolver {
 }
 
 /// The project rule on top of the deployment rule: `<project>.<base-domain>` serves the
-/// project's current production deployment.
+/// project's current production deployment, and a verified custom domain (a name outside
+/// the base domain) serves its project's production or redirects
+/// (`crate::services::domains::resolve_host`).
 ///
 /// The project is read through the repository handed in — in a server, the read cache's
 /// decorator, which answers warm hosts from memory and is told on every node when production
@@ -228,6 +241,8 @@ impl HostResolver for DeploymentHostResolver {
 pub struct ProjectHostResolver {
     deployments: DeploymentHostResolver,
     base: BaseDomain,
+    /// The platform's own named host (the public URL's), answered without a look-up.
+    platform_host: Option<String>,
     repository: std::sync::Arc<dyn crate::repository::Repository>,
 }
 
@@ -240,8 +255,18 @@ impl ProjectHostResolver {
         Self {
             deployments: DeploymentHostResolver::new(base.clone()),
             base,
+            platform_host: None,
             repository,
         }
+    }
+
+    /// The same resolver, answering `host` (the public URL's host) as the platform without
+    /// looking it up as a custom domain, so the API and `/healthz` on that name do not depend
+    /// on the repository. The base domain itself is never looked up either; neither can be
+    /// a custom domain (`services::domains` refuses both).
+    pub fn with_platform_host(mut self, host: Option<&str>) -> Self {
+        self.platform_host = host.map(str::to_ascii_lowercase);
+        self
     }
 }
 
@@ -257,6 +282,21 @@ impl std::fmt::Debug for ProjectHostResolver {
 impl HostResolver for ProjectHostResolver {
     async fn resolve(&self, host: &HostName) -> Result<HostTarget, HostError> {
         let target = self.deployments.target(host);
+        let platform_name = host.as_str() == self.base.as_str()
+            || self.platform_host.as_deref() == Some(host.as_str());
+        if target == HostTarget::Platform && !host.is_ip() && !platform_name {
+            // A name outside the base domain may be a project's custom domain; a name that
+            // cannot be one (`localhost`) is the platform without a look-up.
+            if let Ok(domain) = crate::domains::DomainName::parse(host.as_str()) {
+                return match crate::services::domains::resolve_host(&*self.repository, &domain)
+                    .await
+                {
+                    Ok(Some(target)) => Ok(target),
+                    Ok(None) => Ok(HostTarget::Platform),
+                    Err(err) => Err(HostError::Unavailable(err)),
+                };
+            }
+        }
         if target != HostTarget::NotFound {
             return Ok(target);
         }
@@ -436,5 +476,40 @@ mod tests {
         assert_eq!(resolve("a.site.localhost").await, HostTarget::NotFound);
         assert_eq!(resolve("localhost:8000").await, HostTarget::Platform);
         assert_eq!(resolve("site.example.com").await, HostTarget::Platform);
+    }
+
+    /// A name outside the base domain is looked up as a custom domain, except the base
+    /// domain itself and the platform's own host, which answer without the repository: the
+    /// API and `/healthz` there keep working while the database is down.
+    #[cfg(feature = "mock")]
+    #[tokio::test]
+    async fn the_platforms_own_names_need_no_lookup() {
+        let mut repository = crate::repository::MockRepository::new();
+        repository
+            .expect_get_domain()
+            .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+        let resolver = ProjectHostResolver::new(
+            BaseDomain::parse("sites.example.org").unwrap(),
+            std::sync::Arc::new(repository),
+        )
+        .with_platform_host(Some("Deploy.Example.org"));
+        for platform in [
+            "sites.example.org",
+            "deploy.example.org:443",
+            "localhost",
+            "127.0.0.1",
+        ] {
+            let host = HostName::parse(platform).unwrap();
+            assert_eq!(
+                resolver.resolve(&host).await.unwrap(),
+                HostTarget::Platform,
+                "{platform}"
+            );
+        }
+        let host = HostName::parse("www.example.com").unwrap();
+        assert!(matches!(
+            resolver.resolve(&host).await,
+            Err(HostError::Unavailable(_))
+        ));
     }
 }

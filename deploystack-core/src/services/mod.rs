@@ -8,6 +8,8 @@
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`projects`]: projects, and moving their production (promote, rollback).
+//! - [`domains`]: custom domains of projects — add, verify, re-check, sync, what a host
+//!   serves.
 //! - [`env`](mod@env): projects' environment variables (sealed at rest), what a build receives, and
 //!   key rotation.
 //! - [`disk`]: free space in the data directory, checked against a floor.
@@ -19,6 +21,7 @@ pub mod compression;
 pub mod deployments;
 pub mod desired;
 pub mod disk;
+pub mod domains;
 pub mod env;
 pub mod hosts;
 pub mod ingest;

@@ -1,7 +1,8 @@
 //! The build worker pool: loops that reserve jobs from the queue and run each through the
 //! [`pipeline`](super::pipeline), plus the maintenance loops every worker process runs — the
 //! [`reconciler`](super::reconciler) (enqueue again what the queue lost), the blob
-//! collector and the retention sweep.
+//! collector, the retention sweep and the background re-check of pending custom domains
+//! ([`domains::recheck_due`](super::domains::recheck_due)).
 //!
 //! The `deploystack-worker` binary runs [`run`] against a shared queue;
 //! `deploystack_http::serve` runs the same pool in-process when the queue only exists inside
@@ -121,8 +122,8 @@ async fn build_loop(
     }
 }
 
-/// Reconciles, collects garbage, purges expired idempotency keys and sweeps retention
-/// periodically. With an in-process queue the first
+/// Reconciles, collects garbage, purges expired idempotency keys, sweeps retention and
+/// re-checks pending custom domains periodically. With an in-process queue the first
 /// reconciliation takes every queued deployment (that queue starts empty after a restart); a
 /// shared queue still holds them, so a worker joining a cluster does not enqueue them twice.
 async fn maintenance_loop(services: Services, stop: CancellationToken) {
@@ -131,6 +132,8 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
     let mut reconcile_tick = tokio::time::interval(services.config.reconcile_every());
     let mut collect_tick = tokio::time::interval(COLLECT_EVERY);
     let mut retention_tick = tokio::time::interval(RETENTION_EVERY);
+    let mut domains_tick = tokio::time::interval(services.config.domain_recheck_every());
+    domains_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -145,6 +148,13 @@ async fn maintenance_loop(services: Services, stop: CancellationToken) {
                 first = false;
                 if let Err(err) = reconcile(&services, older_than, 500).await {
                     tracing::warn!(error = %err, "reconciliation failed");
+                }
+            }
+            _ = domains_tick.tick() => {
+                // Pending custom domains whose re-check is due, claimed so that several
+                // processes never look the same domain up at once.
+                if let Err(err) = super::domains::recheck_due(&services).await {
+                    tracing::warn!(error = %err, "re-checking pending domains failed");
                 }
             }
             _ = collect_tick.tick() => {

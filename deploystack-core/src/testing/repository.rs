@@ -11,6 +11,7 @@
 //! Timestamps handed to the repository are whole milliseconds, the coarsest precision an
 //! adapter may store.
 
+mod domains;
 mod env;
 mod projects;
 
@@ -26,6 +27,7 @@ use crate::model::{
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
+pub use domains::*;
 pub use env::*;
 pub use projects::*;
 
@@ -58,6 +60,7 @@ pub async fn run_all(repo: &dyn Repository) {
     stalled_deployments_are_found(repo).await;
     run_projects(repo).await;
     run_env(repo).await;
+    run_domains(repo).await;
     crate::testing::idempotency::run_all(repo).await;
 }
 

@@ -388,6 +388,77 @@ mod shared {
             self.up.store(true, Ordering::SeqCst);
         }
     }
+
+    /// A domain verified, redirected or deleted through one node is seen by the other at
+    /// once, "no such domain" included; deleting the project evicts its domains everywhere.
+    #[tokio::test]
+    async fn domain_changes_on_one_node_reach_the_other() {
+        use deploystack_core::domains::{DomainName, VerificationToken};
+        use deploystack_core::model::{NewDomain, NewProject, ProjectName};
+        use deploystack_core::repository::RepositoryError;
+
+        let Some(url) = redis_url() else { return };
+        let prefix = unique_name("cache");
+        let dir = tempfile::tempdir().unwrap();
+        let database = format!("sqlite://{}", dir.path().join("shared.db").display());
+        let a = node(
+            Arc::new(SqliteRepository::connect(&database).await.unwrap()),
+            &url,
+            &prefix,
+        )
+        .await;
+        let b = node(
+            Arc::new(SqliteRepository::connect(&database).await.unwrap()),
+            &url,
+            &prefix,
+        )
+        .await;
+        let project: ProjectName = "cached-domains".parse().unwrap();
+        b.create_project(&NewProject {
+            name: project.clone(),
+            build_settings: Default::default(),
+            retention: Default::default(),
+        })
+        .await
+        .unwrap();
+        let name = DomainName::parse("www.cached.example").unwrap();
+
+        // Node A caches "no such domain"; node B adds it.
+        assert!(matches!(
+            a.get_domain(&name).await,
+            Err(RepositoryError::NotFound)
+        ));
+        b.create_domain(&NewDomain {
+            name: name.clone(),
+            project: project.clone(),
+            redirect: None,
+            redirect_status: None,
+            token: VerificationToken::generate(),
+            first_check_in: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+        eventually("node A seeing the new domain", || async {
+            a.get_domain(&name).await.is_ok()
+        })
+        .await;
+        // Node A caches it unverified; node B verifies it.
+        assert!(!a.get_domain(&name).await.unwrap().is_verified());
+        b.record_domain_check(&name, true, Duration::ZERO)
+            .await
+            .unwrap();
+        eventually("node A seeing the verification", || async {
+            a.get_domain(&name).await.unwrap().is_verified()
+        })
+        .await;
+        // Node B deletes the project; its domains go with it on node A too.
+        b.delete_project(&project).await.unwrap();
+        eventually("node A seeing the domain go", || async {
+            matches!(a.get_domain(&name).await, Err(RepositoryError::NotFound))
+        })
+        .await;
+        assert_eq!(a.stats().shared_errors, 0);
+    }
 }
 
 /// A mock that answers `record` for the deployment and "no such file" for every lookup but

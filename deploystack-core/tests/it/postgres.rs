@@ -111,7 +111,9 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (4, true),
                 (5, true),
                 (6, true),
-                (7, true)
+                (7, true),
+                (8, true),
+                (9, true)
             ],
             "round {round}"
         );

@@ -6,6 +6,7 @@
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
 //!   the history of production).
 //! - [`desired`]: `PUT /api/v1/projects/{name}`, a project's whole document as desired state.
+//! - [`domains`]: custom domains of projects (add, list, get, verify, remove).
 //! - [`env`](mod@env): a project's environment variables (values sealed at rest; who sees which).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
@@ -23,6 +24,7 @@
 pub mod deployments;
 pub mod desired;
 pub mod docs;
+pub mod domains;
 pub mod env;
 pub mod health;
 pub mod metrics;
@@ -113,6 +115,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::promote))
         .routes(routes!(projects::rollback))
         .routes(routes!(projects::production))
+        .routes(routes!(domains::list, domains::create))
+        .routes(routes!(domains::get, domains::delete))
+        .routes(routes!(domains::verify))
         .routes(routes!(env::list, env::create))
         .routes(routes!(env::get, env::update, env::delete))
 }
