@@ -11,6 +11,10 @@
 //! after routing would let the API routes match first; deciding it here keeps the router
 //! exactly the platform's surface.
 //!
+//! A deployment's host also answers `POST /_deploystack/login`, the login form of a protected
+//! deployment (`routes::site::protection`), which needs the request body the site handler
+//! never reads.
+//!
 //! A verified custom domain resolves here too: to its project's production, or to a
 //! redirect answered here with the same path and query on the target domain.
 //!
@@ -28,12 +32,13 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use axum::response::Response;
 use deploystack_core::services::hosts::{HostName, HostResolver, HostTarget};
 use deploystack_core::services::serving::MAX_PATH_BYTES;
 use tower_service::Service;
 
+use crate::caller::Peer;
 use crate::routes::{self, site};
 use crate::state::AppState;
 
@@ -104,8 +109,23 @@ impl App {
         };
         match target {
             HostTarget::Deployment(id) => {
-                let (parts, _body) = request.into_parts();
-                site::serve_host(&inner.state, &id, &parts.method, &parts.uri, &parts.headers).await
+                // Only HTTP/1.0 requests lack a host, and they never resolve to a deployment.
+                let host = host.as_ref().map_or("", HostName::as_str);
+                let (parts, body) = request.into_parts();
+                if parts.method == Method::POST && parts.uri.path() == site::protection::LOGIN_PATH
+                {
+                    let client = parts.extensions.get::<Peer>().map(|peer| peer.0.ip());
+                    return site::protection::login(&inner.state, &id, host, client, body).await;
+                }
+                site::serve_host(
+                    &inner.state,
+                    &id,
+                    host,
+                    &parts.method,
+                    &parts.uri,
+                    &parts.headers,
+                )
+                .await
             }
             // The serving hot path skips the router, whose fallback this is anyway.
             HostTarget::Platform if routes::is_site_path(request.uri().path()) => {

@@ -35,6 +35,9 @@ pub struct AppState {
     /// How host-based addresses are spelled: `(scheme, base domain, ":port" or "")`, from
     /// the public URL's scheme and port and the configured base domain.
     hosts: Arc<(String, String, String)>,
+    /// Protected deployments' signing key and wrong-password throttle
+    /// (`crate::routes::site::protection`).
+    pub protection: Arc<crate::routes::site::protection::Guard>,
 }
 
 impl AppState {
@@ -55,7 +58,12 @@ impl AppState {
             ),
             Err(_) => ("http".to_owned(), String::new()),
         };
+        let protection = Arc::new(crate::routes::site::protection::Guard::new(
+            &services.keyring,
+            scheme == "https",
+        ));
         Self {
+            protection,
             hosts: Arc::new((scheme, base, port)),
             services,
             public_url,
@@ -76,6 +84,15 @@ impl AppState {
     /// where root-absolute asset paths (`/assets/app.js`, what bundlers emit) work.
     pub fn deployment_url(&self, id: &DeploymentId) -> String {
         self.host_url(&id.to_string())
+    }
+
+    /// Whether `host` (lowercase, without port) is deployment `id`'s own host,
+    /// `<id>.<base-domain>`, rather than its project's host or a custom domain.
+    pub fn is_deployment_host(&self, host: &str, id: &DeploymentId) -> bool {
+        let (_, base, _) = &*self.hosts;
+        host.strip_suffix(base.as_str())
+            .and_then(|front| front.strip_suffix('.'))
+            .is_some_and(|label| label.parse::<DeploymentId>().ok().as_ref() == Some(id))
     }
 
     /// The path-based address of a deployment, `<public-url>/<id>/`, on the platform's host.

@@ -35,6 +35,8 @@ pub enum ChangeKind {
     Env,
     /// A custom domain; `name` is the domain.
     Domain,
+    /// Its protection (mode or password); `name` is the project's name.
+    Protection,
 }
 
 /// One change made by a desired-state apply.

@@ -13,6 +13,7 @@ mod ids;
 #[cfg(feature = "openapi")]
 mod openapi;
 mod project;
+mod protection;
 
 pub use build::{BuildSettings, EnvVar};
 pub use change::{Change, ChangeAction, ChangeKind};
@@ -31,3 +32,4 @@ pub use project::{
     InvalidProject, MAX_RETENTION_DAYS, NewProject, Production, ProductionChange, ProductionReason,
     Project, ProjectUpdate, Retention,
 };
+pub use protection::{Protection, ProtectionMode, ProtectionRequest};

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{BuildSettings, DeploymentId, ProjectName};
+use super::{BuildSettings, DeploymentId, ProjectName, Protection};
 
 /// A project as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -30,6 +30,10 @@ pub struct Project {
     pub retention: Retention,
     /// The deployment its host serves; `None` until one is assigned.
     pub production: Option<Production>,
+    /// Which of its addresses ask visitors for a password (`super::protection`). Never
+    /// serialized: it holds hashes, and the API shows only the mode and `password_set`.
+    #[serde(skip)]
+    pub protection: Protection,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -117,6 +121,8 @@ pub struct ProjectUpdate {
     pub build_settings: Option<BuildSettings>,
     /// A new retention policy, replacing the old one whole.
     pub retention: Option<Retention>,
+    /// New protection, replacing the old one whole (mode and both hashes).
+    pub protection: Option<Protection>,
 }
 
 /// Why production moved.

@@ -158,6 +158,11 @@ pub(super) fn project(row: &impl Columns) -> Result<Project, RepositoryError> {
         build_settings: settings_from_json(&text(row, "build_settings")?)?,
         retention: from_json(&text(row, "retention")?, "retention")?,
         production,
+        protection: crate::model::Protection {
+            mode: parse(row, "protection_mode")?,
+            password_hash: row.text("protection_password")?,
+            bypass_hash: row.text("protection_bypass")?,
+        },
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })

@@ -138,6 +138,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/sqlite/0009_production_actor.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            "protection".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0011_protection.sql").into_sql_str(),
+            false,
+        ),
     ])
 });
 

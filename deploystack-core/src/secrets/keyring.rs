@@ -41,6 +41,8 @@ pub struct Keyring {
     current: KeyId,
     /// Every key by id, the current one first.
     keys: Vec<(KeyId, XChaCha20Poly1305)>,
+    /// The current key itself, which [`Keyring::derive_key`] derives purpose keys from.
+    current_key: SecretKey,
 }
 
 impl Keyring {
@@ -48,6 +50,7 @@ impl Keyring {
     /// `previous`. A key listed twice counts once.
     pub fn new(current: SecretKey, previous: impl IntoIterator<Item = SecretKey>) -> Self {
         let current_id = current.id();
+        let current_key = current.clone();
         let mut keys: Vec<(KeyId, XChaCha20Poly1305)> = Vec::new();
         for key in std::iter::once(current).chain(previous) {
             let id = key.id();
@@ -59,7 +62,23 @@ impl Keyring {
         Self {
             current: current_id,
             keys,
+            current_key,
         }
+    }
+
+    /// A 256-bit key for one `purpose` (say `"protection cookies"`), derived from the current
+    /// key with HMAC-SHA256 over a labelled purpose: every node that shares the platform key
+    /// derives the same key, no second secret needs managing, and a key derived for one
+    /// purpose reveals nothing about the platform key or another purpose's key. A rotation
+    /// of the platform key changes every derived key (what it signed stops verifying).
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        // HMAC takes keys of any length, so this cannot fail.
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(self.current_key.bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(b"deploystack derived key v1\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// The id of the key new values are sealed with.

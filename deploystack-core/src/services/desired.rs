@@ -21,7 +21,7 @@
 
 use crate::model::{
     BuildSettings, Change, ChangeAction, ChangeKind, NewProject, Project, ProjectName,
-    ProjectUpdate, Retention,
+    ProjectUpdate, ProtectionRequest, Retention,
 };
 use crate::services::Services;
 use crate::services::env::{self, DesiredEnvVar, EnvError};
@@ -49,6 +49,9 @@ pub struct DesiredProject {
     pub retention: Retention,
     /// Its environment variables, all of them.
     pub env: Vec<DesiredEnvVar>,
+    /// Its protection; default: none. The password is compared with the stored hash, so the
+    /// same document twice is no change.
+    pub protection: ProtectionRequest,
 }
 
 /// What an apply did.
@@ -60,6 +63,8 @@ pub struct Applied {
     pub created: bool,
     /// Every change made, in the order made; empty when it already matched.
     pub changes: Vec<Change>,
+    /// The bypass secret made because the document turned protection on: shown once.
+    pub bypass_secret: Option<String>,
 }
 
 /// Bring project `name` in line with `desired`, creating it if it does not exist.
@@ -72,6 +77,7 @@ pub async fn apply(
     desired.retention.validate().map_err(ProjectError::from)?;
     projects::validate_build_settings(&desired.build_settings)?;
     env::validate_desired(&desired.env)?;
+    crate::services::protection::validate(&desired.protection).map_err(ProjectError::from)?;
 
     let mut changes = Vec::new();
     let (project, created) = match projects::get(services, name).await {
@@ -116,6 +122,25 @@ pub async fn apply(
             name.as_str(),
         ));
     }
+    let planned = crate::services::protection::plan(&project.protection, &desired.protection).await;
+    if let Some(protection) = planned.protection {
+        if protection.mode != crate::model::ProtectionMode::None
+            && protection.password_hash.is_none()
+        {
+            return Err(
+                ProjectError::Repository(crate::repository::RepositoryError::Unavailable(
+                    "the operating system's random source failed while hashing a password".into(),
+                ))
+                .into(),
+            );
+        }
+        update.protection = Some(protection);
+        changes.push(Change::new(
+            ChangeAction::Updated,
+            ChangeKind::Protection,
+            name.as_str(),
+        ));
+    }
     let project = if update == ProjectUpdate::default() {
         project
     } else {
@@ -127,5 +152,6 @@ pub async fn apply(
         project,
         created,
         changes,
+        bypass_secret: planned.bypass_secret,
     })
 }

@@ -27,6 +27,7 @@ pub mod hosts;
 pub mod ingest;
 pub mod pipeline;
 pub mod projects;
+pub mod protection;
 pub mod reconciler;
 pub mod scratch;
 pub mod serving;

@@ -10,7 +10,8 @@
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
     BuildSettings, DeploymentId, DeploymentStatus, InvalidProject, NewProject, Page, PageRequest,
-    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, Retention,
+    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, ProtectionRequest,
+    Retention,
 };
 use crate::repository::RepositoryError;
 use crate::services::Services;
@@ -142,11 +143,57 @@ pub async fn update(
     name: &ProjectName,
     update: ProjectUpdate,
 ) -> Result<Project, ProjectError> {
+    update_with_protection(services, name, update, None)
+        .await
+        .map(|updated| updated.project)
+}
+
+/// What [`update_with_protection`] did.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    /// The project as it is now.
+    pub project: Project,
+    /// The bypass secret made because protection was just turned on: shown once, only its
+    /// hash is kept.
+    pub bypass_secret: Option<String>,
+}
+
+/// Change the settings `update` gives and, if `protection` is given, the project's
+/// protection (`services::protection::plan`: the same protection again changes nothing).
+/// Everything is checked before anything is written.
+pub async fn update_with_protection(
+    services: &Services,
+    name: &ProjectName,
+    mut update: ProjectUpdate,
+    protection: Option<&ProtectionRequest>,
+) -> Result<Updated, ProjectError> {
     if let Some(retention) = &update.retention {
         retention.validate()?;
     }
     if let Some(settings) = &update.build_settings {
         validate_build_settings(settings)?;
+    }
+    let mut bypass_secret = None;
+    if let Some(requested) = protection {
+        crate::services::protection::validate(requested)?;
+        let current = get(services, name).await?;
+        let planned = crate::services::protection::plan(&current.protection, requested).await;
+        if let Some(stored) = &planned.protection
+            && stored.mode != crate::model::ProtectionMode::None
+            && stored.password_hash.is_none()
+        {
+            return Err(ProjectError::Repository(RepositoryError::Unavailable(
+                "the operating system's random source failed while hashing a password".into(),
+            )));
+        }
+        update.protection = planned.protection;
+        bypass_secret = planned.bypass_secret;
+        if update == ProjectUpdate::default() {
+            return Ok(Updated {
+                project: current,
+                bypass_secret,
+            });
+        }
     }
     let project = services
         .repository
@@ -163,7 +210,10 @@ pub async fn update(
     if update.retention.is_some() {
         enforce_retention(services, name).await?;
     }
-    Ok(project)
+    Ok(Updated {
+        project,
+        bypass_secret,
+    })
 }
 
 /// Delete a project and its deployments: their URLs answer 410 at once, their sources are

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use deploystack_core::model::{BuildSettings, Change, Retention};
+use deploystack_core::model::{BuildSettings, Change, ProtectionRequest, Retention};
 use deploystack_core::services::desired::{self, DesiredError, DesiredProject};
 use deploystack_core::services::env::DesiredEnvVar;
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,10 @@ pub struct ProjectDocument {
     #[serde(default)]
     #[schema(value_type = Vec<CreateEnvBody>)]
     pub env: Vec<DesiredEnvVar>,
+    /// Who may visit its deployments (left out: `{"mode": "none"}`). The password is compared
+    /// with the stored hash, so the same document twice changes nothing.
+    #[serde(default)]
+    pub protection: ProtectionRequest,
 }
 
 /// The answer: the project as it is now and what the apply changed.
@@ -75,6 +79,7 @@ pub async fn put(
             build_settings: document.build_settings,
             retention: document.retention,
             env: document.env,
+            protection: document.protection,
         },
     )
     .await
@@ -91,7 +96,8 @@ pub async fn put(
     Ok((
         status,
         Json(AppliedView {
-            project: ProjectView::new(&state, applied.project),
+            project: ProjectView::new(&state, applied.project)
+                .with_bypass_secret(applied.bypass_secret),
             changes: applied.changes,
         }),
     ))

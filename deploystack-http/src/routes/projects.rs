@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use deploystack_core::model::{
     BuildSettings, DeploymentId, NewProject, PageRequest, ProductionChange, Project, ProjectName,
-    ProjectUpdate, Retention,
+    ProjectUpdate, ProtectionMode, ProtectionRequest, Retention,
 };
 use deploystack_core::services::projects::{self, ProjectError};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,11 @@ pub struct UpdateProjectBody {
     /// A new retention policy (replacing the old one whole).
     #[serde(default)]
     pub retention: Option<Retention>,
+    /// Who may visit its deployments: `{mode, password}`, `mode` one of `none`, `previews`,
+    /// `all`; a password (8 to 256 characters) unless `none`. The same protection again
+    /// changes nothing.
+    #[serde(default)]
+    pub protection: Option<ProtectionRequest>,
 }
 
 /// `POST …/promote`.
@@ -82,6 +87,20 @@ pub struct ProductionView {
     pub deployment_url: String,
 }
 
+/// A project's protection as the API shows it: never the password or its hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProtectionView {
+    /// `none`, `previews` (deployment hosts ask for the password, production at the
+    /// project's host and custom domains does not) or `all`.
+    pub mode: ProtectionMode,
+    /// Whether a password is set.
+    pub password_set: bool,
+    /// The secret automation sends in `x-deploystack-protection-bypass` to skip the login;
+    /// only in the answer that turned protection on (only its hash is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bypass_secret: Option<String>,
+}
+
 /// A project as the API shows it. Later additions (`env`, `domains`) are fields of their own.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectView {
@@ -95,6 +114,8 @@ pub struct ProjectView {
     pub retention: Retention,
     /// Its production; `null` until one is assigned.
     pub production: Option<ProductionView>,
+    /// Who may visit its deployments.
+    pub protection: ProtectionView,
     /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -115,12 +136,23 @@ impl ProjectView {
                 since: p.since,
                 pinned: p.pinned,
             }),
+            protection: ProtectionView {
+                mode: project.protection.mode,
+                password_set: project.protection.password_set(),
+                bypass_secret: None,
+            },
             name: project.name,
             build_settings: project.build_settings,
             retention: project.retention,
             created_at: project.created_at,
             updated_at: project.updated_at,
         }
+    }
+
+    /// The view, with the bypass secret an update just made (if it made one).
+    pub(crate) fn with_bypass_secret(mut self, secret: Option<String>) -> Self {
+        self.protection.bypass_secret = secret;
+        self
     }
 }
 
@@ -274,17 +306,21 @@ pub async fn update(
 ) -> Result<Json<ProjectView>, ApiError> {
     let name = path_name(&raw)?;
     let Json(body) = body.map_err(bad_body)?;
-    let project = projects::update(
+    let updated = projects::update_with_protection(
         &state.services,
         &name,
         ProjectUpdate {
             build_settings: body.build_settings,
             retention: body.retention,
+            protection: None,
         },
+        body.protection.as_ref(),
     )
     .await
     .map_err(project_error)?;
-    Ok(Json(ProjectView::new(&state, project)))
+    Ok(Json(
+        ProjectView::new(&state, updated.project).with_bypass_secret(updated.bypass_secret),
+    ))
 }
 
 /// `DELETE /api/v1/projects/{name}` → 204. A repeat answers 404 and changes nothing.

@@ -21,6 +21,7 @@
 mod conditional;
 mod negotiation;
 mod prepared;
+pub(crate) mod protection;
 mod range;
 
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use deploystack_core::model::{
-    DeploymentId, DeploymentStatus, EncodedVariant, Encoding, FileEntry,
+    Deployment, DeploymentId, DeploymentStatus, EncodedVariant, Encoding, FileEntry,
 };
 use deploystack_core::services::serving::{self, PathError, Resolution, Resolved, SiteError};
 use deploystack_core::storage::{ObjectStream, StorageError};
@@ -40,6 +41,7 @@ use time::OffsetDateTime;
 
 use self::conditional::{Precondition, Validators};
 use self::prepared::{KEEP_BODY_BYTES, Prepared, PreparedAnswers};
+use self::protection::{Arrival, Gate};
 use self::range::ByteRange;
 use crate::state::AppState;
 
@@ -97,7 +99,7 @@ pub async fn serve_path(
         uri,
         headers,
         head,
-        path_based: true,
+        arrival: Arrival::Path,
     };
     site_response(state, &id, tail, request).await
 }
@@ -109,15 +111,17 @@ struct SiteRequest<'a> {
     headers: &'a HeaderMap,
     /// `HEAD` rather than `GET`.
     head: bool,
-    /// The site's root is `/<id>/` rather than the host's `/`.
-    path_based: bool,
+    /// Path-based (the site's root is `/<id>/` rather than the host's `/`) or on which host.
+    arrival: Arrival<'a>,
 }
 
-/// A request on a deployment's own host (`<id>.<base-domain>`): every path, `/api/…`
-/// included, is a path of that site.
+/// A request on a host that serves deployment `id` — its own (`<id>.<base-domain>`), its
+/// project's or a custom domain; `host` is that host, lowercase and without port. Every
+/// path, `/api/…` included, is a path of that site.
 pub async fn serve_host(
     state: &AppState,
     id: &DeploymentId,
+    host: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -130,7 +134,7 @@ pub async fn serve_host(
         uri,
         headers,
         head: *method == Method::HEAD,
-        path_based: false,
+        arrival: Arrival::Host(host),
     };
     site_response(state, id, path.strip_prefix('/').unwrap_or(path), request).await
 }
@@ -166,8 +170,41 @@ async fn site_response(
         uri,
         headers,
         head,
-        path_based,
+        arrival,
     } = request;
+    let repository = state.services.repository.as_ref();
+    let deployment = match serving::servable(repository, id).await {
+        Ok(deployment) => deployment,
+        Err(err) => return site_error(id, &err),
+    };
+    // Before anything of the site is looked at: prepared answers, validators and ranges of a
+    // protected site never leave without access.
+    let protected = match protection::check(state, &deployment, arrival, uri, headers, head).await {
+        Gate::Open { protected } => protected,
+        Gate::Refused(response) => return response,
+    };
+    let mut response = answer(state, &deployment, tail, request).await;
+    if protected {
+        protection::keep_private(response.headers_mut());
+    }
+    response
+}
+
+/// The answer of a `READY` deployment that may be served to this request.
+async fn answer(
+    state: &AppState,
+    deployment: &Deployment,
+    tail: &str,
+    request: SiteRequest<'_>,
+) -> Response {
+    let SiteRequest {
+        uri,
+        headers,
+        head,
+        arrival,
+    } = request;
+    let path_based = matches!(arrival, Arrival::Path);
+    let id = &deployment.id;
     let normalized = match serving::normalize_path(tail) {
         Ok(path) => path,
         Err(PathError::TooLong) => {
@@ -181,10 +218,10 @@ async fn site_response(
         }
     };
     // Shared with the resolution cache, so the answer is read by reference from here on.
-    let resolution = match serving::resolve_cached(
+    let resolution = match serving::resolve_cached_ready(
         state.services.repository.as_ref(),
         &state.services.resolutions,
-        id,
+        deployment,
         &normalized,
     )
     .await

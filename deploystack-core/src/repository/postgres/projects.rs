@@ -18,7 +18,8 @@ use crate::repository::{ProjectRepository, RepositoryError};
 macro_rules! project_columns {
     () => {
         "name, build_settings, retention, production_deployment, production_since, \
-         production_pinned, created_at, updated_at"
+         production_pinned, protection_mode, protection_password, protection_bypass, \
+         created_at, updated_at"
     };
 }
 
@@ -45,10 +46,15 @@ const LIST: &str = concat!(
     " FROM projects WHERE $2::text IS NULL OR name > $2 ORDER BY name LIMIT $1"
 );
 
-/// `$1` name, `$2` settings or NULL, `$3` retention or NULL.
+/// `$1` name, `$2` settings or NULL, `$3` retention or NULL, `$4` protection mode or NULL
+/// (keep protection), `$5` password hash, `$6` bypass hash (both taken with `$4`).
 const UPDATE: &str = concat!(
     "UPDATE projects SET build_settings = COALESCE($2, build_settings), \
-     retention = COALESCE($3, retention), updated_at = now() WHERE name = $1 RETURNING ",
+     retention = COALESCE($3, retention), \
+     protection_mode = COALESCE($4::text, protection_mode), \
+     protection_password = CASE WHEN $4::text IS NULL THEN protection_password ELSE $5::text END, \
+     protection_bypass = CASE WHEN $4::text IS NULL THEN protection_bypass ELSE $6::text END, \
+     updated_at = now() WHERE name = $1 RETURNING ",
     project_columns!()
 );
 
@@ -167,10 +173,14 @@ impl ProjectRepository for PostgresRepository {
             .as_ref()
             .map(|r| rows::to_json(r, "the retention policy"))
             .transpose()?;
+        let protection = update.protection.as_ref();
         let row = sqlx::query(UPDATE)
             .bind(name.as_str())
             .bind(settings)
             .bind(retention)
+            .bind(protection.map(|p| p.mode.as_str()))
+            .bind(protection.and_then(|p| p.password_hash.as_deref()))
+            .bind(protection.and_then(|p| p.bypass_hash.as_deref()))
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?

@@ -127,19 +127,35 @@ pub async fn resolve_cached(
     path: &str,
 ) -> Result<Arc<Resolution>, SiteError> {
     let deployment = servable(repository, id).await?;
+    resolve_cached_ready(repository, resolutions, &deployment, path).await
+}
+
+/// [`resolve_cached`] for a deployment the caller already read with [`servable`] — to look
+/// at it first (its project's protection) without reading it twice.
+pub async fn resolve_cached_ready(
+    repository: &dyn Repository,
+    resolutions: &ResolutionCache,
+    deployment: &Deployment,
+    path: &str,
+) -> Result<Arc<Resolution>, SiteError> {
+    let id = &deployment.id;
     let key = resolutions.key(id, path);
     if let Some(hit) = key.as_ref().and_then(|key| resolutions.get(key)) {
         return Ok(hit);
     }
-    let resolution = Arc::new(route_ready(repository, &deployment, path).await?);
+    let resolution = Arc::new(route_ready(repository, deployment, path).await?);
     if let Some(key) = key {
         resolutions.insert(key, Arc::clone(&resolution));
     }
     Ok(resolution)
 }
 
-/// The record of deployment `id`, if it is live and `READY`.
-async fn servable(repository: &dyn Repository, id: &DeploymentId) -> Result<Deployment, SiteError> {
+/// The record of deployment `id`, if it is live and `READY`: what a site request reads first
+/// (from the read cache, for a warm site).
+pub async fn servable(
+    repository: &dyn Repository,
+    id: &DeploymentId,
+) -> Result<Deployment, SiteError> {
     let deployment = match repository.get_deployment(id).await {
         Ok(deployment) => deployment,
         Err(RepositoryError::NotFound) => return Err(SiteError::UnknownDeployment),

@@ -7,7 +7,8 @@ use futures_util::future::join_all;
 use super::{LONG_LEASE, claim, file, get, is_not_found, pause, publish};
 use crate::model::{
     BuildSettings, Deployment, DeploymentId, DeploymentStatus, NewDeployment, NewProject,
-    PageRequest, ProductionReason, ProjectName, ProjectUpdate, Retention, Target,
+    PageRequest, ProductionReason, ProjectName, ProjectUpdate, Protection, ProtectionMode,
+    Retention, Target,
 };
 use crate::repository::{Repository, RepositoryError};
 
@@ -61,6 +62,7 @@ pub async fn projects_are_created_read_updated_and_listed(repo: &dyn Repository)
             &ProjectUpdate {
                 build_settings: Some(BuildSettings::default()),
                 retention: None,
+                protection: None,
             },
         )
         .await
@@ -71,6 +73,55 @@ pub async fn projects_are_created_read_updated_and_listed(repo: &dyn Repository)
         "what the update leaves out stays"
     );
     assert!(updated.updated_at > created.updated_at);
+    assert_eq!(
+        updated.protection,
+        Protection::default(),
+        "unprotected by default"
+    );
+
+    // Protection is stored whole, and kept by updates that leave it out.
+    let protection = Protection {
+        mode: ProtectionMode::Previews,
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        bypass_hash: Some("ab".repeat(32)),
+    };
+    let protected = repo
+        .update_project(
+            &name,
+            &ProjectUpdate {
+                protection: Some(protection.clone()),
+                ..ProjectUpdate::default()
+            },
+        )
+        .await
+        .expect("update_project failed");
+    assert_eq!(protected.protection, protection);
+    let kept = repo
+        .update_project(
+            &name,
+            &ProjectUpdate {
+                retention: Some(retention),
+                ..ProjectUpdate::default()
+            },
+        )
+        .await
+        .expect("update_project failed");
+    assert_eq!(
+        kept.protection, protection,
+        "what the update leaves out stays"
+    );
+    assert_eq!(get_project(repo, &name).await.protection, protection);
+    let off = repo
+        .update_project(
+            &name,
+            &ProjectUpdate {
+                protection: Some(Protection::default()),
+                ..ProjectUpdate::default()
+            },
+        )
+        .await
+        .expect("update_project failed");
+    assert_eq!(off.protection, Protection::default());
     assert!(is_not_found(
         &repo
             .update_project(&random_name("none"), &ProjectUpdate::default())
@@ -505,4 +556,8 @@ pub async fn retention_expires_only_previews_that_were_never_production(repo: &d
             .is_empty(),
         "nothing is a day old yet"
     );
+}
+
+async fn get_project(repo: &dyn Repository, name: &ProjectName) -> crate::model::Project {
+    repo.get_project(name).await.expect("get_project failed")
 }
