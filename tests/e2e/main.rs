@@ -32,6 +32,7 @@ mod lifecycle;
 mod metrics;
 mod openapi;
 mod projects;
+mod protection;
 mod routing;
 mod serving;
 mod support;
