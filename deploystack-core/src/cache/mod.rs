@@ -908,6 +908,8 @@ fn weigh(key: &Key, value: &Value) -> u32 {
                     &project.build_settings.install_command,
                     &project.build_settings.build_command,
                     &project.build_settings.output_directory,
+                    &project.protection.password_hash,
+                    &project.protection.bypass_hash,
                 ]
                 .iter()
                 .map(|setting| setting.as_ref().map_or(0, String::len))
