@@ -213,9 +213,15 @@ mod tests {
     #[test]
     fn derived_keys_depend_on_the_current_key_and_the_purpose() {
         let ring = Keyring::new(key(1), [key(2)]);
-        assert_eq!(ring.derive_key("a"), Keyring::new(key(1), []).derive_key("a"));
+        assert_eq!(
+            ring.derive_key("a"),
+            Keyring::new(key(1), []).derive_key("a")
+        );
         assert_ne!(ring.derive_key("a"), ring.derive_key("b"));
-        assert_ne!(ring.derive_key("a"), Keyring::new(key(2), [key(1)]).derive_key("a"));
+        assert_ne!(
+            ring.derive_key("a"),
+            Keyring::new(key(2), [key(1)]).derive_key("a")
+        );
         assert_ne!(ring.derive_key("a"), [1; KEY_BYTES]);
     }
 
