@@ -252,6 +252,34 @@ async fn a_protected_preview_serves_nothing_without_the_password() {
         opened.header("cache-control").as_deref(),
         Some("private, no-cache")
     );
+    // A new secret replaces the old one at once.
+    let (status, rotated) = call(
+        &server,
+        "POST",
+        "/api/v1/projects/vault/protection/bypass",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let old_bypass = bypass;
+    let bypass = rotated["bypass_secret"].as_str().unwrap().to_owned();
+    assert_ne!(bypass, old_bypass);
+    let old = get(
+        &server,
+        &preview_host,
+        "/",
+        &[("x-deploystack-protection-bypass", &old_bypass)],
+    )
+    .await;
+    assert_eq!(old.status, 401);
+    let new = get(
+        &server,
+        &preview_host,
+        "/",
+        &[("x-deploystack-protection-bypass", &bypass)],
+    )
+    .await;
+    assert_eq!(new.status, 200);
     let wrong_bypass = format!("dsp_{}", "0".repeat(64));
     let refused = get(
         &server,
@@ -398,6 +426,15 @@ async fn a_protected_preview_serves_nothing_without_the_password() {
     // Off: public again, path-based too.
     let (status, project) = patch(&server, json!({"protection": {"mode": "none"}})).await;
     assert_eq!(status, 200);
+    let (status, error) = call(
+        &server,
+        "POST",
+        "/api/v1/projects/vault/protection/bypass",
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["error"]["code"], "project_not_protected");
     assert_eq!(
         project["protection"],
         json!({"mode": "none", "password_set": false})

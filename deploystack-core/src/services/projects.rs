@@ -45,6 +45,9 @@ pub enum ProjectError {
     /// A rollback without a target found no earlier production deployment still serving.
     #[error("project {0} has no earlier production deployment to roll back to")]
     NothingToRollBackTo(ProjectName),
+    /// The project is not protected, so it has no bypass secret to replace.
+    #[error("project {0} is not protected")]
+    NotProtected(ProjectName),
     /// The repository failed.
     #[error(transparent)]
     Repository(RepositoryError),
@@ -214,6 +217,40 @@ pub async fn update_with_protection(
         project,
         bypass_secret,
     })
+}
+
+/// Replace the bypass secret of a protected project: the old one stops working at once (on
+/// every node: the write evicts the project from every read cache). Returns the new secret,
+/// which only this answer shows.
+pub async fn rotate_bypass(
+    services: &Services,
+    name: &ProjectName,
+) -> Result<(Project, String), ProjectError> {
+    let current = get(services, name).await?;
+    if current.protection.mode == crate::model::ProtectionMode::None {
+        return Err(ProjectError::NotProtected(name.clone()));
+    }
+    let secret = crate::services::protection::new_bypass_secret();
+    let update = ProjectUpdate {
+        protection: Some(crate::model::Protection {
+            bypass_hash: Some(crate::services::protection::bypass_hash(&secret)),
+            ..current.protection
+        }),
+        ..ProjectUpdate::default()
+    };
+    let project = services
+        .repository
+        .update_project(name, &update)
+        .await
+        .map_err(about(name))?;
+    emit_best_effort(
+        services.events.as_ref(),
+        Event::ProjectUpdated {
+            project: name.clone(),
+        },
+    )
+    .await;
+    Ok((project, secret))
 }
 
 /// Delete a project and its deployments: their URLs answer 410 at once, their sources are

@@ -115,6 +115,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(projects::promote))
         .routes(routes!(projects::rollback))
         .routes(routes!(projects::production))
+        .routes(routes!(projects::rotate_bypass))
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::get, domains::delete))
         .routes(routes!(domains::verify))

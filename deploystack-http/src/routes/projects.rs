@@ -418,6 +418,38 @@ pub async fn rollback(
     Ok(Json(ProjectView::new(&state, project)))
 }
 
+/// The answer of a bypass-secret rotation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BypassSecretView {
+    /// The new secret for `x-deploystack-protection-bypass`; shown only here.
+    pub bypass_secret: String,
+}
+
+/// `POST /api/v1/projects/{name}/protection/bypass`: a new bypass secret.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{name}/protection/bypass",
+    tag = "projects",
+    summary = "Replace the protection bypass secret",
+    description = "Makes a new secret for the `x-deploystack-protection-bypass` header and answers it once; the old one stops working at once.",
+    params(("name" = String, Path, description = "The project's name")),
+    responses(
+        (status = 200, description = "The new secret", body = BypassSecretView),
+        (status = 404, description = "`project_not_found`", body = ErrorBody),
+        (status = 409, description = "`project_not_protected`: its protection mode is `none`", body = ErrorBody),
+    )
+)]
+pub async fn rotate_bypass(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<BypassSecretView>, ApiError> {
+    let name = path_name(&raw)?;
+    let (_, bypass_secret) = projects::rotate_bypass(&state.services, &name)
+        .await
+        .map_err(project_error)?;
+    Ok(Json(BypassSecretView { bypass_secret }))
+}
+
 /// `GET /api/v1/projects/{name}/production`: production and its history.
 #[utoipa::path(
     get,
@@ -554,6 +586,13 @@ pub(crate) fn project_error(err: ProjectError) -> ApiError {
             "nothing_to_roll_back_to",
             format!(
                 "project {name} has no earlier production deployment that is still served; name one with deployment_id"
+            ),
+        ),
+        ProjectError::NotProtected(name) => ApiError::new(
+            StatusCode::CONFLICT,
+            "project_not_protected",
+            format!(
+                "project {name} is not protected, so it has no bypass secret; turn protection on with PATCH"
             ),
         ),
         ProjectError::Repository(err) => err.into(),
