@@ -14,7 +14,8 @@
 //! - [`dispatch`]: the application inside the stack — request-target length, host
 //!   validation, deployment hosts (`<id>.<base-domain>`) versus the platform.
 //! - [`routes`]: the router, one module per area (upload, deployments, health, metrics,
-//!   site; warm site answers are built once and kept with the cached resolution).
+//!   site; warm site answers are built once and kept with the cached resolution; protected
+//!   deployments' login page and cookie check run before them, in `routes::site::protection`).
 //! - [`state`]: what handlers share. [`error`]: JSON errors.
 //!
 //! ## Feature flags

@@ -8,6 +8,8 @@
 //! - [`hosts`]: turn a request's `Host` into a deployment (or the platform), strictly.
 //! - [`deployments`]: delete, and collect blobs nothing references any more.
 //! - [`projects`]: projects, and moving their production (promote, rollback).
+//! - [`protection`]: password-protected deployments — password hashes, the bypass secret,
+//!   host-bound access tokens, the wrong-password throttle.
 //! - [`domains`]: custom domains of projects — add, verify, re-check, sync, what a host
 //!   serves.
 //! - [`env`](mod@env): projects' environment variables (sealed at rest), what a build receives, and
