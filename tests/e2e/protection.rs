@@ -550,3 +550,79 @@ async fn the_same_document_twice_changes_protection_once() {
     let (_, off) = call(&server, "PUT", "/api/v1/projects/docs", Some(json!({}))).await;
     assert_eq!(off["project"]["protection"]["mode"], "none");
 }
+
+#[tokio::test]
+async fn a_custom_domain_is_protected_only_under_all() {
+    use deploystack_core::testing::dns::DnsTestServer;
+
+    let dns = DnsTestServer::start().await.unwrap();
+    let servers = dns.addr().to_string();
+    let server = Server::start_with(&[("DEPLOYSTACK_DNS_SERVERS", servers.as_str())]).await;
+    let port = port(&server);
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/shop",
+        Some(json!({"protection": {"mode": "previews", "password": PASSWORD}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    deploy(&server, "shop", "production", "live").await;
+    let (status, domain) = call(
+        &server,
+        "POST",
+        "/api/v1/projects/shop/domains",
+        Some(json!({"name": "www.shop.example"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{domain}");
+    let record = &domain["verification"];
+    dns.set_txt(
+        record["name"].as_str().unwrap(),
+        &[record["value"].as_str().unwrap()],
+    );
+    let (status, verified) = call(
+        &server,
+        "POST",
+        "/api/v1/projects/shop/domains/www.shop.example/verify",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{verified}");
+    let custom = format!("www.shop.example:{port}");
+    let project_host = format!("shop.localhost:{port}");
+
+    // `previews`: production at the custom domain is public.
+    let open = get(&server, &custom, "/", &[]).await;
+    assert_eq!((open.status, open.body.as_str()), (200, "<h1>live</h1>"));
+
+    // `all`: the custom domain asks too, and a login there opens that host only.
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/shop",
+        Some(json!({"protection": {"mode": "all", "password": PASSWORD}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(get(&server, &custom, "/", &[]).await.status, 401);
+    let login = send(
+        &server,
+        "POST",
+        &custom,
+        "/_deploystack/login",
+        &[],
+        &format!("password={}", PASSWORD.replace(' ', "+")),
+    )
+    .await;
+    assert_eq!(login.status, 303, "{}", login.head);
+    let cookie = cookie_of(&login);
+    let page = get(&server, &custom, "/", &[("Cookie", &cookie)]).await;
+    assert_eq!((page.status, page.body.as_str()), (200, "<h1>live</h1>"));
+    assert_eq!(
+        get(&server, &project_host, "/", &[("Cookie", &cookie)])
+            .await
+            .status,
+        401
+    );
+}
