@@ -1,7 +1,8 @@
 //! Two `deploystack-server` nodes on one PostgreSQL and one Redis: a production move made
 //! through one node is served by the other within a second, because the move is an
 //! invalidation sent to every node, not a time to live running out (the cache's time to live
-//! is an hour here, so only the invalidation can explain the switch).
+//! is an hour here, so only the invalidation can explain the switch). The same holds for
+//! turning protection on, and a login on one node opens the same host on the other.
 //!
 //! Storage is a local directory both nodes share (they run on one machine), so the test needs
 //! only `DATABASE_URL` and `REDIS_URL`; without them it skips, under `CI=true` it fails.
@@ -117,4 +118,82 @@ async fn a_promote_through_one_node_is_served_by_the_other_within_a_second() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    // Protection turned on through one node protects the other at once (the same
+    // invalidation), and a login on one node opens the same host on the other: every node
+    // derives the cookie key from the cluster's secret key.
+    let response = a
+        .client
+        .patch(a.url("/api/v1/projects/twin"))
+        .json(&json!({"protection": {"mode": "all", "password": "cluster password"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let changed = Instant::now();
+    loop {
+        let (status, body) = served(&b, "twin").await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!((status, body.as_str()), (200, "first"));
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "the other node still served a protected project a second after the change"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, head, _) = raw(
+        &a,
+        "POST",
+        "twin",
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 25\r\n",
+        "password=cluster+password",
+    )
+    .await;
+    assert_eq!(status, 303, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a cookie")
+        .to_owned();
+    let (status, _, body) = raw(&b, "GET", "twin", &format!("Cookie: {cookie}\r\n"), "").await;
+    assert_eq!((status, body.as_str()), (200, "first"));
+}
+
+/// `method` `/` (or the login path for `POST`) on `<project>.localhost` of `server`, with
+/// extra header lines and a body: the status, the head and the body.
+async fn raw(
+    server: &Server,
+    method: &str,
+    project: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let address = server.address();
+    let port = address.rsplit(':').next().unwrap();
+    let path = if method == "POST" {
+        "/_deploystack/login"
+    } else {
+        "/"
+    };
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {project}.localhost:{port}\r\nConnection: close\r\n{headers}\r\n{body}"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
 }
