@@ -19,11 +19,13 @@
 //!   events) are the same whichever way a change arrives. Should the repository fail half-way,
 //!   nothing is lost and the same document sent again finishes the work.
 
+use crate::domains::DomainSpec;
 use crate::model::{
     BuildSettings, Change, ChangeAction, ChangeKind, NewProject, Project, ProjectName,
     ProjectUpdate, Retention,
 };
 use crate::services::Services;
+use crate::services::domains::{self, DomainError};
 use crate::services::env::{self, DesiredEnvVar, EnvError};
 use crate::services::projects::{self, ProjectError};
 
@@ -38,6 +40,9 @@ pub enum DesiredError {
     /// Its environment variables.
     #[error(transparent)]
     Env(#[from] EnvError),
+    /// Its custom domains.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
 }
 
 /// A project's whole document.
@@ -49,6 +54,8 @@ pub struct DesiredProject {
     pub retention: Retention,
     /// Its environment variables, all of them.
     pub env: Vec<DesiredEnvVar>,
+    /// Its custom domains, all of them (parsed with `services::domains::parse_inputs`).
+    pub domains: Vec<DomainSpec>,
 }
 
 /// What an apply did.
@@ -72,6 +79,8 @@ pub async fn apply(
     desired.retention.validate().map_err(ProjectError::from)?;
     projects::validate_build_settings(&desired.build_settings)?;
     env::validate_desired(&desired.env)?;
+    // Names, redirects (cycles included) and domains other projects have: before any write.
+    domains::check_desired(services, name, &desired.domains).await?;
 
     let mut changes = Vec::new();
     let (project, created) = match projects::get(services, name).await {
@@ -122,6 +131,7 @@ pub async fn apply(
         projects::update(services, name, update).await?
     };
     changes.extend(env::sync(services, name, &desired.env).await?);
+    changes.extend(domains::sync(services, name, &desired.domains).await?);
 
     Ok(Applied {
         project,

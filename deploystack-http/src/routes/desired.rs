@@ -11,11 +11,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deploystack_core::model::{BuildSettings, Change, Retention};
 use deploystack_core::services::desired::{self, DesiredError, DesiredProject};
+use deploystack_core::services::domains::{self, DomainInput};
 use deploystack_core::services::env::DesiredEnvVar;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::domains::domain_error;
 use crate::routes::env::{CreateEnvBody, env_error};
 use crate::routes::projects::{ProjectView, bad_body, parse_name, project_error};
 use crate::state::AppState;
@@ -34,6 +36,10 @@ pub struct ProjectDocument {
     #[serde(default)]
     #[schema(value_type = Vec<CreateEnvBody>)]
     pub env: Vec<DesiredEnvVar>,
+    /// Every custom domain of the project (left out: none), `{name, redirect?,
+    /// redirect_status?}`.
+    #[serde(default)]
+    pub domains: Vec<DomainInput>,
 }
 
 /// The answer: the project as it is now and what the apply changed.
@@ -58,7 +64,8 @@ pub struct AppliedView {
         (status = 200, description = "The project existed; `changes` lists what changed", body = AppliedView),
         (status = 201, description = "The document created the project", body = AppliedView),
         (status = 400, description = "`invalid_body`: not JSON", body = ErrorBody),
-        (status = 422, description = "`invalid_project_name`, `invalid_project` or `invalid_body`: `error.field` names the field", body = ErrorBody),
+        (status = 409, description = "`domain_taken`: another project has a domain of the document", body = ErrorBody),
+        (status = 422, description = "`invalid_project_name`, `invalid_project`, `invalid_env`, `invalid_domain`, `redirect_cycle` or `invalid_body`: `error.field` names the field", body = ErrorBody),
     )
 )]
 pub async fn put(
@@ -68,6 +75,7 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<AppliedView>), ApiError> {
     let name = parse_name(&raw, "name")?;
     let Json(document) = body.map_err(bad_body)?;
+    let domains = domains::parse_inputs(&document.domains).map_err(domain_error)?;
     let applied = desired::apply(
         &state.services,
         &name,
@@ -75,12 +83,14 @@ pub async fn put(
             build_settings: document.build_settings,
             retention: document.retention,
             env: document.env,
+            domains,
         },
     )
     .await
     .map_err(|err| match err {
         DesiredError::Project(err) => project_error(err),
         DesiredError::Env(err) => env_error(err),
+        DesiredError::Domain(err) => domain_error(err),
         other => ApiError::internal(other),
     })?;
     let status = if applied.created {
