@@ -18,11 +18,9 @@ use deploystack_core::queue::{Job, Queue, RedisQueue};
 use deploystack_core::testing::env;
 use serde_json::Value;
 
-use crate::support::{Server, Worker, group_alive, slow_worker_binary, worker_binary, zip_of};
-
-/// The secret key every node of a test cluster shares: 32 bytes of 0x2a, in hex.
-pub const CLUSTER_SECRET_KEY: &str =
-    "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a";
+use crate::support::{
+    CLUSTER_SECRET_KEY, Server, Worker, group_alive, slow_worker_binary, worker_binary, zip_of,
+};
 
 /// The settings every process of one test's cluster shares.
 struct Cluster {

@@ -60,7 +60,7 @@ async fn a_promote_through_one_node_is_served_by_the_other_within_a_second() {
     let storage_url = format!("file://{}", storage.path().display());
     let vars = [
         ("DEPLOYSTACK_DATABASE_URL", database.as_str()),
-        ("DEPLOYSTACK_SECRET_KEY", crate::cluster::CLUSTER_SECRET_KEY),
+        ("DEPLOYSTACK_SECRET_KEY", crate::support::CLUSTER_SECRET_KEY),
         ("DEPLOYSTACK_QUEUE_URL", redis.as_str()),
         ("DEPLOYSTACK_CACHE_URL", redis.as_str()),
         ("DEPLOYSTACK_REDIS_PREFIX", prefix.as_str()),

@@ -241,3 +241,90 @@ async fn variables_follow_the_document_and_a_second_apply_changes_nothing() {
     let (_, listed) = call(&server, "GET", "/api/v1/projects/vars/env", None).await;
     assert_eq!(listed["env"].as_array().unwrap().len(), 2, "{listed}");
 }
+
+#[tokio::test]
+async fn domains_follow_the_document_and_a_cycle_refuses_all_of_it() {
+    // Verification asks only this loopback DNS server, never the internet.
+    let dns = deploystack_core::testing::dns::DnsTestServer::start()
+        .await
+        .unwrap();
+    let servers = dns.addr().to_string();
+    let server = Server::start_with(&[("DEPLOYSTACK_DNS_SERVERS", servers.as_str())]).await;
+    let document = json!({
+        "domains": [
+            {"name": "example.com"},
+            {"name": "www.example.com", "redirect": "example.com", "redirect_status": 301},
+        ],
+    });
+    let (status, first) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/site",
+        Some(document.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let mut made = names(&first["changes"]);
+    made.sort();
+    assert_eq!(
+        made,
+        [
+            "created domain example.com",
+            "created domain www.example.com",
+            "created project site",
+        ]
+    );
+    let (status, second) = call(&server, "PUT", "/api/v1/projects/site", Some(document)).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["changes"], json!([]));
+
+    // A cycle is refused whole, naming it; the env in the same document is not applied.
+    let (status, refused) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/site",
+        Some(json!({
+            "env": [{"key": "A", "value": "1", "targets": ["production"]}],
+            "domains": [
+                {"name": "example.com", "redirect": "www.example.com"},
+                {"name": "www.example.com", "redirect": "example.com"},
+            ],
+        })),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("example.com → www.example.com → example.com")
+            || message.contains("www.example.com → example.com → www.example.com"),
+        "{refused}"
+    );
+    let (_, listed) = call(&server, "GET", "/api/v1/projects/site/env", None).await;
+    assert_eq!(listed["env"], json!([]), "{listed}");
+
+    // Dropping the redirect: one update and one delete.
+    let (status, third) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/site",
+        Some(json!({"domains": [{"name": "example.com"}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(names(&third["changes"]), ["deleted domain www.example.com"]);
+    let (_, listed) = call(&server, "GET", "/api/v1/projects/site/domains", None).await;
+    assert_eq!(listed["domains"].as_array().unwrap().len(), 1, "{listed}");
+
+    // A domain another project has: 409, naming the field.
+    let (status, taken) = call(
+        &server,
+        "PUT",
+        "/api/v1/projects/other",
+        Some(json!({"domains": [{"name": "EXAMPLE.com."}]})),
+    )
+    .await;
+    assert_eq!(status, 409, "{taken}");
+    assert_eq!(taken["error"]["field"], "domains[0].name", "{taken}");
+    let (status, _) = call(&server, "GET", "/api/v1/projects/other", None).await;
+    assert_eq!(status, 404, "a refused document creates no project");
+}

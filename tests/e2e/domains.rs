@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use deploystack_core::testing::dns::DnsTestServer;
 use serde_json::{Value, json};
 
-use crate::support::{Answer, RawConnection, Server, zip_of};
+use crate::support::{Answer, RawConnection, Server, call, zip_of};
 
 /// A server asking `dns` for verification records; `recheck_secs` is the first background
 /// re-check delay.
@@ -21,18 +21,6 @@ async fn start(dns: &DnsTestServer, recheck_secs: u64) -> Server {
         ("DEPLOYSTACK_DOMAIN_RECHECK_SECS", recheck.as_str()),
     ])
     .await
-}
-
-/// `method path` with a JSON body (or none); returns the status and the JSON answer.
-async fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = server.client.request(method, server.url(path));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// A project whose production deployment's index says `marker`.

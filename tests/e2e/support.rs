@@ -10,6 +10,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+/// The secret key every node of a test cluster shares: 32 bytes of 0x2a, in hex.
+pub const CLUSTER_SECRET_KEY: &str =
+    "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a";
+
 /// Path of the server binary, built once per test run with the same profile and engine
 /// features as the tests, so `cargo test` alone never runs a stale binary.
 pub fn server_binary() -> &'static Path {

@@ -19,11 +19,13 @@
 //!   events) are the same whichever way a change arrives. Should the repository fail half-way,
 //!   nothing is lost and the same document sent again finishes the work.
 
+use crate::domains::DomainSpec;
 use crate::model::{
     BuildSettings, Change, ChangeAction, ChangeKind, NewProject, Project, ProjectName,
     ProjectUpdate, ProtectionRequest, Retention,
 };
 use crate::services::Services;
+use crate::services::domains::{self, DomainError};
 use crate::services::env::{self, DesiredEnvVar, EnvError};
 use crate::services::projects::{self, ProjectError};
 
@@ -38,6 +40,9 @@ pub enum DesiredError {
     /// Its environment variables.
     #[error(transparent)]
     Env(#[from] EnvError),
+    /// Its custom domains.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
 }
 
 /// A project's whole document.
@@ -52,6 +57,8 @@ pub struct DesiredProject {
     /// Its protection; default: none. The password is compared with the stored hash, so the
     /// same document twice is no change.
     pub protection: ProtectionRequest,
+    /// Its custom domains, all of them (parsed with `services::domains::parse_inputs`).
+    pub domains: Vec<DomainSpec>,
 }
 
 /// What an apply did.
@@ -78,6 +85,8 @@ pub async fn apply(
     projects::validate_build_settings(&desired.build_settings)?;
     env::validate_desired(&desired.env)?;
     crate::services::protection::validate(&desired.protection).map_err(ProjectError::from)?;
+    // Names, redirects (cycles included) and domains other projects have: before any write.
+    domains::check_desired(services, name, &desired.domains).await?;
 
     let mut changes = Vec::new();
     let (project, created) = match projects::get(services, name).await {
@@ -147,6 +156,7 @@ pub async fn apply(
         projects::update(services, name, update).await?
     };
     changes.extend(env::sync(services, name, &desired.env).await?);
+    changes.extend(domains::sync(services, name, &desired.domains).await?);
 
     Ok(Applied {
         project,

@@ -11,11 +11,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use deploystack_core::model::{BuildSettings, Change, ProtectionRequest, Retention};
 use deploystack_core::services::desired::{self, DesiredError, DesiredProject};
+use deploystack_core::services::domains::{self, DomainInput};
 use deploystack_core::services::env::DesiredEnvVar;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::domains::domain_error;
 use crate::routes::env::{CreateEnvBody, env_error};
 use crate::routes::projects::{ProjectView, bad_body, parse_name, project_error};
 use crate::state::AppState;
@@ -38,6 +40,10 @@ pub struct ProjectDocument {
     /// with the stored hash, so the same document twice changes nothing.
     #[serde(default)]
     pub protection: ProtectionRequest,
+    /// Every custom domain of the project (left out: none), `{name, redirect?,
+    /// redirect_status?}`.
+    #[serde(default)]
+    pub domains: Vec<DomainInput>,
 }
 
 /// The answer: the project as it is now and what the apply changed.
@@ -62,7 +68,8 @@ pub struct AppliedView {
         (status = 200, description = "The project existed; `changes` lists what changed", body = AppliedView),
         (status = 201, description = "The document created the project", body = AppliedView),
         (status = 400, description = "`invalid_body`: not JSON", body = ErrorBody),
-        (status = 422, description = "`invalid_project_name`, `invalid_project` or `invalid_body`: `error.field` names the field", body = ErrorBody),
+        (status = 409, description = "`domain_taken`: another project has a domain of the document", body = ErrorBody),
+        (status = 422, description = "`invalid_project_name`, `invalid_project`, `invalid_env`, `invalid_domain`, `redirect_cycle` or `invalid_body`: `error.field` names the field", body = ErrorBody),
     )
 )]
 pub async fn put(
@@ -72,6 +79,7 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<AppliedView>), ApiError> {
     let name = parse_name(&raw, "name")?;
     let Json(document) = body.map_err(bad_body)?;
+    let domains = domains::parse_inputs(&document.domains).map_err(domain_error)?;
     let applied = desired::apply(
         &state.services,
         &name,
@@ -80,12 +88,14 @@ pub async fn put(
             retention: document.retention,
             env: document.env,
             protection: document.protection,
+            domains,
         },
     )
     .await
     .map_err(|err| match err {
         DesiredError::Project(err) => project_error(err),
         DesiredError::Env(err) => env_error(err),
+        DesiredError::Domain(err) => domain_error(err),
         other => ApiError::internal(other),
     })?;
     let status = if applied.created {
