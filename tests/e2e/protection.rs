@@ -596,10 +596,11 @@ async fn a_custom_domain_is_protected_only_under_all() {
     let open = get(&server, &custom, "/", &[]).await;
     assert_eq!((open.status, open.body.as_str()), (200, "<h1>live</h1>"));
 
-    // `all`: the custom domain asks too, and a login there opens that host only.
+    // `all`: the custom domain asks too, and a login there opens that host only. (PATCH: a
+    // desired-state document without `domains` would remove the domain.)
     let (status, _) = call(
         &server,
-        "PUT",
+        "PATCH",
         "/api/v1/projects/shop",
         Some(json!({"protection": {"mode": "all", "password": PASSWORD}})),
     )
