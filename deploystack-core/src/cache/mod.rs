@@ -82,6 +82,7 @@
 mod blobs;
 mod env;
 mod idempotency;
+mod tokens;
 #[cfg(feature = "redis")]
 mod redis;
 

@@ -13,6 +13,7 @@ mod ids;
 #[cfg(feature = "openapi")]
 mod openapi;
 mod project;
+mod token;
 
 pub use build::{BuildSettings, EnvVar};
 pub use change::{Change, ChangeAction, ChangeKind};
@@ -30,4 +31,7 @@ pub use ids::{DeploymentId, InvalidId, ProjectName};
 pub use project::{
     InvalidProject, MAX_RETENTION_DAYS, NewProject, Production, ProductionChange, ProductionReason,
     Project, ProjectUpdate, Retention,
+};
+pub use token::{
+    ApiToken, MAX_TOKEN_NAME, NewToken, Scope, TOKEN_PREFIX, TokenHash, TokenId, TokenSecret,
 };

@@ -113,7 +113,8 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (6, true),
                 (7, true),
                 (8, true),
-                (9, true)
+                (9, true),
+                (10, true)
             ],
             "round {round}"
         );
