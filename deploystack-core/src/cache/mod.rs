@@ -82,9 +82,9 @@
 mod blobs;
 mod env;
 mod idempotency;
-mod tokens;
 #[cfg(feature = "redis")]
 mod redis;
+mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;

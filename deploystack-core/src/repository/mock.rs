@@ -9,13 +9,13 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::domains::{DomainName, RedirectStatus};
+use crate::model::{ApiToken, NewToken, TokenHash, TokenId};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
     EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
     Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
     ResealReport, Retention, SealedEnvVar, StoredLogLine,
 };
-use crate::model::{ApiToken, NewToken, TokenHash, TokenId};
 
 mockall::mock! {
     /// A mock of [`Repository`]: set expectations with `expect_<method>`.

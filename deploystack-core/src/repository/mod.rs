@@ -60,12 +60,12 @@ pub use mock::MockRepository;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresRepository;
 pub use projects::ProjectRepository;
-pub use tokens::TokenRepository;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteRepository;
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite::is_in_memory as is_sqlite_in_memory;
+pub use tokens::TokenRepository;
 
 /// Every trait of the port, for callers that hold a concrete adapter rather than
 /// `dyn Repository` (whose methods need no import): `use deploystack_core::repository::prelude::*;`.

@@ -9,9 +9,10 @@
 //!    `request_timeout_secs` gets a 503.
 //! 4. [`crate::dispatch::App`]: host validation and dispatch to the site or the router.
 //!
-//! One middleware sits inside the router instead, because it needs the repository and only
-//! concerns the API: [`idempotency`], which makes a retried `POST` with an
-//! `Idempotency-Key` answer as the first attempt did.
+//! Two middlewares sit inside the router instead, because they need the repository and only
+//! concern the platform host: [`auth`], which authenticates tokens and decides who may do
+//! what (outermost, so nothing below runs for a refused request), then [`idempotency`],
+//! which makes a retried `POST` with an `Idempotency-Key` answer as the first attempt did.
 //!
 //! ## Why one stack?
 //! Whatever must happen to every request — authentication, rate limits, request ids, access
@@ -19,6 +20,7 @@
 //! parses and writes every request; nothing reaches the application beside this stack.
 
 pub mod accounting;
+pub mod auth;
 pub mod idempotency;
 pub mod timeout;
 

@@ -61,10 +61,7 @@ impl TokenRepository for SqliteRepository {
     }
 
     async fn list_tokens(&self) -> Result<Vec<ApiToken>, RepositoryError> {
-        let found = sqlx::query(LIST)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let found = sqlx::query(LIST).fetch_all(&self.pool).await.map_err(db)?;
         found.iter().map(rows::token).collect()
     }
 
