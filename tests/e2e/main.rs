@@ -35,4 +35,5 @@ mod projects;
 mod routing;
 mod serving;
 mod support;
+mod tokens;
 mod upload;
