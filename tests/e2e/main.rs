@@ -33,6 +33,7 @@ mod metrics;
 mod openapi;
 mod projects;
 mod routing;
+mod security_headers;
 mod serving;
 mod support;
 mod tokens;

@@ -13,6 +13,8 @@
 //! concern the platform host: [`auth`], which authenticates tokens and decides who may do
 //! what (outermost, so nothing below runs for a refused request), then [`idempotency`],
 //! which makes a retried `POST` with an `Idempotency-Key` answer as the first attempt did.
+//! Around both, [`headers`] adds the security headers of the platform's own answers (sites
+//! keep theirs: they never reach the router).
 //!
 //! ## Why one stack?
 //! Whatever must happen to every request — authentication, rate limits, request ids, access
@@ -21,6 +23,7 @@
 
 pub mod accounting;
 pub mod auth;
+pub mod headers;
 pub mod idempotency;
 pub mod timeout;
 

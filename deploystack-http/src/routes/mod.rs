@@ -44,7 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::middleware::{auth, idempotency};
+use crate::middleware::{auth, headers, idempotency};
 use crate::state::AppState;
 
 /// Whether a platform request is one of the upload routes below, which stream their body
@@ -99,6 +99,11 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::guard,
+        ))
+        // Refusals included: the platform's security headers on every answer.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            headers::platform,
         ))
         // Uploads enforce their own streaming limit (413 mid-stream, temp file removed).
         .layer(DefaultBodyLimit::disable())
