@@ -74,4 +74,25 @@ mod tests {
         assert_eq!(Caller::from_peer(Some(v6)).as_str(), "api (::1)");
         assert_eq!(Caller::from_peer(None).as_str(), "api");
     }
+
+    #[test]
+    fn a_token_names_the_caller_by_name_and_id() {
+        use deploystack_core::model::{Scope, TokenHash, TokenId};
+        let token = ApiToken {
+            id: "6f1c0b5e9d2a4c7f8e3b1a0d9c8b7a6f"
+                .parse::<TokenId>()
+                .unwrap(),
+            name: "ci".into(),
+            scopes: vec![Scope::Deploy],
+            projects: None,
+            hash: TokenHash::of("ds_x"),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            expires_at: None,
+            last_used_at: None,
+        };
+        assert_eq!(
+            Caller::from_token(&token).as_str(),
+            "token ci (6f1c0b5e9d2a4c7f8e3b1a0d9c8b7a6f)"
+        );
+    }
 }
