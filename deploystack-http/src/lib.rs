@@ -174,6 +174,9 @@ pub async fn serve(
     let base_domain = config
         .base_domain()
         .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
+    let auth = config
+        .auth_mode(addr)
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?;
     let public_url = config
         .public_url
         .clone()
@@ -187,7 +190,9 @@ pub async fn serve(
             stop.clone().cancelled_owned(),
         ))
     });
-    let state = AppState::new(services, public_url.clone()).with_shutdown(stop.clone());
+    let state = AppState::new(services, public_url.clone())
+        .with_shutdown(stop.clone())
+        .with_auth(auth);
     let connections = state.connections.clone();
     let settings = StackSettings {
         stats: Arc::clone(&state.requests),
@@ -203,7 +208,7 @@ pub async fn serve(
         ),
     );
     let stack = middleware::stack(app, settings);
-    tracing::info!(%addr, %public_url, workers, "listening on http://{addr}");
+    tracing::info!(%addr, %public_url, workers, %auth, "listening on http://{addr}");
     let stop_http = stop.clone();
     tokio::spawn(async move {
         shutdown.await;

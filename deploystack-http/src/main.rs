@@ -1,6 +1,8 @@
 //! `deploystack-server`: the HTTP server (and, with the in-memory queue, the builders). All
 //! logic lives in the library; this only reads configuration, binds and waits for a signal —
-//! or runs one maintenance command (`secrets rotate`) and exits.
+//! or runs one maintenance command (`secrets rotate`, `token create|list|revoke`) and exits.
+
+mod token_command;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -25,6 +27,9 @@ enum Command {
     /// The key that seals environment-variable values at rest.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// API tokens, made, listed and revoked in the configured repository.
+    #[command(subcommand)]
+    Token(token_command::TokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,8 +45,14 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     let args = cli::parse::<Args>();
     let config = args.config.load()?;
-    if let Some(Command::Secrets(SecretsCommand::Rotate)) = args.command {
-        return rotate(Services::from_config(config).await?).await;
+    match args.command {
+        Some(Command::Secrets(SecretsCommand::Rotate)) => {
+            return rotate(Services::from_config(config).await?).await;
+        }
+        Some(Command::Token(command)) => {
+            return token_command::run(Services::from_config(config).await?, command).await;
+        }
+        None => {}
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

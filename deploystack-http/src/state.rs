@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use deploystack_core::Services;
+use deploystack_core::config::AuthMode;
 use deploystack_core::model::DeploymentId;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +33,9 @@ pub struct AppState {
     /// Requests in flight and answered, kept by the accounting layer
     /// (`crate::middleware::accounting`) and shown on `/metrics`.
     pub requests: Arc<RequestStats>,
+    /// Who may call the API without a token (`auth`, as it applies to the bound address;
+    /// see `crate::middleware::auth`).
+    pub auth: AuthMode,
     /// How host-based addresses are spelled: `(scheme, base domain, ":port" or "")`, from
     /// the public URL's scheme and port and the configured base domain.
     hosts: Arc<(String, String, String)>,
@@ -58,11 +62,18 @@ impl AppState {
             ),
             Err(_) => ("http".to_owned(), String::new()),
         };
+        // An embedder that drives the router without `serve` gets the mode of the
+        // configured listen address; `serve` sets the one of the address it bound.
+        let auth = services
+            .config
+            .auth_mode(services.config.listen)
+            .unwrap_or(AuthMode::Required);
         let protection = Arc::new(crate::routes::site::protection::Guard::new(
             &services.keyring,
             scheme == "https",
         ));
         Self {
+            auth,
             protection,
             hosts: Arc::new((scheme, base, port)),
             services,
@@ -72,6 +83,12 @@ impl AppState {
             requests: Arc::default(),
             uploads: Arc::new(tokio::sync::Semaphore::new(uploads)),
         }
+    }
+
+    /// The same state, with `auth` in effect.
+    pub fn with_auth(mut self, auth: AuthMode) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// The same state, with long-lived answers ending when `shutdown` fires.

@@ -34,6 +34,8 @@ mod openapi;
 mod projects;
 mod protection;
 mod routing;
+mod security_headers;
 mod serving;
 mod support;
+mod tokens;
 mod upload;

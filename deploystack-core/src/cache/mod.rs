@@ -84,6 +84,7 @@ mod env;
 mod idempotency;
 #[cfg(feature = "redis")]
 mod redis;
+mod tokens;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -75,6 +75,9 @@ pub enum ConfigError {
     /// A URL names an engine that does not exist, or one this build does not include.
     #[error("{0}")]
     Engine(String),
+    /// The `auth` setting does not fit the listen address.
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// Every setting of DeployStack, each declared once: the field is the TOML key, its doc
@@ -90,6 +93,15 @@ pub struct Config {
         arg(long, env = "DEPLOYSTACK_LISTEN", value_name = "ADDR")
     )]
     pub listen: SocketAddr,
+    /// Who may call the API without a token: `required` (nobody: every API call needs a
+    /// token), `local` (same-site requests from this machine to a loopback host name; see
+    /// `docs/security.md`) or `local-unsafe` (`local` although the server listens on a
+    /// network address). Default: `local` when listening on loopback, else `required`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_AUTH", value_name = "MODE")
+    )]
+    pub auth: Option<AuthMode>,
     /// Where the embedded defaults keep their data: the SQLite file and the storage
     /// directory.
     #[cfg_attr(
@@ -497,6 +509,7 @@ impl Default for Config {
         let archive = ArchiveLimits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            auth: None,
             data_dir: PathBuf::from("./data"),
             database_url: None,
             queue_url: None,
@@ -544,7 +557,65 @@ impl Default for Config {
     }
 }
 
+/// Who may call the API without a token (`auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// Every API call needs a token.
+    Required,
+    /// Same-site requests from a loopback peer to a loopback host name need none; only
+    /// allowed when the server listens on loopback.
+    Local,
+    /// `local` on a server listening on a network address: the operator says every peer
+    /// that can reach it is trusted (a container's published port, behind a proxy that
+    /// authenticates).
+    LocalUnsafe,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "required" => Ok(Self::Required),
+            "local" => Ok(Self::Local),
+            "local-unsafe" => Ok(Self::LocalUnsafe),
+            other => Err(format!(
+                "unknown auth mode {other:?}; expected required, local or local-unsafe"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Required => "required",
+            Self::Local => "local",
+            Self::LocalUnsafe => "local-unsafe",
+        })
+    }
+}
+
 impl Config {
+    /// The `auth` mode in effect for a server bound to `bound` (the address it really got).
+    /// The default follows the address: `local` on loopback, `required` elsewhere; `local`
+    /// on a non-loopback address is refused, since the local rule trusts the peer address
+    /// and that trust only holds on loopback (`local-unsafe` says so explicitly).
+    pub fn auth_mode(&self, bound: SocketAddr) -> Result<AuthMode, ConfigError> {
+        let loopback = bound.ip().to_canonical().is_loopback();
+        match self.auth {
+            None if loopback => Ok(AuthMode::Local),
+            None => Ok(AuthMode::Required),
+            Some(AuthMode::Local) if !loopback => Err(ConfigError::Auth(format!(
+                "auth = local needs a loopback listen address, and the server listens on \
+                 {bound}: create a token (`deploystack-server token create --name NAME \
+                 --scope admin`) and keep auth = required, or set auth = local-unsafe if every \
+                 peer that can reach {bound} is trusted"
+            ))),
+            Some(mode) => Ok(mode),
+        }
+    }
+
     /// Defaults overridden by a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -686,6 +757,31 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_defaults_to_local_only_on_loopback_and_refuses_local_elsewhere() {
+        let loopback: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8000".parse().unwrap();
+        let network: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        let mut config = Config::default();
+        assert_eq!(config.auth_mode(loopback).unwrap(), AuthMode::Local);
+        assert_eq!(config.auth_mode(v6).unwrap(), AuthMode::Local);
+        assert_eq!(config.auth_mode(network).unwrap(), AuthMode::Required);
+        config.auth = Some(AuthMode::Local);
+        assert!(matches!(
+            config.auth_mode(network),
+            Err(ConfigError::Auth(_))
+        ));
+        config.auth = Some(AuthMode::LocalUnsafe);
+        assert_eq!(config.auth_mode(network).unwrap(), AuthMode::LocalUnsafe);
+        config.auth = Some(AuthMode::Required);
+        assert_eq!(config.auth_mode(loopback).unwrap(), AuthMode::Required);
+        assert_eq!(
+            "local-unsafe".parse::<AuthMode>(),
+            Ok(AuthMode::LocalUnsafe)
+        );
+        assert!("open".parse::<AuthMode>().is_err());
+    }
 
     #[test]
     fn defaults_match_the_embedded_shape() {

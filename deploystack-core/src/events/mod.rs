@@ -119,6 +119,10 @@ pub enum Event {
         from: Option<DeploymentId>,
         /// `deploy` (it became READY) or `promote`.
         reason: ProductionReason,
+        /// Who promoted it, as the history records it (`token ci (<id>)`); absent for a
+        /// deploy.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// Production was rolled back to the deployment, and is pinned until the next promote.
     DeploymentRolledBack {
@@ -128,6 +132,9 @@ pub enum Event {
         deployment_id: DeploymentId,
         /// The deployment production left.
         from: Option<DeploymentId>,
+        /// Who rolled it back, as the history records it (`token ci (<id>)`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A project was created (by the API, or by the first upload naming it).
     ProjectCreated {

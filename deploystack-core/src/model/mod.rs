@@ -14,6 +14,7 @@ mod ids;
 mod openapi;
 mod project;
 mod protection;
+mod token;
 
 pub use build::{BuildSettings, EnvVar};
 pub use change::{Change, ChangeAction, ChangeKind};
@@ -33,3 +34,6 @@ pub use project::{
     Project, ProjectUpdate, Retention,
 };
 pub use protection::{Protection, ProtectionMode, ProtectionRequest};
+pub use token::{
+    ApiToken, MAX_TOKEN_NAME, NewToken, Scope, TOKEN_PREFIX, TokenHash, TokenId, TokenSecret,
+};

@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::domains::{DomainName, RedirectStatus};
+use crate::model::{ApiToken, NewToken, TokenHash, TokenId};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
     EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
@@ -382,6 +383,33 @@ macro_rules! forward_repository {
                 before: OffsetDateTime,
             ) -> Result<u64, RepositoryError> {
                 (**self).purge_idempotency_keys(before).await
+            }
+        }
+
+        #[async_trait]
+        impl<R: TokenRepository + ?Sized> TokenRepository for $wrapper<R> {
+            async fn create_token(&self, new: &NewToken) -> Result<ApiToken, RepositoryError> {
+                (**self).create_token(new).await
+            }
+
+            async fn list_tokens(&self) -> Result<Vec<ApiToken>, RepositoryError> {
+                (**self).list_tokens().await
+            }
+
+            async fn find_token(&self, hash: &TokenHash) -> Result<ApiToken, RepositoryError> {
+                (**self).find_token(hash).await
+            }
+
+            async fn revoke_token(&self, id: &TokenId) -> Result<(), RepositoryError> {
+                (**self).revoke_token(id).await
+            }
+
+            async fn touch_token(
+                &self,
+                id: &TokenId,
+                granularity: Duration,
+            ) -> Result<(), RepositoryError> {
+                (**self).touch_token(id, granularity).await
             }
         }
 

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::domains::{DomainName, RedirectStatus};
+use crate::model::{ApiToken, NewToken, TokenHash, TokenId};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
     EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
@@ -205,6 +206,18 @@ mockall::mock! {
             &self,
             before: OffsetDateTime,
         ) -> Result<u64, RepositoryError>;
+    }
+    #[async_trait]
+    impl TokenRepository for Repository {
+        async fn create_token(&self, new: &NewToken) -> Result<ApiToken, RepositoryError>;
+        async fn list_tokens(&self) -> Result<Vec<ApiToken>, RepositoryError>;
+        async fn find_token(&self, hash: &TokenHash) -> Result<ApiToken, RepositoryError>;
+        async fn revoke_token(&self, id: &TokenId) -> Result<(), RepositoryError>;
+        async fn touch_token(
+            &self,
+            id: &TokenId,
+            granularity: Duration,
+        ) -> Result<(), RepositoryError>;
     }
     #[async_trait]
     impl Repository for Repository {

@@ -1,5 +1,5 @@
 //! The `Repository` port: the source of truth for deployments, builds, logs, files, blobs,
-//! projects and their domains.
+//! projects and their domains, and API tokens.
 //!
 //! # Layout: one trait per aggregate
 //! [`Repository`] is the one port callers hold (`Arc<dyn Repository>`); it is the sum of one
@@ -9,7 +9,8 @@
 //! [`ProjectRepository`] (`projects.rs`: projects, production and its history),
 //! [`DomainRepository`] (`domains.rs`: custom domains, their verification and re-checks),
 //! [`EnvRepository`] (`env.rs`: projects' environment variables, sealed, and key rotation),
-//! [`IdempotencyKeys`] (`idempotency.rs`: the kept answers of retried requests).
+//! [`IdempotencyKeys`] (`idempotency.rs`: the kept answers of retried requests),
+//! [`TokenRepository`] (`tokens.rs`: API tokens, by the hash of their secret).
 //! Methods of every aggregate are callable on `dyn Repository` without importing anything;
 //! code holding a concrete adapter imports [`prelude`]. The SQL adapters share their row
 //! mapping, paging and error mapping (`rows.rs`); only their SQL text differs.
@@ -41,6 +42,7 @@ mod projects;
 mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod tokens;
 
 use async_trait::async_trait;
 
@@ -63,13 +65,14 @@ pub use projects::ProjectRepository;
 pub use sqlite::SqliteRepository;
 #[cfg(feature = "sqlite")]
 pub(crate) use sqlite::is_in_memory as is_sqlite_in_memory;
+pub use tokens::TokenRepository;
 
 /// Every trait of the port, for callers that hold a concrete adapter rather than
 /// `dyn Repository` (whose methods need no import): `use deploystack_core::repository::prelude::*;`.
 pub mod prelude {
     pub use super::{
         DeploymentRepository, DomainRepository, EnvRepository, FileRepository, IdempotencyKeys,
-        LogRepository, ProjectRepository, Repository,
+        LogRepository, ProjectRepository, Repository, TokenRepository,
     };
 }
 
@@ -143,6 +146,7 @@ pub trait Repository:
     + DomainRepository
     + EnvRepository
     + IdempotencyKeys
+    + TokenRepository
     + Send
     + Sync
     + 'static

@@ -73,6 +73,7 @@ mod domains;
 mod env;
 mod idempotency;
 mod projects;
+mod tokens;
 
 use super::rows::{self, Columns, size_to_db};
 use super::{
@@ -156,6 +157,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             "production actor".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0009_production_actor.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            10,
+            "tokens".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0010_tokens.sql").into_sql_str(),
             false,
         ),
         Migration::new(

@@ -544,6 +544,23 @@ pub(super) fn count_written(counts: &mut ResealCounts, written: u64, values: u64
     }
 }
 
+/// A token from a row holding every column of `api_tokens`.
+pub(super) fn token(row: &impl Columns) -> Result<crate::model::ApiToken, RepositoryError> {
+    Ok(crate::model::ApiToken {
+        id: parse(row, "id")?,
+        name: text(row, "name")?,
+        scopes: from_json(&text(row, "scopes")?, "scopes")?,
+        projects: row
+            .text("projects")?
+            .map(|text| from_json(&text, "projects"))
+            .transpose()?,
+        hash: parse(row, "hash")?,
+        created_at: time(row, "created_at")?,
+        expires_at: row.time("expires_at")?,
+        last_used_at: row.time("last_used_at")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

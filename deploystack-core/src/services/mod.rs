@@ -17,6 +17,7 @@
 //! - [`disk`]: free space in the data directory, checked against a floor.
 //! - [`reconciler`]: enqueue again what the queue lost.
 //! - [`scratch`]: where upload spools and build folders live, swept after a crash.
+//! - [`tokens`]: API tokens — make one, find the one a request presents.
 //! - [`workers`]: the build worker pool (and its maintenance loops) that runs the pipeline.
 
 pub mod compression;
@@ -33,6 +34,7 @@ pub mod protection;
 pub mod reconciler;
 pub mod scratch;
 pub mod serving;
+pub mod tokens;
 pub mod workers;
 
 use std::path::PathBuf;

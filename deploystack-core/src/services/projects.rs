@@ -415,6 +415,7 @@ async fn announce_deploy(services: &Services, name: &ProjectName, deployment_id:
                 deployment_id: *deployment_id,
                 from: change.from,
                 reason: ProductionReason::Deploy,
+                by: None,
             },
         )
         .await;
@@ -446,12 +447,14 @@ async fn move_to(
             project: name.clone(),
             deployment_id: *to,
             from,
+            by: by.map(str::to_owned),
         },
         reason => Event::DeploymentPromoted {
             project: name.clone(),
             deployment_id: *to,
             from,
             reason,
+            by: by.map(str::to_owned),
         },
     };
     emit_best_effort(services.events.as_ref(), event).await;

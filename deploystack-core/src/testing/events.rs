@@ -50,11 +50,13 @@ pub fn every_event() -> Vec<Event> {
             deployment_id: id,
             from: None,
             reason: ProductionReason::Deploy,
+            by: None,
         },
         Event::DeploymentRolledBack {
             project: project.clone(),
             deployment_id: id,
             from: Some(DeploymentId::random()),
+            by: Some("token ci (6f1c0b5e9d2a4c7f8e3b1a0d9c8b7a6f)".into()),
         },
         Event::ProjectCreated {
             project: project.clone(),

@@ -14,6 +14,7 @@
 mod domains;
 mod env;
 mod projects;
+mod tokens;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 pub use domains::*;
 pub use env::*;
 pub use projects::*;
+pub use tokens::*;
 
 /// A lease long enough never to run out during a test.
 const LONG_LEASE: Duration = Duration::from_secs(60);
@@ -61,6 +63,7 @@ pub async fn run_all(repo: &dyn Repository) {
     run_projects(repo).await;
     run_env(repo).await;
     run_domains(repo).await;
+    run_tokens(repo).await;
     crate::testing::idempotency::run_all(repo).await;
 }
 

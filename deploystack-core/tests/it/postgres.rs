@@ -114,6 +114,7 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (7, true),
                 (8, true),
                 (9, true),
+                (10, true),
                 (11, true)
             ],
             "round {round}"

@@ -9,9 +9,12 @@
 //!    `request_timeout_secs` gets a 503.
 //! 4. [`crate::dispatch::App`]: host validation and dispatch to the site or the router.
 //!
-//! One middleware sits inside the router instead, because it needs the repository and only
-//! concerns the API: [`idempotency`], which makes a retried `POST` with an
-//! `Idempotency-Key` answer as the first attempt did.
+//! Two middlewares sit inside the router instead, because they need the repository and only
+//! concern the platform host: [`auth`], which authenticates tokens and decides who may do
+//! what (outermost, so nothing below runs for a refused request), then [`idempotency`],
+//! which makes a retried `POST` with an `Idempotency-Key` answer as the first attempt did.
+//! Around both, [`headers`] adds the security headers of the platform's own answers (sites
+//! keep theirs: they never reach the router).
 //!
 //! ## Why one stack?
 //! Whatever must happen to every request — authentication, rate limits, request ids, access
@@ -19,6 +22,8 @@
 //! parses and writes every request; nothing reaches the application beside this stack.
 
 pub mod accounting;
+pub mod auth;
+pub mod headers;
 pub mod idempotency;
 pub mod timeout;
 

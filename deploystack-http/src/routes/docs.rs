@@ -47,6 +47,14 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
             ))
             .build(),
         TagBuilder::new()
+            .name("tokens")
+            .description(Some(
+                "API tokens: `Authorization: Bearer <token>`, with the scopes read, deploy or \
+                 admin, optionally limited to projects. Missing or invalid: 401; valid but not \
+                 allowed: 403 (docs/security.md).",
+            ))
+            .build(),
+        TagBuilder::new()
             .name("operations")
             .description(Some(
                 "For load balancers and monitoring: liveness, readiness, metrics.",

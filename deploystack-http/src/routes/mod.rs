@@ -8,6 +8,8 @@
 //! - [`desired`]: `PUT /api/v1/projects/{name}`, a project's whole document as desired state.
 //! - [`domains`]: custom domains of projects (add, list, get, verify, remove).
 //! - [`env`](mod@env): a project's environment variables (values sealed at rest; who sees which).
+//! - [`tokens`]: API tokens (make, list, revoke); who may do what is
+//!   `crate::middleware::auth`.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
@@ -30,6 +32,7 @@ pub mod health;
 pub mod metrics;
 pub mod projects;
 pub mod site;
+pub mod tokens;
 pub mod upload;
 
 use axum::Router;
@@ -41,7 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::middleware::idempotency;
+use crate::middleware::{auth, headers, idempotency};
 use crate::state::AppState;
 
 /// Whether a platform request is one of the upload routes below, which stream their body
@@ -92,6 +95,16 @@ pub fn router(state: AppState) -> Router {
             idempotency::guard,
         ))
         .fallback(site::serve)
+        // Who may do what: around every route and the fallback, outside idempotency.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
+        // Refusals included: the platform's security headers on every answer.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            headers::platform,
+        ))
         // Uploads enforce their own streaming limit (413 mid-stream, temp file removed).
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -121,6 +134,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::verify))
         .routes(routes!(env::list, env::create))
         .routes(routes!(env::get, env::update, env::delete))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
 }
 
 async fn api_not_found() -> ApiError {

@@ -93,7 +93,7 @@ pub async fn serve_path(
     };
     let Some(tail) = tail else {
         // `/<id>` → `/<id>/`, relative, so it works behind any prefix or host.
-        return redirect(&format!("{id}/"), uri.query());
+        return sandboxed(redirect(&format!("{id}/"), uri.query()));
     };
     let request = SiteRequest {
         uri,
@@ -101,8 +101,40 @@ pub async fn serve_path(
         head,
         arrival: Arrival::Path,
     };
-    site_response(state, &id, tail, request).await
+    sandboxed(site_response(state, &id, tail, request).await)
 }
+
+/// What every path-based answer carries: its page runs in an opaque origin.
+///
+/// # Why a sandbox?
+/// Every path-based site shares one origin with the API and with every other path-based
+/// site (`http://<platform>/<id>/…`). Without a sandbox, a tenant's script there could call
+/// the API with the platform origin's authority (under `auth = local`, that is all it
+/// takes) and read or change another tenant's pages and storage. `sandbox` without
+/// `allow-same-origin` makes the page's origin opaque: its requests carry `Origin: null`,
+/// which `middleware::auth::local` refuses, and it reads no cookie or storage of the
+/// platform origin. Scripts, forms, pop-ups, modals and downloads still work.
+///
+/// What a path-based site loses: cookies, `localStorage`/`sessionStorage`/IndexedDB,
+/// service workers, and same-origin `fetch` of its own files from script (they are
+/// cross-origin requests from an opaque origin, which need CORS). A site that needs those
+/// is served on its own host, `<id>.<base-domain>`, the address the API presents first.
+///
+/// The header is appended, not set, so a site's own `Content-Security-Policy` (from its
+/// `_headers` or `vercel.json`) still applies too: a browser enforces every policy it gets.
+/// It is added per request rather than kept in the prepared answers, which host-based
+/// requests for the same file share; one insert of a static value is all it costs.
+fn sandboxed(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .append(header::CONTENT_SECURITY_POLICY, PATH_BASED_SANDBOX);
+    response
+}
+
+/// The policy of [`sandboxed`].
+const PATH_BASED_SANDBOX: HeaderValue = HeaderValue::from_static(
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads",
+);
 
 /// What the answer to a site request depends on besides the deployment and the path.
 #[derive(Clone, Copy)]

@@ -38,6 +38,7 @@ use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::middleware::auth::Access;
 use crate::routes::deployments::DeploymentView;
 use crate::state::AppState;
 
@@ -274,12 +275,13 @@ enum UploadAnswers {
 )]
 pub async fn deploy(
     state: State<AppState>,
+    access: Access,
     uri: OriginalUri,
     headers: HeaderMap,
     query: RawQuery,
     body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
-    upload(state, uri, headers, query, body).await
+    upload(state, access, uri, headers, query, body).await
 }
 
 /// `POST /deploy`, `POST /api/v1/deployments`: accept a zip; 202 with the deployment.
@@ -295,12 +297,18 @@ pub async fn deploy(
 )]
 pub async fn upload(
     State(state): State<AppState>,
+    access: Access,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
     let query = UploadFields::from_query(query.as_deref())?;
+    // A token limited to projects is refused before the body is read when the query names
+    // the project; a form field is checked once the form is read, below.
+    if let Some(project) = query.project.as_deref().and_then(|p| p.parse().ok()) {
+        access.check_project(Some(&project))?;
+    }
     let config = &state.services.config;
     disk::check_floor(&config.data_dir, config.min_free_disk_bytes).map_err(|low| {
         ApiError::new(
@@ -441,6 +449,7 @@ pub async fn upload(
     }
 
     let options = upload_options(form.over(query))?;
+    access.check_project(options.project.as_ref())?;
     let deployment = ingest::accept_upload(&state.services, temp.path(), options)
         .await
         .map_err(|err| match err {

@@ -95,6 +95,7 @@ async fn a_projects_life_is_announced_step_by_step() {
             deployment_id: to,
             from,
             reason,
+            by: None,
         };
     let want = vec![
         Event::ProjectCreated {
@@ -106,6 +107,8 @@ async fn a_projects_life_is_announced_step_by_step() {
             project: shop.clone(),
             deployment_id: first,
             from: Some(second),
+            // Who asked, as the history records it.
+            by: Some("test".to_owned()),
         },
         promoted(second, Some(first), ProductionReason::Promote),
         Event::ProjectUpdated {
