@@ -31,6 +31,12 @@ impl Caller {
         &self.0
     }
 
+    /// The description as the services take it (`by`), to be kept in the history and the
+    /// events.
+    pub fn by(&self) -> Option<String> {
+        Some(self.0.clone())
+    }
+
     /// The caller of a request made with `token`: `token <name> (<id>)`.
     pub fn from_token(token: &ApiToken) -> Self {
         Self(format!("token {} ({})", token.name, token.id))

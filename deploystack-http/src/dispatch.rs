@@ -39,6 +39,7 @@ use deploystack_core::services::serving::MAX_PATH_BYTES;
 use tower_service::Service;
 
 use crate::caller::Peer;
+use crate::middleware::headers;
 use crate::routes::{self, site};
 use crate::state::AppState;
 
@@ -82,12 +83,13 @@ impl App {
     pub async fn handle(&self, request: Request<Body>) -> Response {
         let inner = &self.inner;
         if target_too_long(request.uri()) {
-            return site::page(StatusCode::URI_TOO_LONG, "414 URI Too Long\n");
+            return platform_page(&inner.state, StatusCode::URI_TOO_LONG, "414 URI Too Long\n");
         }
         let host = match request_host(request.uri(), request.headers()) {
             Ok(host) => host,
             Err(reason) => {
-                return site::page(
+                return platform_page(
+                    &inner.state,
                     StatusCode::BAD_REQUEST,
                     format!("400 Bad Request\n\n{reason}.\n"),
                 );
@@ -98,7 +100,8 @@ impl App {
                 Ok(target) => target,
                 Err(err) => {
                     tracing::error!(host = host.as_str(), error = %err, "cannot resolve a host");
-                    return site::page(
+                    return platform_page(
+                        &inner.state,
                         StatusCode::SERVICE_UNAVAILABLE,
                         "503 Service Unavailable\n\nTry again shortly.\n",
                     );
@@ -136,19 +139,23 @@ impl App {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
-            HostTarget::Redirect { to, status } => {
-                domain_redirect(&inner.state, to.as_str(), status.code(), request.uri())
-            }
-            HostTarget::DomainNotReady => site::page(
+            HostTarget::Redirect { to, status } => headers::add(
+                &inner.state,
+                domain_redirect(&inner.state, to.as_str(), status.code(), request.uri()),
+            ),
+            HostTarget::DomainNotReady => platform_page(
+                &inner.state,
                 StatusCode::NOT_FOUND,
                 "404 Not Found\n\nThis domain is not verified yet, or redirects to a domain that is not: publish its TXT record (see GET /api/v1/projects/<project>/domains on the platform) and verify it.\n",
             ),
-            HostTarget::NoProduction => site::page(
+            HostTarget::NoProduction => platform_page(
+                &inner.state,
                 StatusCode::NOT_FOUND,
                 "404 Not Found\n\nThis project has no production deployment yet: deploy with target=production, or promote a deployment.\n",
             ),
             // Also any variant a richer resolver adds later: unknown means not found.
-            _ => site::page(
+            _ => platform_page(
+                &inner.state,
                 StatusCode::NOT_FOUND,
                 "404 Not Found\n\nNo site is served at this host.\n",
             ),
@@ -177,6 +184,12 @@ impl std::fmt::Debug for App {
             .field("hosts", &self.inner.hosts)
             .finish_non_exhaustive()
     }
+}
+
+/// One of the platform's own text pages, with its security headers
+/// (`crate::middleware::headers`): what this module answers before a site or route is chosen.
+fn platform_page(state: &AppState, status: StatusCode, text: impl Into<Body>) -> Response {
+    headers::add(state, site::page(status, text))
 }
 
 /// A custom domain's redirect: the same path and query on `to`, spelt with the public URL's

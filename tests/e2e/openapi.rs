@@ -179,3 +179,44 @@ async fn the_docs_page_and_its_assets_come_from_the_binary() {
         .unwrap();
     assert!(initializer.contains("/openapi.json"), "{initializer}");
 }
+
+#[tokio::test]
+async fn the_document_says_which_token_each_operation_needs() {
+    let server = Server::start().await;
+    let (status, document) = server.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    let scheme = &document["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+
+    let operation = |method: &str, path: &str| document["paths"][path][method].clone();
+    for (method, path) in [("get", "/healthz"), ("get", "/readyz")] {
+        let open = operation(method, path);
+        assert_eq!(open["security"], serde_json::json!([]), "{method} {path}");
+    }
+    for (method, path, scope) in [
+        ("post", "/api/v1/deployments", "deploy"),
+        ("get", "/api/v1/deployments/{id}", "read"),
+        ("delete", "/api/v1/projects/{name}", "admin"),
+        ("post", "/api/v1/projects/{name}/promote", "deploy"),
+        ("get", "/api/v1/tokens", "admin"),
+    ] {
+        let guarded = operation(method, path);
+        assert_eq!(
+            guarded["security"],
+            serde_json::json!([{"bearer": []}]),
+            "{method} {path}"
+        );
+        let description = guarded["description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains(&format!("scope `{scope}`")),
+            "{method} {path}: {description}"
+        );
+        for status in ["401", "403"] {
+            assert!(
+                guarded["responses"][status].is_object(),
+                "{method} {path} lists {status}"
+            );
+        }
+    }
+}

@@ -54,6 +54,44 @@ async fn platform_answers_carry_the_security_headers_and_sites_are_sandboxed_onl
 }
 
 #[tokio::test]
+async fn answers_given_before_any_route_or_site_are_platform_pages_too() {
+    let server = Server::start().await;
+    let port = server.address().rsplit(':').next().unwrap().to_owned();
+    let with_host = |host: String, path: String| {
+        server
+            .client
+            .get(server.url(&path))
+            .header("host", host)
+            .send()
+    };
+    let long = format!("/{}", "a".repeat(9000));
+    for (what, answer, status) in [
+        (
+            "a host that serves nothing",
+            with_host(format!("a.nothing.localhost:{port}"), "/".into()).await,
+            404,
+        ),
+        (
+            "an invalid host",
+            with_host(format!("user@localhost:{port}"), "/".into()).await,
+            400,
+        ),
+        (
+            "an overlong target",
+            with_host(format!("localhost:{port}"), long).await,
+            414,
+        ),
+    ] {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), status, "{what}");
+        let headers = answer.headers();
+        assert_eq!(headers["x-frame-options"], "DENY", "{what}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{what}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+    }
+}
+
+#[tokio::test]
 async fn an_https_public_url_pins_https_on_platform_answers() {
     let server = Server::start_with(&[("DEPLOYSTACK_PUBLIC_URL", "https://deploy.example")]).await;
     let answer = server.get("/healthz").await;

@@ -206,8 +206,46 @@ async fn a_bootstrapped_admin_makes_scoped_tokens_that_work_until_revoked() {
     );
 }
 
+/// `POST /api/v1/projects` `{name}` with `token` and an `Idempotency-Key`: status, whether
+/// the answer was a replay, body.
+async fn create_project_once(token: &str, server: &Server, name: &str) -> (u16, bool, Value) {
+    let answer = reqwest::Client::new()
+        .post(server.url("/api/v1/projects"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", "create-site")
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let replayed = answer.headers().contains_key("idempotent-replayed");
+    (status, replayed, answer.json().await.unwrap_or(Value::Null))
+}
+
 #[tokio::test]
-async fn the_history_says_which_token_moved_production() {
+async fn idempotency_keys_belong_to_the_token_that_sent_them() {
+    let (server, _) = required_server(&[]).await;
+    let (alice, _) = make_token(&server, json!({"name": "alice", "scopes": ["admin"]})).await;
+    let (bob, _) = make_token(&server, json!({"name": "bob", "scopes": ["admin"]})).await;
+
+    let (status, replayed, first) = create_project_once(&alice, &server, "alpha").await;
+    assert_eq!((status, replayed), (201, false), "{first}");
+    // Bob chose the same key for another request: his own, not a reuse of Alice's.
+    let (status, replayed, other) = create_project_once(&bob, &server, "beta").await;
+    assert_eq!((status, replayed), (201, false), "{other}");
+    assert_eq!(other["name"], "beta");
+    // Alice's retry is still a replay of her first answer.
+    let (status, replayed, again) = create_project_once(&alice, &server, "alpha").await;
+    assert_eq!((status, replayed), (201, true));
+    assert_eq!(again, first);
+    // And her key with another request is still refused.
+    let (status, _, reused) = create_project_once(&alice, &server, "gamma").await;
+    assert_eq!(status, 422, "{reused}");
+    assert_eq!(reused["error"]["code"], "idempotency_key_reused");
+}
+
+#[tokio::test]
+async fn the_history_says_which_token_made_each_deployment_and_moved_production() {
     let (server, _admin) = required_server(&[]).await;
     let (status, _) = call(
         &server,
@@ -230,7 +268,13 @@ async fn the_history_says_which_token_moved_production() {
             &[("project", "site"), ("target", "production")],
         )
         .await;
-    assert_eq!(as_ci.wait_final(&first).await["status"], "READY");
+    let built = as_ci.wait_final(&first).await;
+    assert_eq!(built["status"], "READY");
+    assert_eq!(
+        built["created_by"],
+        format!("token ci ({deployer_id})"),
+        "{built}"
+    );
     let second = as_ci
         .upload_with(
             zip_of(&[("index.html", b"two".as_slice())]),
@@ -415,6 +459,13 @@ async fn on_loopback_local_requests_need_no_token_but_pages_of_other_sites_are_r
     )
     .await;
     assert_eq!(status, 201);
+    // Its deployments say they came from this machine, without a token.
+    let id = server
+        .upload_with(zip_of(&[("index.html", b"hi".as_slice())]), &[])
+        .await;
+    let (status, made) = call(&server, "GET", &format!("/api/v1/deployments/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(made["created_by"], "api (127.0.0.1)", "{made}");
 
     // A page of another site posting a form, or a sandboxed page (Origin: null).
     for (name, value) in [

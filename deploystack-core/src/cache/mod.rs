@@ -1169,6 +1169,7 @@ mod tests {
             routing: None,
             settings: Default::default(),
             env: Vec::new(),
+            created_by: None,
         }
     }
 

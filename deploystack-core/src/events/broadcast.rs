@@ -54,12 +54,18 @@ mod tests {
             .await
             .unwrap();
         let mut rx = sink.subscribe();
-        sink.emit(&Event::DeploymentCreated { deployment_id: id })
-            .await
-            .unwrap();
+        sink.emit(&Event::DeploymentCreated {
+            deployment_id: id,
+            by: None,
+        })
+        .await
+        .unwrap();
         assert_eq!(
             rx.recv().await.unwrap(),
-            Event::DeploymentCreated { deployment_id: id }
+            Event::DeploymentCreated {
+                deployment_id: id,
+                by: None,
+            }
         );
         assert!(rx.try_recv().is_err());
     }

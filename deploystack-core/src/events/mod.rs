@@ -42,6 +42,10 @@ pub enum Event {
     DeploymentCreated {
         /// The deployment.
         deployment_id: DeploymentId,
+        /// Who did it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+        /// absent when the library acted without a caller.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A worker claimed the deployment, chose how to build it and starts the build.
     BuildStarted {
@@ -96,6 +100,10 @@ pub enum Event {
         deployment_id: DeploymentId,
         /// Its status when it was canceled (`QUEUED` or `BUILDING`).
         previous_status: DeploymentStatus,
+        /// Who did it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+        /// absent when the library acted without a caller.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// The deployment is live.
     DeploymentReady {
@@ -108,6 +116,10 @@ pub enum Event {
         deployment_id: DeploymentId,
         /// Its status when it was deleted.
         previous_status: DeploymentStatus,
+        /// Who did it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+        /// absent when the library acted without a caller (retention, a project delete).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// The deployment became its project's production, by a deploy or a promote.
     DeploymentPromoted {
@@ -140,11 +152,19 @@ pub enum Event {
     ProjectCreated {
         /// The project.
         project: ProjectName,
+        /// Who did it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+        /// absent when the library acted without a caller.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A project's settings changed.
     ProjectUpdated {
         /// The project.
         project: ProjectName,
+        /// Who did it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+        /// absent when the library acted without a caller.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A project was deleted, with its deployments.
     ProjectDeleted {
@@ -152,6 +172,10 @@ pub enum Event {
         project: ProjectName,
         /// How many deployments its delete deleted.
         deployments: u64,
+        /// Who did it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+        /// absent when the library acted without a caller.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A custom domain's verification record was found: the domain serves (or redirects)
     /// once every domain it redirects through is verified too.
@@ -160,6 +184,10 @@ pub enum Event {
         project: ProjectName,
         /// The domain (ASCII).
         domain: String,
+        /// Who did it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+        /// absent when the library acted without a caller (the background re-check).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }
 
@@ -167,7 +195,7 @@ impl Event {
     /// The deployment the event is about; `None` for events about a whole project.
     pub fn deployment_id(&self) -> Option<DeploymentId> {
         match self {
-            Event::DeploymentCreated { deployment_id }
+            Event::DeploymentCreated { deployment_id, .. }
             | Event::BuildStarted { deployment_id, .. }
             | Event::BuildCompleted { deployment_id, .. }
             | Event::BuildFailed { deployment_id, .. }

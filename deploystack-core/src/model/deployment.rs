@@ -126,6 +126,9 @@ pub struct NewDeployment {
     /// The upload's environment variables, values sealed (`services::env::seal_upload_env`):
     /// stored as given, opened by the worker when the build starts.
     pub env: Vec<EnvVar>,
+    /// Who created it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
+    /// `None` when the library was called without a caller.
+    pub created_by: Option<String>,
 }
 
 /// A deployment as stored. Deserializable too, so a cache can keep it outside the process.
@@ -188,6 +191,11 @@ pub struct Deployment {
     /// repository.
     #[serde(skip)]
     pub env: Vec<EnvVar>,
+    /// Who created it: the API caller that uploaded it (`token ci (<id>)`, or
+    /// `api (127.0.0.1)` for a tokenless local request); `None` for a deployment the library
+    /// made without a caller, and for deployments from before this was recorded.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 /// One page request of a listing, newest first.

@@ -173,6 +173,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/postgres/0011_protection.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            12,
+            "created by".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0012_created_by.sql").into_sql_str(),
+            false,
+        ),
     ])
 });
 
@@ -181,7 +188,7 @@ macro_rules! deployment_columns {
     () => {
         "id, project, target, status, source_key, attempt, lease_owner, lease_expires_at, \
          error_code, error_message, file_count, total_bytes, created_at, updated_at, ready_at, \
-         deleted_at, routing, build_settings, build_env"
+         deleted_at, routing, build_settings, build_env, created_by"
     };
 }
 
@@ -195,7 +202,8 @@ macro_rules! fenced {
 /// `$1` id, `$2` project, `$3` target, `$4` source key, `$5` settings, `$6` variables.
 const INSERT_DEPLOYMENT: &str = concat!(
     "INSERT INTO deployments (id, project, target, status, source_key, created_at, updated_at, \
-     build_settings, build_env) VALUES ($1, $2, $3, 'QUEUED', $4, now(), now(), $5, $6) \
+     build_settings, build_env, created_by) VALUES ($1, $2, $3, 'QUEUED', $4, now(), now(), $5, $6, \
+     $7) \
      RETURNING ",
     deployment_columns!()
 );
@@ -442,6 +450,7 @@ impl DeploymentRepository for PostgresRepository {
             .bind(new.source_key.as_str())
             .bind(rows::settings_to_json(&new.settings)?)
             .bind(rows::env_to_json(&new.env)?)
+            .bind(new.created_by.as_deref())
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;

@@ -137,6 +137,7 @@ pub(super) fn deployment(row: &impl Columns) -> Result<Deployment, RepositoryErr
         routing: routing_from_json(row.text("routing")?)?,
         settings: settings_from_json(&text(row, "build_settings")?)?,
         env: env_from_json(&text(row, "build_env")?)?,
+        created_by: row.text("created_by")?,
     })
 }
 

@@ -28,8 +28,13 @@ pub enum CollectError {
 /// Cancel a `QUEUED` or `BUILDING` deployment: it ends `CANCELED` at once, a worker building
 /// it notices within about a second (see `pipeline`) and kills the build, and its source is
 /// removed, since nothing will build it again. Returns the deployment as it now is;
-/// [`RepositoryError::Final`] if it is final (or deleted) already.
-pub async fn cancel(services: &Services, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+/// [`RepositoryError::Final`] if it is final (or deleted) already. `by` says who asked (as
+/// the history names callers); the `DeploymentCanceled` event carries it.
+pub async fn cancel(
+    services: &Services,
+    id: &DeploymentId,
+    by: Option<String>,
+) -> Result<Deployment, RepositoryError> {
     let before = services.repository.get_deployment(id).await?;
     let canceled = services.repository.cancel_deployment(id).await?;
     if let Err(err) = services.storage.delete(&canceled.source_key).await {
@@ -40,6 +45,7 @@ pub async fn cancel(services: &Services, id: &DeploymentId) -> Result<Deployment
         Event::DeploymentCanceled {
             deployment_id: *id,
             previous_status: before.status,
+            by,
         },
     )
     .await;
@@ -48,8 +54,12 @@ pub async fn cancel(services: &Services, id: &DeploymentId) -> Result<Deployment
 
 /// Delete a deployment: it stops being served at once, a queued or running build is canceled
 /// (its worker's publish is fenced out), and its source is removed. Returns the deployment as
-/// it was before the delete.
-pub async fn delete(services: &Services, id: &DeploymentId) -> Result<Deployment, RepositoryError> {
+/// it was before the delete. `by` says who asked (`None`: retention, or the library).
+pub async fn delete(
+    services: &Services,
+    id: &DeploymentId,
+    by: Option<String>,
+) -> Result<Deployment, RepositoryError> {
     let before = services.repository.get_deployment(id).await?;
     let after = services.repository.delete_deployment(id).await?;
     if before.deleted_at.is_none() {
@@ -61,6 +71,7 @@ pub async fn delete(services: &Services, id: &DeploymentId) -> Result<Deployment
             Event::DeploymentDeleted {
                 deployment_id: *id,
                 previous_status: before.status,
+                by,
             },
         )
         .await;

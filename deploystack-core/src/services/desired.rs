@@ -74,11 +74,13 @@ pub struct Applied {
     pub bypass_secret: Option<String>,
 }
 
-/// Bring project `name` in line with `desired`, creating it if it does not exist.
+/// Bring project `name` in line with `desired`, creating it if it does not exist. `by` says
+/// who asked (as the history names callers); every event of the apply carries it.
 pub async fn apply(
     services: &Services,
     name: &ProjectName,
     desired: DesiredProject,
+    by: Option<String>,
 ) -> Result<Applied, DesiredError> {
     projects::check_name(name)?;
     desired.retention.validate().map_err(ProjectError::from)?;
@@ -97,7 +99,7 @@ pub async fn apply(
                 build_settings: desired.build_settings.clone(),
                 retention: desired.retention,
             };
-            match projects::create(services, new).await {
+            match projects::create(services, new, by.clone()).await {
                 Ok(project) => {
                     changes.push(Change::new(
                         ChangeAction::Created,
@@ -153,10 +155,10 @@ pub async fn apply(
     let project = if update == ProjectUpdate::default() {
         project
     } else {
-        projects::update(services, name, update).await?
+        projects::update(services, name, update, by.clone()).await?
     };
-    changes.extend(env::sync(services, name, &desired.env).await?);
-    changes.extend(domains::sync(services, name, &desired.domains).await?);
+    changes.extend(env::sync(services, name, &desired.env, by.clone()).await?);
+    changes.extend(domains::sync(services, name, &desired.domains, by).await?);
 
     Ok(Applied {
         project,

@@ -426,11 +426,13 @@ pub async fn get(
 }
 
 /// Add a domain to the project, unverified; its record is first looked up in the
-/// background after `domain_recheck_secs`, or on demand with [`verify`].
+/// background after `domain_recheck_secs`, or on demand with [`verify`]. `by` says who
+/// asked (as the history names callers); the `ProjectUpdated` event carries it.
 pub async fn add(
     services: &Services,
     project: &ProjectName,
     spec: DomainSpec,
+    by: Option<String>,
 ) -> Result<DomainState, DomainError> {
     let existing = project_domains(services, project).await?;
     if let Some(reason) = reserved(&services.config, &spec.name) {
@@ -458,6 +460,7 @@ pub async fn add(
         source,
     })?;
     create(services, project, &spec, "name").await?;
+    announce(services, project, by).await;
     get(services, project, spec.name.as_str()).await
 }
 
@@ -495,11 +498,12 @@ async fn create(
 
 /// Look the domain's record up now. A verified domain is answered as it is, without a
 /// look-up (verification is sticky, see the module docs). The report says what was
-/// expected and what was found.
+/// expected and what was found. `by` says who asked; a `DomainVerified` event carries it.
 pub async fn verify(
     services: &Services,
     project: &ProjectName,
     name: &str,
+    by: Option<String>,
 ) -> Result<(DomainState, CheckReport), DomainError> {
     let state = get(services, project, name).await?;
     let domain = &state.domain;
@@ -510,17 +514,19 @@ pub async fn verify(
     }
     let verifier = DomainVerifier::from_config(&services.config)
         .map_err(|err| DomainError::Verifier(err.to_string()))?;
-    let outcome = check_and_record(services, &verifier, domain).await?;
+    let outcome = check_and_record(services, &verifier, domain, by).await?;
     let message = outcome.explain(&domain.name, &domain.token);
     let state = get(services, project, name).await?;
     Ok((state, CheckReport { outcome, message }))
 }
 
-/// One look-up of `domain`'s record, recorded; announces a verification.
+/// One look-up of `domain`'s record, recorded; announces a verification, made on behalf
+/// of `by` (`None`: the background re-check).
 async fn check_and_record(
     services: &Services,
     verifier: &DomainVerifier,
     domain: &Domain,
+    by: Option<String>,
 ) -> Result<VerifyOutcome, DomainError> {
     let outcome = verifier.check(&domain.name, &domain.token).await;
     let retry_in = services
@@ -539,6 +545,7 @@ async fn check_and_record(
             Event::DomainVerified {
                 project: recorded.project.clone(),
                 domain: recorded.name.to_string(),
+                by,
             },
         )
         .await;
@@ -564,7 +571,7 @@ pub async fn recheck_due(services: &Services) -> Result<usize, DomainError> {
         .map_err(|err| DomainError::Verifier(err.to_string()))?;
     let results = join_all(
         due.iter()
-            .map(|domain| check_and_record(services, &verifier, domain)),
+            .map(|domain| check_and_record(services, &verifier, domain, None)),
     )
     .await;
     let mut verified = 0;
@@ -579,14 +586,15 @@ pub async fn recheck_due(services: &Services) -> Result<usize, DomainError> {
 }
 
 /// Remove a domain from the project; it stops serving on every node at once. Refused while
-/// other domains of the project redirect to it.
+/// other domains of the project redirect to it. `by` says who asked.
 pub async fn delete(
     services: &Services,
     project: &ProjectName,
     name: &str,
+    by: Option<String>,
 ) -> Result<(), DomainError> {
     let states = list(services, project).await?;
-    let by: Vec<DomainName> = {
+    let redirecting: Vec<DomainName> = {
         let wanted = DomainName::parse(name).ok();
         states
             .iter()
@@ -595,27 +603,45 @@ pub async fn delete(
             .collect()
     };
     let state = find(states, project, name)?;
-    if !by.is_empty() {
+    if !redirecting.is_empty() {
         return Err(DomainError::InUse {
             name: state.domain.name,
-            by,
+            by: redirecting,
         });
     }
     match services.repository.delete_domain(&state.domain.name).await {
-        Ok(()) | Err(RepositoryError::NotFound) => Ok(()),
+        Ok(()) => {
+            announce(services, project, by).await;
+            Ok(())
+        }
+        // A concurrent delete won: that one announced it.
+        Err(RepositoryError::NotFound) => Ok(()),
         Err(err) => Err(DomainError::Repository(err)),
     }
+}
+
+/// Tell the event sinks the project's domains changed, on behalf of `by`.
+async fn announce(services: &Services, project: &ProjectName, by: Option<String>) {
+    emit_best_effort(
+        services.events.as_ref(),
+        Event::ProjectUpdated {
+            project: project.clone(),
+            by,
+        },
+    )
+    .await;
 }
 
 /// Bring the project's domains in line with `desired`, a full list: create what is
 /// missing (in the order of application, targets first), change redirects that differ,
 /// remove what is not listed. Domains that stay keep their token and their verification.
 /// Applying the same list twice answers no changes the second time. The whole list is
-/// checked ([`check_desired`]) before anything is written.
+/// checked ([`check_desired`]) before anything is written. `by` says who asked.
 pub async fn sync(
     services: &Services,
     project: &ProjectName,
     desired: &[DomainSpec],
+    by: Option<String>,
 ) -> Result<Vec<Change>, DomainError> {
     let current = project_domains(services, project).await?;
     let graph = check_desired(services, project, desired).await?;
@@ -668,6 +694,9 @@ pub async fn sync(
                 name.as_str(),
             ));
         }
+    }
+    if !changes.is_empty() {
+        announce(services, project, by).await;
     }
     Ok(changes)
 }
@@ -750,6 +779,7 @@ mod tests {
                     build_settings: Default::default(),
                     retention: Default::default(),
                 },
+                None,
             )
             .await
             .expect("create a project");
@@ -846,7 +876,7 @@ mod tests {
             spec("www.shop.example", Some("shop.example")),
             spec("shop.example", None),
         ];
-        let changes = sync(&services, &shop, &desired).await.unwrap();
+        let changes = sync(&services, &shop, &desired, None).await.unwrap();
         // Targets first.
         assert_eq!(
             names(&changes),
@@ -855,7 +885,12 @@ mod tests {
                 (ChangeAction::Created, "www.shop.example")
             ]
         );
-        assert!(sync(&services, &shop, &desired).await.unwrap().is_empty());
+        assert!(
+            sync(&services, &shop, &desired, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let token = get(&services, &shop, "shop.example")
             .await
             .unwrap()
@@ -870,7 +905,7 @@ mod tests {
             spec("shop.example", None),
             spec("blog.shop.example", None),
         ];
-        let changes = sync(&services, &shop, &desired).await.unwrap();
+        let changes = sync(&services, &shop, &desired, None).await.unwrap();
         assert_eq!(
             names(&changes),
             [
@@ -878,7 +913,7 @@ mod tests {
                 (ChangeAction::Updated, "www.shop.example")
             ]
         );
-        let changes = sync(&services, &shop, &[spec("shop.example", None)])
+        let changes = sync(&services, &shop, &[spec("shop.example", None)], None)
             .await
             .unwrap();
         let mut deleted = names(&changes);
@@ -900,6 +935,7 @@ mod tests {
             &services,
             &other,
             &[spec("new.example", None), spec("shop.example", None)],
+            None,
         )
         .await
         .unwrap_err();
@@ -907,7 +943,7 @@ mod tests {
         assert_eq!(err.field(), Some("domains[1].name"));
         assert!(!err.to_string().contains("shop "), "{err}");
         assert!(list(&services, &other).await.unwrap().is_empty());
-        let err = sync(&services, &"nobody".parse().unwrap(), &[])
+        let err = sync(&services, &"nobody".parse().unwrap(), &[], None)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "project_not_found");
@@ -935,6 +971,7 @@ mod tests {
                 build_settings: Default::default(),
                 retention: Default::default(),
             },
+            None,
         )
         .await
         .expect("project");
@@ -943,6 +980,7 @@ mod tests {
             &services,
             &project,
             &[spec("found.example", None), spec("missing.example", None)],
+            None,
         )
         .await
         .expect("sync");
@@ -974,9 +1012,21 @@ mod tests {
         // The delay after the second failed check: 200 s, less up to a fifth.
         let wait = next - missing.updated_at.max(time::OffsetDateTime::now_utc());
         assert!(wait > time::Duration::seconds(150), "{wait}");
-        match events.recv().await.expect("an event") {
-            Event::DomainVerified { project, domain } => {
+        // The sync announced its change first (`ProjectUpdated`); then the verification.
+        let verified = loop {
+            match events.recv().await.expect("an event") {
+                Event::ProjectUpdated { .. } => {}
+                other => break other,
+            }
+        };
+        match verified {
+            Event::DomainVerified {
+                project,
+                domain,
+                by,
+            } => {
                 assert_eq!((project.as_str(), domain.as_str()), ("bg", "found.example"));
+                assert_eq!(by, None, "the background re-check acts for nobody");
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -998,6 +1048,7 @@ mod tests {
                 spec("b.example", None),
                 spec("c.example", None),
             ],
+            None,
         )
         .await
         .expect("sync");
@@ -1056,6 +1107,7 @@ mod tests {
                 spec("acme.example", None),
                 spec("www.acme.example", Some("acme.example")),
             ],
+            None,
         )
         .await
         .unwrap();
@@ -1095,10 +1147,14 @@ mod tests {
             resolve_host(repo, &apex).await.unwrap(),
             Some(HostTarget::NoProduction)
         );
-        let err = delete(&services, &acme, "acme.example").await.unwrap_err();
+        let err = delete(&services, &acme, "acme.example", None)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "domain_in_use");
         assert!(err.to_string().contains("www.acme.example"), "{err}");
-        delete(&services, &acme, "WWW.acme.example").await.unwrap();
+        delete(&services, &acme, "WWW.acme.example", None)
+            .await
+            .unwrap();
         assert_eq!(resolve_host(repo, &www).await.unwrap(), None);
     }
 }

@@ -39,6 +39,10 @@ pub struct UploadOptions {
     pub settings: BuildSettings,
     /// The build's environment variables (checked by [`validate_env`]).
     pub env: Vec<EnvVar>,
+    /// Who is uploading, as the history names callers (`token ci (<id>)`): kept on the
+    /// deployment and in its `DeploymentCreated` event (and `ProjectCreated`, when the upload
+    /// creates its project).
+    pub by: Option<String>,
 }
 
 /// Longest build setting, in bytes.
@@ -109,7 +113,9 @@ pub async fn accept_upload(
     // so a later change of the project does not change how this one builds.
     let settings = match &options.project {
         Some(name) => {
-            let project = crate::services::projects::get_or_create(services, name).await?;
+            let project =
+                crate::services::projects::get_or_create(services, name, options.by.clone())
+                    .await?;
             options.settings.over(&project.build_settings)
         }
         None => options.settings,
@@ -130,6 +136,7 @@ pub async fn accept_upload(
         source_key: key.clone(),
         settings,
         env,
+        created_by: options.by.clone(),
     };
     let deployment = match services.repository.create_deployment(&new).await {
         Ok(deployment) => deployment,
@@ -147,7 +154,10 @@ pub async fn accept_upload(
     }
     emit_best_effort(
         services.events.as_ref(),
-        Event::DeploymentCreated { deployment_id: id },
+        Event::DeploymentCreated {
+            deployment_id: id,
+            by: options.by,
+        },
     )
     .await;
     Ok(deployment)

@@ -70,8 +70,13 @@ fn about(name: &ProjectName) -> impl Fn(RepositoryError) -> ProjectError + '_ {
     }
 }
 
-/// Create a project. `NameTaken` if it exists.
-pub async fn create(services: &Services, new: NewProject) -> Result<Project, ProjectError> {
+/// Create a project. `NameTaken` if it exists. `by` says who asked (as the history names
+/// callers); the `ProjectCreated` event carries it.
+pub async fn create(
+    services: &Services,
+    new: NewProject,
+    by: Option<String>,
+) -> Result<Project, ProjectError> {
     check_name(&new.name)?;
     new.retention.validate()?;
     validate_build_settings(&new.build_settings)?;
@@ -87,6 +92,7 @@ pub async fn create(services: &Services, new: NewProject) -> Result<Project, Pro
         services.events.as_ref(),
         Event::ProjectCreated {
             project: project.name.clone(),
+            by,
         },
     )
     .await;
@@ -99,6 +105,7 @@ pub async fn create(services: &Services, new: NewProject) -> Result<Project, Pro
 pub async fn get_or_create(
     services: &Services,
     name: &ProjectName,
+    by: Option<String>,
 ) -> Result<Project, ProjectError> {
     match services.repository.get_project(name).await {
         Ok(project) => return Ok(project),
@@ -110,7 +117,7 @@ pub async fn get_or_create(
         build_settings: BuildSettings::default(),
         retention: Retention::default(),
     };
-    match create(services, new).await {
+    match create(services, new, by).await {
         Err(ProjectError::NameTaken(_)) => get(services, name).await,
         other => other,
     }
@@ -145,8 +152,9 @@ pub async fn update(
     services: &Services,
     name: &ProjectName,
     update: ProjectUpdate,
+    by: Option<String>,
 ) -> Result<Project, ProjectError> {
-    update_with_protection(services, name, update, None)
+    update_with_protection(services, name, update, None, by)
         .await
         .map(|updated| updated.project)
 }
@@ -163,12 +171,13 @@ pub struct Updated {
 
 /// Change the settings `update` gives and, if `protection` is given, the project's
 /// protection (`services::protection::plan`: the same protection again changes nothing).
-/// Everything is checked before anything is written.
+/// Everything is checked before anything is written. `by` says who asked.
 pub async fn update_with_protection(
     services: &Services,
     name: &ProjectName,
     mut update: ProjectUpdate,
     protection: Option<&ProtectionRequest>,
+    by: Option<String>,
 ) -> Result<Updated, ProjectError> {
     if let Some(retention) = &update.retention {
         retention.validate()?;
@@ -207,6 +216,7 @@ pub async fn update_with_protection(
         services.events.as_ref(),
         Event::ProjectUpdated {
             project: name.clone(),
+            by,
         },
     )
     .await;
@@ -225,6 +235,7 @@ pub async fn update_with_protection(
 pub async fn rotate_bypass(
     services: &Services,
     name: &ProjectName,
+    by: Option<String>,
 ) -> Result<(Project, String), ProjectError> {
     let current = get(services, name).await?;
     if current.protection.mode == crate::model::ProtectionMode::None {
@@ -247,6 +258,7 @@ pub async fn rotate_bypass(
         services.events.as_ref(),
         Event::ProjectUpdated {
             project: name.clone(),
+            by,
         },
     )
     .await;
@@ -254,10 +266,12 @@ pub async fn rotate_bypass(
 }
 
 /// Delete a project and its deployments: their URLs answer 410 at once, their sources are
-/// removed, their blobs go by garbage collection. Returns the deleted deployments.
+/// removed, their blobs go by garbage collection. Returns the deleted deployments. `by`
+/// says who asked.
 pub async fn delete(
     services: &Services,
     name: &ProjectName,
+    by: Option<String>,
 ) -> Result<Vec<DeploymentId>, ProjectError> {
     let deleted = services
         .repository
@@ -276,6 +290,7 @@ pub async fn delete(
         Event::ProjectDeleted {
             project: name.clone(),
             deployments: deleted.len() as u64,
+            by,
         },
     )
     .await;
@@ -354,7 +369,7 @@ pub async fn enforce_retention(
         .await
         .map_err(about(name))?;
     for id in &expired {
-        crate::services::deployments::delete(services, id)
+        crate::services::deployments::delete(services, id, None)
             .await
             .map_err(ProjectError::Repository)?;
     }
@@ -568,6 +583,7 @@ mod tests {
                     max_age_days: Some(7),
                 },
             },
+            None,
         )
         .await
         .unwrap();
@@ -584,7 +600,7 @@ mod tests {
             let deployment = accept_upload(&services, archive.path(), options)
                 .await
                 .unwrap();
-            crate::services::deployments::cancel(&services, &deployment.id)
+            crate::services::deployments::cancel(&services, &deployment.id, None)
                 .await
                 .unwrap();
             previews.push(deployment.id);

@@ -11,7 +11,10 @@ pub fn every_event() -> Vec<Event> {
     let id = DeploymentId::random();
     let project: ProjectName = "shop".parse().expect("a valid name");
     vec![
-        Event::DeploymentCreated { deployment_id: id },
+        Event::DeploymentCreated {
+            deployment_id: id,
+            by: None,
+        },
         Event::BuildStarted {
             deployment_id: id,
             attempt: 1,
@@ -39,11 +42,13 @@ pub fn every_event() -> Vec<Event> {
         Event::DeploymentCanceled {
             deployment_id: id,
             previous_status: DeploymentStatus::Building,
+            by: None,
         },
         Event::DeploymentReady { deployment_id: id },
         Event::DeploymentDeleted {
             deployment_id: id,
             previous_status: DeploymentStatus::Ready,
+            by: None,
         },
         Event::DeploymentPromoted {
             project: project.clone(),
@@ -60,13 +65,16 @@ pub fn every_event() -> Vec<Event> {
         },
         Event::ProjectCreated {
             project: project.clone(),
+            by: None,
         },
         Event::ProjectUpdated {
             project: project.clone(),
+            by: None,
         },
         Event::ProjectDeleted {
             project,
             deployments: 3,
+            by: None,
         },
     ]
 }

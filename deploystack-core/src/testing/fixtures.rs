@@ -73,6 +73,7 @@ pub fn deployment(id: DeploymentId, status: DeploymentStatus) -> Deployment {
         routing: None,
         settings: BuildSettings::default(),
         env: Vec::new(),
+        created_by: None,
     }
 }
 

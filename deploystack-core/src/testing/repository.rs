@@ -413,6 +413,7 @@ pub async fn create_and_get(repo: &dyn Repository) {
     assert_eq!(created.project, new.project, "project not stored");
     assert_eq!(created.target, Target::Production, "target not stored");
     assert_eq!(created.source_key, new.source_key, "source key not stored");
+    assert_eq!(created.created_by, new.created_by, "creator not stored");
     assert_eq!(
         created.status,
         DeploymentStatus::Queued,
@@ -1243,6 +1244,7 @@ pub fn new_deployment() -> NewDeployment {
         source_key: format!("sources/{id}.zip"),
         settings: BuildSettings::default(),
         env: Vec::new(),
+        created_by: Some("token conformance (0123456789abcdef0123456789abcdef)".into()),
     }
 }
 

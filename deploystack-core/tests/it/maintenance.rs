@@ -88,7 +88,7 @@ async fn the_collector_removes_exactly_the_blobs_of_deleted_deployments() {
     let (x, y, z): (&[u8], &[u8], &[u8]) = (b"only in a", b"in both", b"only in b");
     let a = deploy(&services, &[("x.txt", x), ("y.txt", y)]).await;
     let b = deploy(&services, &[("y.txt", y), ("z.txt", z)]).await;
-    delete(&services, &a).await.unwrap();
+    delete(&services, &a, None).await.unwrap();
     // The collector spares blobs used within the grace period, compared in whole
     // milliseconds; make sure the last use lies in the past.
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -113,7 +113,7 @@ async fn the_collector_removes_exactly_the_blobs_of_deleted_deployments() {
 async fn the_collector_spares_unreferenced_blobs_within_the_grace_period() {
     let services = services(Config::default()).await;
     let a = deploy(&services, &[("x.txt", b"x")]).await;
-    delete(&services, &a).await.unwrap();
+    delete(&services, &a, None).await.unwrap();
 
     assert_eq!(collect_garbage(&services, 100).await.unwrap(), 0);
 
@@ -132,7 +132,7 @@ async fn a_build_that_needs_a_blob_being_collected_retries_and_stores_it_again()
     let services = services(config).await;
     let x: &[u8] = b"shared by a deleted and a new deployment";
     let a = deploy(&services, &[("x.txt", x)]).await;
-    delete(&services, &a).await.unwrap();
+    delete(&services, &a, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     // A collector claims the blob; it has not deleted the object yet.
     let claimed = services

@@ -365,7 +365,7 @@ async fn a_duplicate_delivery_changes_nothing() {
 async fn a_deployment_deleted_while_queued_is_never_built() {
     let services = services(Config::default()).await;
     let id = upload(&services, &[("index.html", b"home")]).await.id;
-    deployments::delete(&services, &id).await.unwrap();
+    deployments::delete(&services, &id, None).await.unwrap();
     let mut events = services.broadcast.subscribe();
 
     assert_eq!(build_next(&services).await, Outcome::Skipped);
@@ -433,7 +433,7 @@ async fn a_deployment_deleted_while_building_is_fenced_out_by_the_heartbeat() {
         running,
         ..
     } = start_build(config, &strategy).await;
-    deployments::delete(&services, &id).await.unwrap();
+    deployments::delete(&services, &id, None).await.unwrap();
     let outcome = tokio::time::timeout(DEADLINE, running).await;
 
     assert_eq!(outcome.unwrap().unwrap(), Outcome::Canceled);
@@ -459,7 +459,7 @@ async fn a_build_that_finishes_after_its_deployment_was_deleted_publishes_nothin
         mut events,
         running,
     } = start_build(Config::default(), &strategy).await;
-    deployments::delete(&services, &id).await.unwrap();
+    deployments::delete(&services, &id, None).await.unwrap();
     strategy.release();
     let outcome = tokio::time::timeout(DEADLINE, running).await;
 
@@ -597,7 +597,7 @@ async fn a_build_canceled_while_running_stops_within_about_a_second_and_records_
         running,
     } = start_build(Config::default(), &strategy).await;
     let canceled_at = std::time::Instant::now();
-    let canceled = deployments::cancel(&services, &id).await.unwrap();
+    let canceled = deployments::cancel(&services, &id, None).await.unwrap();
     assert_eq!(canceled.status, DeploymentStatus::Canceled);
     let outcome = tokio::time::timeout(DEADLINE, running).await;
 
@@ -642,7 +642,7 @@ async fn a_build_canceled_while_running_stops_within_about_a_second_and_records_
 async fn a_deployment_canceled_while_queued_is_never_built() {
     let services = services(Config::default()).await;
     let id = upload(&services, &[("index.html", b"home")]).await.id;
-    deployments::cancel(&services, &id).await.unwrap();
+    deployments::cancel(&services, &id, None).await.unwrap();
 
     assert_eq!(build_next(&services).await, Outcome::Skipped);
     let canceled = deployment(&services, &id).await;
@@ -659,7 +659,7 @@ async fn a_deployment_canceled_while_queued_is_never_built() {
             == 0,
         "the reconciler enqueued a canceled deployment"
     );
-    let again = deployments::cancel(&services, &id).await;
+    let again = deployments::cancel(&services, &id, None).await;
     assert!(matches!(
         again,
         Err(deploystack_core::repository::RepositoryError::Final(
@@ -686,7 +686,7 @@ async fn log_lines_are_stored_while_the_build_runs() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    deployments::cancel(&services, &id).await.unwrap();
+    deployments::cancel(&services, &id, None).await.unwrap();
     let outcome = tokio::time::timeout(DEADLINE, running).await;
     assert_eq!(outcome.unwrap().unwrap(), Outcome::Canceled);
 }

@@ -115,7 +115,8 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (8, true),
                 (9, true),
                 (10, true),
-                (11, true)
+                (11, true),
+                (12, true)
             ],
             "round {round}"
         );
@@ -520,7 +521,7 @@ async fn a_build_on_one_node_waits_out_a_collection_on_another() {
     let x: &[u8] = b"shared by a deleted and a new deployment";
     let old = upload(&a, &[("x.txt", x)]).await.id;
     assert_eq!(build_next(&a).await, Outcome::Ready);
-    delete(&a, &old).await.unwrap();
+    delete(&a, &old, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     // Node a's collector claims the blob and has not deleted the object yet.
     let claimed = a
@@ -589,6 +590,7 @@ async fn postgres_rows_hold_no_environment_value_in_plaintext() {
             build_settings: Default::default(),
             retention: Default::default(),
         },
+        None,
     )
     .await
     .unwrap();
@@ -611,6 +613,7 @@ async fn postgres_rows_hold_no_environment_value_in_plaintext() {
                 targets: vec![EnvTarget::Production],
                 kind,
             },
+            None,
         )
         .await
         .unwrap();

@@ -6,7 +6,9 @@
 //!
 //! Sites keep the headers their own configuration sets: deployment hosts and path-based
 //! sites never pass the router this layer wraps (`crate::dispatch`). A header a handler set
-//! already is left as it is.
+//! already is left as it is. The answers `crate::dispatch` gives itself before any site or
+//! route is chosen (a malformed or overlong request, a host that serves nothing, a custom
+//! domain's redirect) are the platform's too and get the same headers through [`add`].
 //!
 //! # Why no `includeSubDomains` in HSTS?
 //! Deployment hosts are subdomains of the base domain, which need not be the platform's
@@ -38,7 +40,11 @@ const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 /// The layer's function: see the module docs.
 pub async fn platform(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    add(&state, next.run(request).await)
+}
+
+/// `response` with the platform's security headers it does not set itself.
+pub fn add(state: &AppState, mut response: Response) -> Response {
     let headers = response.headers_mut();
     for (name, value) in ALWAYS {
         headers.entry(name).or_insert(value);

@@ -6,8 +6,10 @@
 //!
 //! # The rules (as Stripe's API and the IETF `Idempotency-Key` draft)
 //! - Only `POST` requests that carry the header are affected; a key is 1–255 visible ASCII
-//!   characters (400 `invalid_idempotency_key` otherwise) and is scoped to the request's
-//!   path.
+//!   characters (400 `invalid_idempotency_key` otherwise) and is scoped to the caller and
+//!   the request's path: the token the request was authorized with (tokenless local
+//!   requests share one scope), so two clients choosing the same key never see each other's
+//!   answers.
 //! - The first request with a key runs and its answer is kept for 24 hours. A retry with the
 //!   same key and the same request (path, query, content type and body) gets that answer
 //!   again, byte for byte, with `Idempotent-Replayed: true`.
@@ -52,6 +54,7 @@ use hyper::body::{Frame, SizeHint};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::middleware::auth::Access;
 use crate::state::AppState;
 
 /// The request header.
@@ -80,7 +83,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Ok(key) => key,
         Err(err) => return err.into_response(),
     };
-    let scope = format!("POST {}", request.uri().path());
+    let scope = scope_of(&request);
     let keys: Arc<dyn IdempotencyKeys> = state.services.repository.clone();
     let reservation = match keys
         .reserve_idempotency_key(&scope, &key, IDEMPOTENCY_LOCK, IDEMPOTENCY_TTL)
@@ -127,6 +130,20 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             }
         }
     }
+}
+
+/// Where a key is looked up: the caller (see the module docs) and the path. The `auth` layer
+/// runs first, so a request's token is known here.
+fn scope_of(request: &Request) -> String {
+    let caller = match request
+        .extensions()
+        .get::<Access>()
+        .and_then(|access| access.token.as_ref())
+    {
+        Some(token) => format!("token:{}", token.id),
+        None => "local".to_owned(),
+    };
+    format!("{caller} POST {}", request.uri().path())
 }
 
 /// The reservation a fresh request holds.

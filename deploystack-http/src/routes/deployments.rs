@@ -43,6 +43,7 @@ pub const FOLLOW_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Most lines read from the repository per poll.
 const FOLLOW_BATCH: u32 = 1000;
 
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
@@ -103,6 +104,10 @@ pub struct DeploymentView {
     pub build_settings: BuildSettings,
     /// Its build's environment variables: names, and values of those not sensitive.
     pub env: Vec<EnvVarView>,
+    /// Who created it: `token <name> (<id>)` for an upload made with a token, `api
+    /// (<address>)` for a tokenless local one; `null` for deployments made without a caller
+    /// (by the library) or before this was recorded.
+    pub created_by: Option<String>,
     /// Links.
     pub links: Links,
 }
@@ -147,6 +152,7 @@ impl DeploymentView {
             updated_at: deployment.updated_at,
             ready_at: deployment.ready_at,
             build_settings: deployment.settings,
+            created_by: deployment.created_by,
             // Stored sealed (`services::env`): opened for the view, sensitive ones never.
             // A value whose key is gone is left out rather than shown sealed.
             env: deployment
@@ -476,13 +482,14 @@ fn end_event(status: DeploymentStatus) -> SseEvent {
 )]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<DeploymentView>, ApiError> {
     let deployment = live(&state, &raw).await?;
     if deployment.status.is_final() {
         return Err(ApiError::deployment_final(deployment.status));
     }
-    let canceled = deployments::cancel(&state.services, &deployment.id).await?;
+    let canceled = deployments::cancel(&state.services, &deployment.id, caller.by()).await?;
     Ok(Json(DeploymentView::new(&state, canceled)))
 }
 
@@ -504,10 +511,11 @@ pub async fn cancel(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<DeletedView>, ApiError> {
     let deployment = live(&state, &raw).await?;
-    let before = deployments::delete(&state.services, &deployment.id).await?;
+    let before = deployments::delete(&state.services, &deployment.id, caller.by()).await?;
     // Collect right away too: with a zero grace period the blobs go now.
     let services = state.services.clone();
     tokio::spawn(async move {

@@ -16,6 +16,7 @@ use deploystack_core::services::env::DesiredEnvVar;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::domains::domain_error;
 use crate::routes::env::{CreateEnvBody, env_error};
@@ -74,6 +75,7 @@ pub struct AppliedView {
 )]
 pub async fn put(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     body: Result<Json<ProjectDocument>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AppliedView>), ApiError> {
@@ -90,6 +92,7 @@ pub async fn put(
             protection: document.protection,
             domains,
         },
+        caller.by(),
     )
     .await
     .map_err(|err| match err {

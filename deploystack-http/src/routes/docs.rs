@@ -8,6 +8,8 @@
 //! served without being described, and its path and method in the document are the ones
 //! the router matches, so the two cannot drift apart the way a hand-kept file would.
 
+mod security;
+
 use axum::Router;
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{InfoBuilder, OpenApi};
@@ -21,7 +23,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
 /// The whole document: the operations the router collected in `paths`, plus what the API
-/// is and its groups of operations.
+/// is, its groups of operations, and who may call each ([`security`]).
 pub fn document(mut paths: OpenApi) -> OpenApi {
     paths.info = InfoBuilder::new()
         .title("DeployStack API")
@@ -61,7 +63,7 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
             ))
             .build(),
     ]);
-    paths
+    security::describe(paths)
 }
 
 /// `/openapi.json` and the `/docs` page (`/docs` redirects to `/docs/`).

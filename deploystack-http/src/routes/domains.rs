@@ -19,6 +19,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::projects::{bad_body, path_name};
 use crate::state::AppState;
@@ -181,13 +182,14 @@ pub async fn list(
 )]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     body: Result<Json<DomainInput>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let project = path_name(&raw)?;
     let Json(body) = body.map_err(bad_body)?;
     let spec = domains::parse_input(&body, "").map_err(domain_error)?;
-    let domain = domains::add(&state.services, &project, spec)
+    let domain = domains::add(&state.services, &project, spec, caller.by())
         .await
         .map_err(domain_error)?;
     Ok((StatusCode::CREATED, Json(DomainView::new(&state, domain))))
@@ -238,10 +240,11 @@ pub async fn get(
 )]
 pub async fn verify(
     State(state): State<AppState>,
+    caller: Caller,
     Path((raw, domain)): Path<(String, String)>,
 ) -> Result<Json<DomainView>, ApiError> {
     let project = path_name(&raw)?;
-    let (domain, report) = domains::verify(&state.services, &project, &domain)
+    let (domain, report) = domains::verify(&state.services, &project, &domain, caller.by())
         .await
         .map_err(domain_error)?;
     let mut view = DomainView::new(&state, domain);
@@ -268,10 +271,11 @@ pub async fn verify(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path((raw, domain)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let project = path_name(&raw)?;
-    domains::delete(&state.services, &project, &domain)
+    domains::delete(&state.services, &project, &domain, caller.by())
         .await
         .map_err(domain_error)?;
     Ok(StatusCode::NO_CONTENT)

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::projects::{bad_body, path_name};
 use crate::state::AppState;
@@ -157,6 +158,7 @@ pub async fn list(
 )]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     body: Result<Json<CreateEnvBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -171,6 +173,7 @@ pub async fn create(
             targets: body.targets,
             kind: body.kind,
         },
+        caller.by(),
     )
     .await
     .map_err(env_error)?;
@@ -227,6 +230,7 @@ pub async fn get(
 )]
 pub async fn update(
     State(state): State<AppState>,
+    caller: Caller,
     Path((raw, id)): Path<(String, String)>,
     body: Result<Json<UpdateEnvBody>, JsonRejection>,
 ) -> Result<Json<ProjectEnvVarView>, ApiError> {
@@ -242,6 +246,7 @@ pub async fn update(
             targets: body.targets,
             kind: body.kind,
         },
+        caller.by(),
     )
     .await
     .map_err(env_error)?;
@@ -266,11 +271,12 @@ pub async fn update(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path((raw, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let name = path_name(&raw)?;
     let id = path_id(&id)?;
-    env::delete(&state.services, &name, &id)
+    env::delete(&state.services, &name, &id, caller.by())
         .await
         .map_err(env_error)?;
     Ok(StatusCode::NO_CONTENT)

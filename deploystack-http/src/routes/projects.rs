@@ -193,6 +193,7 @@ pub struct ProductionHistoryView {
 )]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<CreateProjectBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(body) = body.map_err(bad_body)?;
@@ -204,6 +205,7 @@ pub async fn create(
             build_settings: body.build_settings.unwrap_or_default(),
             retention: body.retention.unwrap_or_default(),
         },
+        caller.by(),
     )
     .await
     .map_err(project_error)?;
@@ -301,6 +303,7 @@ pub async fn get(
 )]
 pub async fn update(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     body: Result<Json<UpdateProjectBody>, JsonRejection>,
 ) -> Result<Json<ProjectView>, ApiError> {
@@ -315,6 +318,7 @@ pub async fn update(
             protection: None,
         },
         body.protection.as_ref(),
+        caller.by(),
     )
     .await
     .map_err(project_error)?;
@@ -338,10 +342,11 @@ pub async fn update(
 )]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = path_name(&raw)?;
-    projects::delete(&state.services, &name)
+    projects::delete(&state.services, &name, caller.by())
         .await
         .map_err(project_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -441,10 +446,11 @@ pub struct BypassSecretView {
 )]
 pub async fn rotate_bypass(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<BypassSecretView>, ApiError> {
     let name = path_name(&raw)?;
-    let (_, bypass_secret) = projects::rotate_bypass(&state.services, &name)
+    let (_, bypass_secret) = projects::rotate_bypass(&state.services, &name, caller.by())
         .await
         .map_err(project_error)?;
     Ok(Json(BypassSecretView { bypass_secret }))

@@ -37,6 +37,7 @@ use deploystack_core::services::ingest::{
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::middleware::auth::Access;
 use crate::routes::deployments::DeploymentView;
@@ -276,12 +277,13 @@ enum UploadAnswers {
 pub async fn deploy(
     state: State<AppState>,
     access: Access,
+    caller: Caller,
     uri: OriginalUri,
     headers: HeaderMap,
     query: RawQuery,
     body: Body,
 ) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
-    upload(state, access, uri, headers, query, body).await
+    upload(state, access, caller, uri, headers, query, body).await
 }
 
 /// `POST /deploy`, `POST /api/v1/deployments`: accept a zip; 202 with the deployment.
@@ -298,6 +300,7 @@ pub async fn deploy(
 pub async fn upload(
     State(state): State<AppState>,
     access: Access,
+    caller: Caller,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -448,7 +451,10 @@ pub async fn upload(
         }
     }
 
-    let options = upload_options(form.over(query))?;
+    let options = UploadOptions {
+        by: caller.by(),
+        ..upload_options(form.over(query))?
+    };
     access.check_project(options.project.as_ref())?;
     let deployment = ingest::accept_upload(&state.services, temp.path(), options)
         .await
@@ -520,6 +526,7 @@ fn upload_options(fields: UploadFields) -> Result<UploadOptions, ApiError> {
         target,
         settings,
         env: fields.env,
+        by: None,
     })
 }
 

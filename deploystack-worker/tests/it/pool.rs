@@ -113,6 +113,7 @@ async fn at_start_the_pool_builds_queued_deployments_the_queue_never_held() {
             source_key: key,
             settings: Default::default(),
             env: Vec::new(),
+            created_by: None,
         })
         .await
         .unwrap();

@@ -45,6 +45,7 @@ async fn a_projects_life_is_announced_step_by_step() {
             build_settings: Default::default(),
             retention: Retention::default(),
         },
+        Some("token admin (1)".to_owned()),
     )
     .await
     .unwrap();
@@ -84,10 +85,13 @@ async fn a_projects_life_is_announced_step_by_step() {
             }),
             ..ProjectUpdate::default()
         },
+        Some("token ops (2)".to_owned()),
     )
     .await
     .unwrap();
-    projects::delete(&services, &shop).await.unwrap();
+    projects::delete(&services, &shop, Some("token admin (1)".to_owned()))
+        .await
+        .unwrap();
 
     let promoted =
         |to: DeploymentId, from: Option<DeploymentId>, reason| Event::DeploymentPromoted {
@@ -100,6 +104,7 @@ async fn a_projects_life_is_announced_step_by_step() {
     let want = vec![
         Event::ProjectCreated {
             project: shop.clone(),
+            by: Some("token admin (1)".to_owned()),
         },
         promoted(first, None, ProductionReason::Deploy),
         promoted(second, Some(first), ProductionReason::Deploy),
@@ -113,10 +118,12 @@ async fn a_projects_life_is_announced_step_by_step() {
         promoted(second, Some(first), ProductionReason::Promote),
         Event::ProjectUpdated {
             project: shop.clone(),
+            by: Some("token ops (2)".to_owned()),
         },
         Event::ProjectDeleted {
             project: shop.clone(),
             deployments: 2,
+            by: Some("token admin (1)".to_owned()),
         },
     ];
     assert_eq!(project_events(&mut events), want);

@@ -204,11 +204,12 @@ fn reveal(
     })
 }
 
-async fn announce(services: &Services, project: &ProjectName) {
+async fn announce(services: &Services, project: &ProjectName, by: Option<String>) {
     emit_best_effort(
         services.events.as_ref(),
         Event::ProjectUpdated {
             project: project.clone(),
+            by,
         },
     )
     .await;
@@ -221,11 +222,13 @@ fn checked(var: &DesiredEnvVar, prefix: &str) -> Result<Vec<EnvTarget>, EnvError
     normalize_targets(&var.targets, &format!("{prefix}targets"))
 }
 
-/// Create a variable. `Conflict` if another of its key has one of its targets.
+/// Create a variable. `Conflict` if another of its key has one of its targets. `by` says
+/// who asked (as the history names callers); the `ProjectUpdated` event carries it.
 pub async fn create(
     services: &Services,
     project: &ProjectName,
     var: DesiredEnvVar,
+    by: Option<String>,
 ) -> Result<ProjectEnvVar, EnvError> {
     let targets = checked(&var, "")?;
     let existing = services
@@ -251,7 +254,7 @@ pub async fn create(
         .create_env_var(project, &new)
         .await
         .map_err(about(project, None))?;
-    announce(services, project).await;
+    announce(services, project, by).await;
     reveal(&services.keyring, created, false)
 }
 
@@ -304,11 +307,13 @@ async fn fetch(
 }
 
 /// Change what `patch` gives. Leaving `sensitive` without a new value is `Invalid` (`type`).
+/// `by` says who asked.
 pub async fn update(
     services: &Services,
     project: &ProjectName,
     id: &EnvVarId,
     patch: EnvVarPatch,
+    by: Option<String>,
 ) -> Result<ProjectEnvVar, EnvError> {
     if let Some(value) = &patch.value {
         check_value(value, "value")?;
@@ -351,15 +356,16 @@ pub async fn update(
             },
             other => other,
         })?;
-    announce(services, project).await;
+    announce(services, project, by).await;
     reveal(&services.keyring, updated, false)
 }
 
-/// Delete a variable; `NotFound` when there is none (a repeated delete).
+/// Delete a variable; `NotFound` when there is none (a repeated delete). `by` says who asked.
 pub async fn delete(
     services: &Services,
     project: &ProjectName,
     id: &EnvVarId,
+    by: Option<String>,
 ) -> Result<(), EnvError> {
     match services.repository.delete_env_var(project, id).await {
         Ok(()) => {}
@@ -369,7 +375,7 @@ pub async fn delete(
         }
         Err(err) => return Err(about(project, Some(id))(err)),
     }
-    announce(services, project).await;
+    announce(services, project, by).await;
     Ok(())
 }
 

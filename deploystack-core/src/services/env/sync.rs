@@ -57,11 +57,12 @@ fn normalized(desired: &[DesiredEnvVar]) -> Result<Vec<Vec<EnvTarget>>, EnvError
 /// Make `project`'s variables exactly `desired`; returns what changed (nothing when they
 /// already were). Checks the whole list first ([`validate_desired`]), so an invalid list
 /// changes nothing; a repository failure midway leaves the changes made so far, and applying
-/// the list again finishes the work.
+/// the list again finishes the work. `by` says who asked.
 pub async fn sync(
     services: &Services,
     project: &ProjectName,
     desired: &[DesiredEnvVar],
+    by: Option<String>,
 ) -> Result<Vec<crate::model::Change>, EnvError> {
     let targets = normalized(desired)?;
     let repository = &services.repository;
@@ -139,7 +140,7 @@ pub async fn sync(
     }
 
     if !changes.is_empty() {
-        announce(services, project).await;
+        announce(services, project, by).await;
     }
     Ok(changes)
 }

@@ -21,6 +21,7 @@ async fn services_with_project() -> (Services, ProjectName) {
             build_settings: BuildSettings::default(),
             retention: Retention::default(),
         },
+        None,
     )
     .await
     .unwrap();
@@ -45,7 +46,7 @@ async fn each_type_shows_its_value_only_to_whom_it_may() {
         &[Production],
         EnvVarType::Plain,
     );
-    let created = create(&services, &shop, plain).await.unwrap();
+    let created = create(&services, &shop, plain, None).await.unwrap();
     assert_eq!(created.value.as_deref(), Some("https://api.example"));
     let encrypted = create(
         &services,
@@ -56,6 +57,7 @@ async fn each_type_shows_its_value_only_to_whom_it_may() {
             &[Production, Preview],
             EnvVarType::Encrypted,
         ),
+        None,
     )
     .await
     .unwrap();
@@ -65,6 +67,7 @@ async fn each_type_shows_its_value_only_to_whom_it_may() {
         &services,
         &shop,
         var("TOKEN", "tok-123456", &[Preview], EnvVarType::Sensitive),
+        None,
     )
     .await
     .unwrap();
@@ -122,6 +125,7 @@ async fn a_key_may_not_share_a_target_with_itself() {
         &services,
         &shop,
         var("A", "1", &[Production], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap();
@@ -129,6 +133,7 @@ async fn a_key_may_not_share_a_target_with_itself() {
         &services,
         &shop,
         var("A", "2", &[Preview, Development], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap();
@@ -136,6 +141,7 @@ async fn a_key_may_not_share_a_target_with_itself() {
         &services,
         &shop,
         var("A", "3", &[Development], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap_err();
@@ -151,6 +157,7 @@ async fn a_key_may_not_share_a_target_with_itself() {
             targets: Some(vec![Production]),
             ..EnvVarPatch::default()
         },
+        None,
     )
     .await
     .unwrap_err();
@@ -162,6 +169,7 @@ async fn a_key_may_not_share_a_target_with_itself() {
         &services,
         &shop,
         var("1A", "x", &[Production], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap_err();
@@ -169,9 +177,14 @@ async fn a_key_may_not_share_a_target_with_itself() {
         matches!(&err, EnvError::Invalid { field, .. } if field == "key"),
         "{err:?}"
     );
-    let err = create(&services, &shop, var("B", "x", &[], EnvVarType::Plain))
-        .await
-        .unwrap_err();
+    let err = create(
+        &services,
+        &shop,
+        var("B", "x", &[], EnvVarType::Plain),
+        None,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, EnvError::Invalid { field, .. } if field == "targets"),
         "{err:?}"
@@ -181,6 +194,7 @@ async fn a_key_may_not_share_a_target_with_itself() {
         &services,
         &unknown,
         var("B", "x", &[Preview], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap_err();
@@ -194,6 +208,7 @@ async fn a_sensitive_value_becomes_readable_only_with_a_new_value() {
         &services,
         &shop,
         var("TOKEN", "old-secret", &[Production], EnvVarType::Sensitive),
+        None,
     )
     .await
     .unwrap();
@@ -201,7 +216,7 @@ async fn a_sensitive_value_becomes_readable_only_with_a_new_value() {
         kind: Some(EnvVarType::Plain),
         ..EnvVarPatch::default()
     };
-    let err = update(&services, &shop, &token.id, reveal)
+    let err = update(&services, &shop, &token.id, reveal, None)
         .await
         .unwrap_err();
     assert!(
@@ -217,13 +232,14 @@ async fn a_sensitive_value_becomes_readable_only_with_a_new_value() {
             kind: Some(EnvVarType::Plain),
             ..EnvVarPatch::default()
         },
+        None,
     )
     .await
     .unwrap();
     assert_eq!(replaced.value.as_deref(), Some("new-value"));
 
-    delete(&services, &shop, &token.id).await.unwrap();
-    let again = delete(&services, &shop, &token.id).await.unwrap_err();
+    delete(&services, &shop, &token.id, None).await.unwrap();
+    let again = delete(&services, &shop, &token.id, None).await.unwrap_err();
     assert!(
         matches!(again, EnvError::NotFound(id) if id == token.id),
         "{again:?}"
@@ -237,6 +253,7 @@ async fn sync_reaches_the_list_and_a_second_apply_changes_nothing() {
         &services,
         &shop,
         var("OLD", "x", &[Production], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap();
@@ -244,6 +261,7 @@ async fn sync_reaches_the_list_and_a_second_apply_changes_nothing() {
         &services,
         &shop,
         var("TOKEN", "s1-secret", &[Production], EnvVarType::Sensitive),
+        None,
     )
     .await
     .unwrap();
@@ -256,7 +274,7 @@ async fn sync_reaches_the_list_and_a_second_apply_changes_nothing() {
             EnvVarType::Plain,
         ),
     ];
-    let changes = sync(&services, &shop, &desired).await.unwrap();
+    let changes = sync(&services, &shop, &desired, None).await.unwrap();
     let summary: Vec<_> = changes
         .iter()
         .map(|c| (c.action, c.name.as_str()))
@@ -269,7 +287,10 @@ async fn sync_reaches_the_list_and_a_second_apply_changes_nothing() {
             (ChangeAction::Created, "API (production, preview)"),
         ]
     );
-    assert_eq!(sync(&services, &shop, &desired).await.unwrap(), vec![]);
+    assert_eq!(
+        sync(&services, &shop, &desired, None).await.unwrap(),
+        vec![]
+    );
     let stored = services.repository.list_env_vars(&shop).await.unwrap();
     let token = stored.iter().find(|v| v.key == "TOKEN").unwrap();
     assert_eq!(
@@ -287,7 +308,7 @@ async fn sync_reaches_the_list_and_a_second_apply_changes_nothing() {
         "{err:?}"
     );
     let bad = [var("PATH", "1", &[Production], EnvVarType::Plain)];
-    let err = sync(&services, &shop, &bad).await.unwrap_err();
+    let err = sync(&services, &shop, &bad, None).await.unwrap_err();
     assert!(
         matches!(&err, EnvError::Invalid { field, .. } if field == "env[0].key"),
         "{err:?}"
@@ -316,6 +337,7 @@ async fn a_build_gets_its_targets_variables_and_the_upload_overrides_them() {
             &[Production, Preview],
             EnvVarType::Plain,
         ),
+        None,
     )
     .await
     .unwrap();
@@ -328,6 +350,7 @@ async fn a_build_gets_its_targets_variables_and_the_upload_overrides_them() {
             &[Production],
             EnvVarType::Encrypted,
         ),
+        None,
     )
     .await
     .unwrap();
@@ -335,6 +358,7 @@ async fn a_build_gets_its_targets_variables_and_the_upload_overrides_them() {
         &services,
         &shop,
         var("LOCAL", "dev", &[Development], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap();
@@ -357,6 +381,7 @@ async fn a_build_gets_its_targets_variables_and_the_upload_overrides_them() {
             source_key: "sources/x.zip".into(),
             settings: BuildSettings::default(),
             env: upload,
+            created_by: None,
         })
         .await
         .unwrap();
@@ -397,6 +422,7 @@ async fn rotation_moves_every_value_to_the_new_key() {
         &with_a,
         &shop,
         var("TOKEN", "secret-1", &[Production], EnvVarType::Sensitive),
+        None,
     )
     .await
     .unwrap();
@@ -404,6 +430,7 @@ async fn rotation_moves_every_value_to_the_new_key() {
         &with_a,
         &shop,
         var("API", "https://x", &[Preview], EnvVarType::Plain),
+        None,
     )
     .await
     .unwrap();

@@ -253,6 +253,7 @@ pub async fn reseal_all_moves_every_value_to_the_current_key(repo: &dyn Reposito
                     sensitive: false,
                 },
             ],
+            created_by: None,
         })
         .await
         .expect("create_deployment");

@@ -216,6 +216,7 @@ pub async fn a_production_deployment_takes_production_when_it_is_published(repo:
         source_key: format!("sources/{id}.zip"),
         settings: BuildSettings::default(),
         env: Vec::new(),
+        created_by: None,
     })
     .await
     .expect("create_deployment failed");
@@ -460,6 +461,7 @@ async fn created(repo: &dyn Repository, project: &ProjectName, target: Target) -
         source_key: format!("sources/{id}.zip"),
         settings: BuildSettings::default(),
         env: Vec::new(),
+        created_by: None,
     })
     .await
     .expect("create_deployment failed")
