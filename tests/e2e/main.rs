@@ -8,6 +8,7 @@
 
 mod api_errors;
 mod binaries;
+mod browser;
 mod build_api;
 mod builds;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
