@@ -30,6 +30,7 @@ mod hosts;
 mod idempotency;
 mod keepalive;
 mod lifecycle;
+mod local_peer;
 mod metrics;
 mod openapi;
 mod projects;

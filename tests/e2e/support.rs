@@ -143,6 +143,24 @@ impl Server {
     ) -> Server {
         let mut command = Command::new(binary);
         command.args(args);
+        Self::spawn(command, data_dir, env).await
+    }
+
+    /// Start the server binary through `wrapper` (a command and its arguments, the binary's
+    /// path appended), e.g. `ip netns exec <name>` to run it in a network namespace.
+    pub async fn start_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> Server {
+        let (program, arguments) = wrapper.split_first().expect("a wrapper command");
+        let mut command = Command::new(program);
+        command.args(arguments).arg(server_binary());
+        Self::spawn(command, tempfile::tempdir().expect("temp data dir"), env).await
+    }
+
+    /// Run `command` (the server, with the test defaults and `env`) until it logs its address.
+    async fn spawn(
+        mut command: Command,
+        data_dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Server {
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -1,10 +1,9 @@
 //! API tokens and who may do what, as a user of the real binary meets them: the first
 //! token from `deploystack-server token create`, scopes and projects enforced on every
 //! operation `/openapi.json` lists, revocation at once, secrets never stored in plaintext,
-//! and the `local` default's refusals (cross-site, foreign `Host`). The peer-address part
-//! of the local rule cannot be shown here — every address a test on one machine can
-//! connect from is loopback — so it is unit-tested (`middleware::auth::local`), and the
-//! default's switch to `required` on a network address is shown instead.
+//! and the `local` default's refusals (cross-site, foreign `Host`), and the default's switch
+//! to `required` on a network address. The peer-address part of the local rule needs a
+//! network namespace: `local_peer.rs`.
 
 use std::process::Stdio;
 use std::time::Duration;
