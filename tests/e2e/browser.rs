@@ -10,15 +10,12 @@
 //! under `CI=true`, where that is a failure.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::process::Command;
 
-use crate::support::{Server, required_tool, zip_of};
+use crate::support::{Server, chromium_dom, required_tool, zip_of};
 
 /// The attacker's page: every attempt's outcome as the page saw it, written into the DOM as
 /// `RESULT {…}` once all have settled. `failed` means the browser refused the request or
@@ -63,37 +60,12 @@ async function attempt(name, run) {{
 /// `evil.test` resolves to loopback (the test's own page server); Chromium resolves
 /// `*.localhost` to loopback itself.
 async fn outcome_in_chromium(chromium: &Path, url: &str) -> Value {
-    let profile = tempfile::tempdir().unwrap();
-    let run = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--host-resolver-rules=MAP evil.test 127.0.0.1",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("chromium did not finish within 120 s")
-        .expect("run chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let dom = String::from_utf8_lossy(&output.stdout);
+    let dom = chromium_dom(
+        chromium,
+        url,
+        &["--host-resolver-rules=MAP evil.test 127.0.0.1"],
+    )
+    .await;
     let result = dom
         .split("RESULT ")
         .nth(1)

@@ -8,16 +8,16 @@
 //! one a test skips with a message, except under `CI=true`, where that is a failure.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tokio::process::Command;
 
-use crate::support::{Server, files_of, processes_with, required_tool, zip_of, zip_of_owned};
+use crate::support::{
+    Server, chromium_dom, files_of, processes_with, required_tool, zip_of, zip_of_owned,
+};
 
 /// The Vite + React app: package.json, its lockfile, index.html and `src/main.jsx`.
 const VITE_REACT: &str = concat!(
@@ -83,41 +83,6 @@ fn build_duration(lines: &[Value]) -> Duration {
     }
 }
 
-/// The page at `url` as headless Chromium renders it, scripts run (`--dump-dom`). Chromium
-/// resolves `*.localhost` to loopback itself, so deployment hosts need no resolver rules.
-async fn render_in_chromium(chromium: &Path, url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let run = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("chromium did not finish within 120 s")
-        .expect("run chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn a_vite_react_app_builds_renders_in_chromium_and_its_second_build_uses_the_cache() {
     if !npm_available() {
@@ -149,7 +114,7 @@ async fn a_vite_react_app_builds_renders_in_chromium_and_its_second_build_uses_t
 
     // Root-absolute `/assets/…` URLs resolve on the deployment's own host.
     let port = server.address().rsplit(':').next().unwrap();
-    let dom = render_in_chromium(&chromium, &format!("http://{first}.localhost:{port}/")).await;
+    let dom = chromium_dom(&chromium, &format!("http://{first}.localhost:{port}/"), &[]).await;
     assert!(
         dom.contains(RENDERED),
         "Chromium did not render the app:\n{dom}"
@@ -163,7 +128,12 @@ async fn a_vite_react_app_builds_renders_in_chromium_and_its_second_build_uses_t
     let second_log = server.log_text(&second).await;
     assert_eq!(done["status"], "READY", "{done}\n{second_log}");
     assert!(second_log.contains("build cache: restored"), "{second_log}");
-    let dom = render_in_chromium(&chromium, &format!("http://{second}.localhost:{port}/")).await;
+    let dom = chromium_dom(
+        &chromium,
+        &format!("http://{second}.localhost:{port}/"),
+        &[],
+    )
+    .await;
     assert!(dom.contains(RENDERED), "{dom}");
 
     let cold = build_duration(&server.log_lines(&first).await);

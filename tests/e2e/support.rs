@@ -722,3 +722,41 @@ pub async fn get_on(address: &str, host: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// The page at `url` as headless Chromium renders it, scripts run (`--dump-dom`), with
+/// `extra` flags. Chromium resolves `*.localhost` to loopback itself, so deployment hosts
+/// need no resolver rules. The flags keep Chromium off the network (this machine's is
+/// closed) and give the page's scripts ten seconds of virtual time.
+pub async fn chromium_dom(chromium: &Path, url: &str, extra: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let run = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .args(extra)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("chromium did not finish within 120 s")
+        .expect("run chromium");
+    assert!(
+        output.status.success(),
+        "chromium failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -622,14 +622,7 @@ pub async fn delete(
 
 /// Tell the event sinks the project's domains changed, on behalf of `by`.
 async fn announce(services: &Services, project: &ProjectName, by: Option<String>) {
-    emit_best_effort(
-        services.events.as_ref(),
-        Event::ProjectUpdated {
-            project: project.clone(),
-            by,
-        },
-    )
-    .await;
+    crate::services::projects::announce_update(services, project, by).await;
 }
 
 /// Bring the project's domains in line with `desired`, a full list: create what is

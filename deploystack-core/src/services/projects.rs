@@ -212,14 +212,7 @@ pub async fn update_with_protection(
         .update_project(name, &update)
         .await
         .map_err(about(name))?;
-    emit_best_effort(
-        services.events.as_ref(),
-        Event::ProjectUpdated {
-            project: name.clone(),
-            by,
-        },
-    )
-    .await;
+    announce_update(services, name, by).await;
     if update.retention.is_some() {
         enforce_retention(services, name).await?;
     }
@@ -254,14 +247,7 @@ pub async fn rotate_bypass(
         .update_project(name, &update)
         .await
         .map_err(about(name))?;
-    emit_best_effort(
-        services.events.as_ref(),
-        Event::ProjectUpdated {
-            project: name.clone(),
-            by,
-        },
-    )
-    .await;
+    announce_update(services, name, by).await;
     Ok((project, secret))
 }
 
@@ -295,6 +281,23 @@ pub async fn delete(
     )
     .await;
     Ok(deleted)
+}
+
+/// Tell the event sinks that `project` changed (`ProjectUpdated`) on behalf of `by`: its
+/// settings, or its variables or domains (`services::env`, `services::domains`).
+pub(crate) async fn announce_update(
+    services: &Services,
+    project: &ProjectName,
+    by: Option<String>,
+) {
+    emit_best_effort(
+        services.events.as_ref(),
+        Event::ProjectUpdated {
+            project: project.clone(),
+            by,
+        },
+    )
+    .await;
 }
 
 /// Make a `READY` deployment of the project (a preview too) production, unpinning it. `by`

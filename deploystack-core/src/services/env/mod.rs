@@ -42,7 +42,6 @@ pub use sync::{sync, validate_desired};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::events::{Event, emit_best_effort};
 use crate::model::{
     EnvTarget, EnvVarId, EnvVarType, EnvVarUpdate, NewEnvVar, ProjectName, ResealReport,
     SealedEnvVar,
@@ -205,14 +204,7 @@ fn reveal(
 }
 
 async fn announce(services: &Services, project: &ProjectName, by: Option<String>) {
-    emit_best_effort(
-        services.events.as_ref(),
-        Event::ProjectUpdated {
-            project: project.clone(),
-            by,
-        },
-    )
-    .await;
+    crate::services::projects::announce_update(services, project, by).await;
 }
 
 /// Check one variable of a create; `prefix` is prepended to field names (`env[2].`).
