@@ -50,7 +50,7 @@ pub const RECHECK_BATCH: u32 = 20;
 
 /// How long a claimed domain is not due for anyone else: longer than a pass of
 /// [`RECHECK_BATCH`] concurrent look-ups takes (each waits at most
-/// [`DomainVerifier::DEFAULT_TIMEOUT`]).
+/// [`DomainVerifier::DEFAULT_TIMEOUT`](crate::domains::DomainVerifier::DEFAULT_TIMEOUT)).
 pub const RECHECK_HOLD: Duration = Duration::from_secs(60);
 
 /// Longest chain of redirects followed when resolving a host.
