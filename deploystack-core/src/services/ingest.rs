@@ -10,6 +10,15 @@
 //! fields over the project's: upload fields > project settings > `vercel.json` > detection
 //! (the last two are the build strategy's, see `crate::build::preset_strategy`).
 //!
+//! # How many may wait
+//! A project may have at most `max_queued_per_project` deployments waiting to be built
+//! (`QUEUED`); a further upload to it is refused with [`IngestError::TooManyQueued`] before
+//! anything is stored (checked after the upload's own checks, before its source is written).
+//! The count is read, not reserved, so uploads to one project racing each other may pass it
+//! together by as many as race; it keeps one project from filling the queue, it is not a
+//! quota. Uploads without a project are not counted against any cap: they are held back by
+//! the deploys rate limit of whoever sends them (see `crate::ratelimit`).
+//!
 //! # Build settings and environment variables
 //! An upload may override detection ([`BuildSettings`]) and give its build environment
 //! variables ([`EnvVar`]). Both are checked here, before anything is stored, by
@@ -21,7 +30,8 @@ use std::path::Path;
 use crate::archive::{self, ArchiveError};
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
-    BuildSettings, Deployment, DeploymentId, EnvVar, NewDeployment, ProjectName, Target,
+    BuildSettings, Deployment, DeploymentId, DeploymentStatus, EnvVar, NewDeployment,
+    ProjectName, Target,
 };
 use crate::queue::Job;
 use crate::repository::RepositoryError;
@@ -82,6 +92,19 @@ pub enum IngestError {
     /// repository).
     #[error(transparent)]
     Project(#[from] crate::services::projects::ProjectError),
+    /// The project already has `queued` deployments waiting to be built, and at most `max`
+    /// may wait (`max_queued_per_project`); nothing was stored.
+    #[error(
+        "project {project} already has {queued} deployments waiting to be built (at most {max} may wait); wait for some to finish, or cancel some"
+    )]
+    TooManyQueued {
+        /// The project.
+        project: ProjectName,
+        /// How many of its deployments are `QUEUED`.
+        queued: u64,
+        /// The cap.
+        max: u32,
+    },
     /// Validation could not run.
     #[error("archive validation did not finish: {0}")]
     Internal(String),
@@ -107,6 +130,9 @@ pub async fn accept_upload(
     tokio::task::spawn_blocking(move || archive::inspect(&path, &limits))
         .await
         .map_err(|err| IngestError::Internal(err.to_string()))??;
+    if let Some(project) = &options.project {
+        check_queue_cap(services, project).await?;
+    }
 
     // A project named for the first time is created, as `vercel deploy` does; its build
     // settings apply under the upload's own fields (which win), stored with the deployment
@@ -161,6 +187,27 @@ pub async fn accept_upload(
     )
     .await;
     Ok(deployment)
+}
+
+/// Refuse a deployment of `project` when `max_queued_per_project` of its deployments are
+/// already `QUEUED` (see the module docs); 0 turns the cap off.
+pub async fn check_queue_cap(services: &Services, project: &ProjectName) -> Result<(), IngestError> {
+    let max = services.config.max_queued_per_project;
+    if max == 0 {
+        return Ok(());
+    }
+    let queued = services
+        .repository
+        .count_deployments(project, DeploymentStatus::Queued)
+        .await?;
+    if queued >= u64::from(max) {
+        return Err(IngestError::TooManyQueued {
+            project: project.clone(),
+            queued,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Check build settings: each at most [`MAX_SETTING_BYTES`], on one line, without NUL; the
