@@ -44,7 +44,8 @@ struct Outage {
 
 impl<P, F> std::fmt::Debug for FallbackRateLimiter<P, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FallbackRateLimiter").finish_non_exhaustive()
+        f.debug_struct("FallbackRateLimiter")
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,6 +133,10 @@ mod tests {
             allowed += u32::from(decision.allowed);
         }
         assert_eq!(allowed, 2, "the fallback's quota holds");
-        assert_eq!(limiter.primary.0.load(Ordering::Relaxed), 1, "asked once per pause");
+        assert_eq!(
+            limiter.primary.0.load(Ordering::Relaxed),
+            1,
+            "asked once per pause"
+        );
     }
 }

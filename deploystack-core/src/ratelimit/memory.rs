@@ -56,9 +56,8 @@ impl MemoryRateLimiter {
                 let gcra = governor::Quota::with_period(quota.interval())
                     .unwrap_or_else(|| governor::Quota::per_second(quota.limit))
                     .allow_burst(quota.limit);
-                let limiter =
-                    governor::RateLimiter::hashmap_with_clock(gcra, clock.clone())
-                        .with_middleware::<StateInformationMiddleware>();
+                let limiter = governor::RateLimiter::hashmap_with_clock(gcra, clock.clone())
+                    .with_middleware::<StateInformationMiddleware>();
                 (quota, limiter)
             })
         });
@@ -144,7 +143,10 @@ mod tests {
         };
         let limiter = MemoryRateLimiter::new(Quotas::off().with(Class::Reads, Some(quota)));
         for n in 0..100 {
-            limiter.check(Class::Reads, &format!("caller-{n}")).await.unwrap();
+            limiter
+                .check(Class::Reads, &format!("caller-{n}"))
+                .await
+                .unwrap();
         }
         let (_, keyed) = limiter.classes[Class::Reads.index()].as_ref().unwrap();
         assert_eq!(keyed.len(), 100);

@@ -160,7 +160,10 @@ mod conformance {
     async fn two_limiters_on_one_redis_share_the_budget() {
         let Some(url) = env::redis_url() else { return };
         let prefix = env::unique_name("ratelimit");
-        let quotas = Quotas::off().with(Class::Deploys, suite::quota(5, std::time::Duration::from_secs(60)).into());
+        let quotas = Quotas::off().with(
+            Class::Deploys,
+            suite::quota(5, std::time::Duration::from_secs(60)).into(),
+        );
         let a = RedisRateLimiter::new(&url, &prefix, quotas).unwrap();
         let b = RedisRateLimiter::new(&url, &prefix, quotas).unwrap();
         suite::instances_share_one_budget(&a, &b, 5).await;
@@ -174,7 +177,8 @@ mod conformance {
             .unwrap()
             .port();
         let quotas = Quotas::off().with(Class::Reads, crate::ratelimit::Quota::per_minute(5));
-        let limiter = RedisRateLimiter::new(&format!("redis://127.0.0.1:{port}"), "x", quotas).unwrap();
+        let limiter =
+            RedisRateLimiter::new(&format!("redis://127.0.0.1:{port}"), "x", quotas).unwrap();
         let started = std::time::Instant::now();
         assert!(limiter.check(Class::Reads, "c").await.is_err());
         assert!(started.elapsed() < std::time::Duration::from_secs(3));

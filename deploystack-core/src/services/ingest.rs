@@ -30,8 +30,8 @@ use std::path::Path;
 use crate::archive::{self, ArchiveError};
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
-    BuildSettings, Deployment, DeploymentId, DeploymentStatus, EnvVar, NewDeployment,
-    ProjectName, Target,
+    BuildSettings, Deployment, DeploymentId, DeploymentStatus, EnvVar, NewDeployment, ProjectName,
+    Target,
 };
 use crate::queue::Job;
 use crate::repository::RepositoryError;
@@ -191,7 +191,10 @@ pub async fn accept_upload(
 
 /// Refuse a deployment of `project` when `max_queued_per_project` of its deployments are
 /// already `QUEUED` (see the module docs); 0 turns the cap off.
-pub async fn check_queue_cap(services: &Services, project: &ProjectName) -> Result<(), IngestError> {
+pub async fn check_queue_cap(
+    services: &Services,
+    project: &ProjectName,
+) -> Result<(), IngestError> {
     let max = services.config.max_queued_per_project;
     if max == 0 {
         return Ok(());

@@ -65,7 +65,10 @@ pub async fn a_burst_of_the_limit_is_allowed_then_refused(make: Factory<'_>) {
         );
     }
     let refused = check(&*limiter, Class::Deploys, &who).await;
-    assert!(!refused.allowed, "a fourth request within the burst: {refused:?}");
+    assert!(
+        !refused.allowed,
+        "a fourth request within the burst: {refused:?}"
+    );
     assert_eq!(refused.remaining, 0);
     assert!(
         refused.retry_after > Duration::ZERO && refused.retry_after <= deploys.interval(),
@@ -76,7 +79,10 @@ pub async fn a_burst_of_the_limit_is_allowed_then_refused(make: Factory<'_>) {
     // Asking again while refused does not push the next place further away.
     let again = check(&*limiter, Class::Deploys, &who).await;
     assert!(!again.allowed);
-    assert!(again.retry_after <= refused.retry_after, "{again:?} after {refused:?}");
+    assert!(
+        again.retry_after <= refused.retry_after,
+        "{again:?} after {refused:?}"
+    );
 }
 
 /// After `retry_after`, one more request is allowed — and only one.
@@ -91,7 +97,11 @@ pub async fn waiting_retry_after_lets_the_next_request_through(make: Factory<'_>
     assert!(!refused.allowed, "{refused:?}");
     tokio::time::sleep(refused.retry_after + Duration::from_millis(20)).await;
     let next = check(&*limiter, Class::Writes, &who).await;
-    assert!(next.allowed, "after waiting {:?}: {next:?}", refused.retry_after);
+    assert!(
+        next.allowed,
+        "after waiting {:?}: {next:?}",
+        refused.retry_after
+    );
     assert_eq!(next.remaining, 0, "{next:?}");
     let after = check(&*limiter, Class::Writes, &who).await;
     assert!(!after.allowed, "only one place came back: {after:?}");
@@ -108,8 +118,14 @@ pub async fn callers_and_classes_have_budgets_of_their_own(make: Factory<'_>) {
     let (a, b) = (caller("a"), caller("b"));
     assert!(check(&*limiter, Class::Deploys, &a).await.allowed);
     assert!(!check(&*limiter, Class::Deploys, &a).await.allowed);
-    assert!(check(&*limiter, Class::Deploys, &b).await.allowed, "b has its own budget");
-    assert!(check(&*limiter, Class::Writes, &a).await.allowed, "writes have their own");
+    assert!(
+        check(&*limiter, Class::Deploys, &b).await.allowed,
+        "b has its own budget"
+    );
+    assert!(
+        check(&*limiter, Class::Writes, &a).await.allowed,
+        "writes have their own"
+    );
 }
 
 /// A class whose quota is off answers `None`, however often it is asked.
@@ -117,7 +133,10 @@ pub async fn a_class_without_a_quota_counts_nothing(make: Factory<'_>) {
     let limiter = make(Quotas::off().with(Class::Deploys, Some(quota(1, Duration::from_secs(30)))));
     let who = caller("off");
     for _ in 0..5 {
-        let answer = limiter.check(Class::Reads, &who).await.expect("check failed");
+        let answer = limiter
+            .check(Class::Reads, &who)
+            .await
+            .expect("check failed");
         assert_eq!(answer, None);
     }
 }

@@ -255,6 +255,12 @@ enum UploadAnswers {
     /// `idempotency_key_reused`: the key was used for another request.
     #[response(status = 422)]
     KeyReused(ErrorBody),
+    /// `rate_limited`: this caller made too many uploads (`Retry-After` says when to try
+    /// again; `RateLimit-Policy` and `RateLimit` give the quota and what is left), or
+    /// `too_many_queued`: the project has `max_queued_per_project` deployments waiting to be
+    /// built already. Nothing was stored.
+    #[response(status = 429)]
+    TooMany(ErrorBody),
     /// `too_many_uploads` (see `Retry-After`) or a dependency is down.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -470,6 +476,11 @@ pub async fn upload(
             IngestError::Storage(err) => ApiError::unavailable(err),
             IngestError::Repository(err) => err.into(),
             IngestError::Project(err) => crate::routes::projects::project_error(err),
+            err @ IngestError::TooManyQueued { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_queued",
+                err.to_string(),
+            ),
             other => ApiError::internal(other),
         })?;
     drop(temp);
