@@ -440,3 +440,72 @@ mod tests {
         env_error(&many);
     }
 }
+
+#[cfg(all(test, feature = "testing", feature = "sqlite"))]
+mod queue_cap {
+    use super::*;
+    use crate::Config;
+
+    async fn upload(services: &Services, project: Option<&str>) -> Result<Deployment, IngestError> {
+        let zip = crate::testing::fixtures::zip_bytes(&[("index.html", b"hi")]);
+        let archive = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(archive.path(), zip).unwrap();
+        let options = UploadOptions {
+            project: project.map(|name| name.parse().unwrap()),
+            ..UploadOptions::default()
+        };
+        accept_upload(services, archive.path(), options).await
+    }
+
+    #[tokio::test]
+    async fn a_project_with_the_most_deployments_waiting_gets_no_more_and_nothing_is_stored() {
+        let config = Config {
+            max_queued_per_project: 2,
+            ..Config::default()
+        };
+        // No workers: every deployment stays QUEUED.
+        let services = Services::in_memory(config).await.unwrap();
+        for _ in 0..2 {
+            upload(&services, Some("busy")).await.unwrap();
+        }
+        let sources = services.storage.list("sources/").await.unwrap().len();
+        match upload(&services, Some("busy")).await {
+            Err(err @ IngestError::TooManyQueued { queued: 2, max: 2, .. }) => {
+                let message = err.to_string();
+                assert!(message.contains("busy already has 2 deployments waiting"), "{message}");
+            }
+            other => panic!("a third queued deployment was accepted: {other:?}"),
+        }
+        assert_eq!(services.storage.list("sources/").await.unwrap().len(), sources);
+        let page = services
+            .repository
+            .list_deployments(&crate::model::PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 2, "the refused upload was recorded");
+
+        // Other projects and uploads without a project are not held back.
+        upload(&services, Some("other")).await.unwrap();
+        for _ in 0..3 {
+            upload(&services, None).await.unwrap();
+        }
+        // Once one of them is no longer waiting, the project takes another.
+        let waiting = &page.items[0];
+        crate::services::deployments::cancel(&services, &waiting.id)
+            .await
+            .unwrap();
+        upload(&services, Some("busy")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn zero_turns_the_cap_off() {
+        let config = Config {
+            max_queued_per_project: 0,
+            ..Config::default()
+        };
+        let services = Services::in_memory(config).await.unwrap();
+        for _ in 0..25 {
+            upload(&services, Some("many")).await.unwrap();
+        }
+    }
+}
