@@ -72,3 +72,40 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
 pub fn router(document: OpenApi) -> Router<AppState> {
     SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, document).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+
+    use super::*;
+    use crate::routes::{health, upload};
+
+    #[test]
+    fn rate_limited_operations_document_429_and_the_others_do_not() {
+        let (_, api) = super::super::api().split_for_parts();
+        let (_, platform) = OpenApiRouter::<AppState>::new()
+            .routes(routes!(upload::deploy))
+            .routes(routes!(health::healthz))
+            .split_for_parts();
+        let document = serde_json::to_value(document(platform.nest("/api", api))).unwrap();
+        let responses = |path: &str, method: &str| document["paths"][path][method]["responses"].clone();
+        for (path, method) in [
+            ("/deploy", "post"),
+            ("/api/v1/deployments", "post"),
+            ("/api/v1/deployments", "get"),
+            ("/api/v1/projects", "post"),
+            ("/api/v1/projects/{name}", "patch"),
+        ] {
+            let answer = &responses(path, method)["429"];
+            assert!(answer.is_object(), "{method} {path} has no 429");
+        }
+        // Uploads describe their own 429, which names the queue cap too.
+        let upload = responses("/api/v1/deployments", "post")["429"]["description"].clone();
+        assert!(upload.as_str().unwrap().contains("too_many_queued"), "{upload}");
+        let listing = &responses("/api/v1/deployments", "get")["429"];
+        assert!(listing["headers"]["Retry-After"].is_object(), "{listing}");
+        assert!(listing["headers"]["RateLimit"].is_object(), "{listing}");
+        assert!(responses("/healthz", "get")["429"].is_null());
+    }
+}
