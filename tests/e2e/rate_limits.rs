@@ -236,7 +236,7 @@ async fn two_servers_sharing_redis_share_one_budget() {
     let started = Instant::now();
     let burst = (0..4 * LIMIT).map(|n| {
         let server = if n % 2 == 0 { &a } else { &b };
-        async move { (n % 2, upload(server, None, &[]).await) }
+        async move { ((n % 2) as usize, upload(server, None, &[]).await) }
     });
     let answers = futures_util::future::join_all(burst).await;
     let elapsed = started.elapsed();
