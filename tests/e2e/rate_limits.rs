@@ -68,7 +68,11 @@ async fn upload(server: &Server, token: Option<&str>, fields: &[(&str, &str)]) -
 /// Check a 429 of the deploys class with a quota of `limit` a minute.
 fn assert_rate_limited(answer: &Answer, limit: u32) {
     assert_eq!(answer.status, 429, "{}", answer.body);
-    assert_eq!(answer.body["error"]["code"], "rate_limited", "{}", answer.body);
+    assert_eq!(
+        answer.body["error"]["code"], "rate_limited",
+        "{}",
+        answer.body
+    );
     assert!(answer.retry_after() <= Duration::from_secs(60 / u64::from(limit) + 1));
     assert_eq!(
         answer.header("ratelimit-policy"),
@@ -118,7 +122,11 @@ async fn a_burst_past_the_deploys_limit_is_told_when_to_retry_and_tokens_have_th
     for _ in 0..2 {
         assert_rate_limited(&upload(&server, None, &[]).await, LIMIT);
     }
-    assert_eq!(listed(&server).await, accepted.len(), "a refused upload was stored");
+    assert_eq!(
+        listed(&server).await,
+        accepted.len(),
+        "a refused upload was stored"
+    );
 
     // Reads, sites and health checks are not held back by the deploys budget.
     let reads = server
@@ -134,7 +142,10 @@ async fn a_burst_past_the_deploys_limit_is_told_when_to_retry_and_tokens_have_th
     assert_eq!(ready["status"], "READY", "{ready}");
     let site = server.get(&format!("/{}/", accepted[0])).await;
     assert_eq!(site.status(), 200);
-    assert!(site.headers().get("ratelimit").is_none(), "sites are not limited");
+    assert!(
+        site.headers().get("ratelimit").is_none(),
+        "sites are not limited"
+    );
     assert_eq!(server.get("/healthz").await.status(), 200);
 
     // Each token has a budget of its own, whatever the address already spent.
@@ -144,7 +155,11 @@ async fn a_burst_past_the_deploys_limit_is_told_when_to_retry_and_tokens_have_th
     }
     assert_rate_limited(&upload(&server, Some(&token_a), &[]).await, LIMIT);
     let other = upload(&server, Some(&token_b), &[]).await;
-    assert_eq!(other.status, 202, "token b shares token a's budget: {}", other.body);
+    assert_eq!(
+        other.status, 202,
+        "token b shares token a's budget: {}",
+        other.body
+    );
 
     // A client that waits as long as it is told gets through (once).
     let refused = upload(&server, None, &[]).await;
@@ -179,10 +194,17 @@ async fn a_project_with_the_most_deployments_waiting_gets_no_more() {
         "{message}"
     );
     assert_eq!(listed(&server).await, 3, "the refused upload was recorded");
-    assert_eq!(stored_sources(server.data_dir.path()), sources, "its source was stored");
+    assert_eq!(
+        stored_sources(server.data_dir.path()),
+        sources,
+        "its source was stored"
+    );
 
     // Other projects, and uploads without a project, are not held back.
-    assert_eq!(upload(&server, None, &[("project", "calm")]).await.status, 202);
+    assert_eq!(
+        upload(&server, None, &[("project", "calm")]).await.status,
+        202
+    );
     assert_eq!(upload(&server, None, &[]).await.status, 202);
     // One fewer waiting: the project takes one more.
     let (status, canceled) = call(
@@ -193,7 +215,10 @@ async fn a_project_with_the_most_deployments_waiting_gets_no_more() {
     )
     .await;
     assert_eq!(status, 200, "{canceled}");
-    assert_eq!(upload(&server, None, &[("project", "busy")]).await.status, 202);
+    assert_eq!(
+        upload(&server, None, &[("project", "busy")]).await.status,
+        202
+    );
 }
 
 /// How many uploaded sources the server's storage directory holds.

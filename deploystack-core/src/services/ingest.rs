@@ -448,10 +448,10 @@ mod queue_cap {
 
     async fn upload(services: &Services, project: Option<&str>) -> Result<Deployment, IngestError> {
         let zip = crate::testing::fixtures::zip_bytes(&[("index.html", b"hi")]);
-        let archive = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(archive.path(), zip).unwrap();
+        let archive = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(archive.path(), zip).expect("write the zip");
         let options = UploadOptions {
-            project: project.map(|name| name.parse().unwrap()),
+            project: project.map(|name| name.parse().expect("a project name")),
             ..UploadOptions::default()
         };
         accept_upload(services, archive.path(), options).await
@@ -470,13 +470,23 @@ mod queue_cap {
         }
         let sources = services.storage.list("sources/").await.unwrap().len();
         match upload(&services, Some("busy")).await {
-            Err(err @ IngestError::TooManyQueued { queued: 2, max: 2, .. }) => {
+            Err(
+                err @ IngestError::TooManyQueued {
+                    queued: 2, max: 2, ..
+                },
+            ) => {
                 let message = err.to_string();
-                assert!(message.contains("busy already has 2 deployments waiting"), "{message}");
+                assert!(
+                    message.contains("busy already has 2 deployments waiting"),
+                    "{message}"
+                );
             }
             other => panic!("a third queued deployment was accepted: {other:?}"),
         }
-        assert_eq!(services.storage.list("sources/").await.unwrap().len(), sources);
+        assert_eq!(
+            services.storage.list("sources/").await.unwrap().len(),
+            sources
+        );
         let page = services
             .repository
             .list_deployments(&crate::model::PageRequest::default())

@@ -89,7 +89,8 @@ mod tests {
             .routes(routes!(health::healthz))
             .split_for_parts();
         let document = serde_json::to_value(document(platform.nest("/api", api))).unwrap();
-        let responses = |path: &str, method: &str| document["paths"][path][method]["responses"].clone();
+        let responses =
+            |path: &str, method: &str| document["paths"][path][method]["responses"].clone();
         for (path, method) in [
             ("/deploy", "post"),
             ("/api/v1/deployments", "post"),
@@ -102,7 +103,10 @@ mod tests {
         }
         // Uploads describe their own 429, which names the queue cap too.
         let upload = responses("/api/v1/deployments", "post")["429"]["description"].clone();
-        assert!(upload.as_str().unwrap().contains("too_many_queued"), "{upload}");
+        assert!(
+            upload.as_str().unwrap().contains("too_many_queued"),
+            "{upload}"
+        );
         let listing = &responses("/api/v1/deployments", "get")["429"];
         assert!(listing["headers"]["Retry-After"].is_object(), "{listing}");
         assert!(listing["headers"]["RateLimit"].is_object(), "{listing}");
