@@ -45,6 +45,16 @@ impl Answer {
 /// Upload a small site to `POST /api/v1/deployments` on `server`, with `token` (or none)
 /// and the form fields `fields`.
 async fn upload(server: &Server, token: Option<&str>, fields: &[(&str, &str)]) -> Answer {
+    upload_to(server, "/api/v1/deployments", token, fields).await
+}
+
+/// [`upload`] to `path` (which may carry a query).
+async fn upload_to(
+    server: &Server,
+    path: &str,
+    token: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Answer {
     let zip = zip_of(&[("index.html", b"<p>limited</p>".as_slice())]);
     let part = reqwest::multipart::Part::bytes(zip).file_name("site.zip");
     let mut form = reqwest::multipart::Form::new();
@@ -52,7 +62,7 @@ async fn upload(server: &Server, token: Option<&str>, fields: &[(&str, &str)]) -
         form = form.text(name.to_string(), value.to_string());
     }
     let mut request = reqwest::Client::new()
-        .post(server.url("/api/v1/deployments"))
+        .post(server.url(path))
         .multipart(form.part("file", part));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -193,7 +203,11 @@ async fn a_project_with_the_most_deployments_waiting_gets_no_more() {
         message.contains("busy already has 3 deployments waiting"),
         "{message}"
     );
-    assert_eq!(listed(&server).await, 3, "the refused upload was recorded");
+    // Named in the query, the project is refused before the body is read.
+    let by_query = upload_to(&server, "/api/v1/deployments?project=busy", None, &[]).await;
+    assert_eq!(by_query.status, 429, "{}", by_query.body);
+    assert_eq!(by_query.body["error"]["code"], "too_many_queued");
+    assert_eq!(listed(&server).await, 3, "a refused upload was recorded");
     assert_eq!(
         stored_sources(server.data_dir.path()),
         sources,
