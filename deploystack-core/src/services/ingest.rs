@@ -501,7 +501,7 @@ mod queue_cap {
         }
         // Once one of them is no longer waiting, the project takes another.
         let waiting = &page.items[0];
-        crate::services::deployments::cancel(&services, &waiting.id)
+        crate::services::deployments::cancel(&services, &waiting.id, None)
             .await
             .unwrap();
         upload(&services, Some("busy")).await.unwrap();
