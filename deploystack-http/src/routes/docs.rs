@@ -24,8 +24,8 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
 /// The whole document: the operations the router collected in `paths`, plus what the API
-/// is, its groups of operations, who may call each ([`security`]) and the 429 of the rate
-/// limits on those they apply to ([`rate_limits`]).
+/// is, its groups of operations, who may call each (`security`) and the 429 of the rate
+/// limits on those they apply to (`rate_limits`).
 pub fn document(mut paths: OpenApi) -> OpenApi {
     paths.info = InfoBuilder::new()
         .title("DeployStack API")
