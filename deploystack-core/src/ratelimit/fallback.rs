@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use super::{Class, Decision, RateLimitError, RateLimiter};
 
 /// How long the primary is left alone after it failed.
-pub const PAUSE: Duration = Duration::from_secs(1);
+const PAUSE: Duration = Duration::from_secs(1);
 /// How often, at most, a continuing failure is logged again.
-pub const WARN_EVERY: Duration = Duration::from_secs(30);
+const WARN_EVERY: Duration = Duration::from_secs(30);
 
 /// Asks `primary`, and `fallback` while `primary` fails. See the module docs.
 pub struct FallbackRateLimiter<P, F> {
