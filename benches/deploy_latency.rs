@@ -153,6 +153,18 @@ async fn measure(shape: &str, services: Services, runs: usize) {
     server.await.unwrap().unwrap();
 }
 
+/// The defaults without rate limits: one client deploys hundreds of times and polls every
+/// 2 ms, far past the default deploys and reads limits; this measures deploys, not the
+/// limiter.
+fn unlimited() -> Config {
+    Config {
+        rate_limit_deploys_per_minute: 0,
+        rate_limit_writes_per_minute: 0,
+        rate_limit_reads_per_minute: 0,
+        ..Config::default()
+    }
+}
+
 /// The cluster shape's services on the test engines, or why it cannot run.
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 async fn cluster_services() -> Result<Services, String> {
@@ -170,7 +182,7 @@ async fn cluster_services() -> Result<Services, String> {
         redis_prefix: prefix.clone(),
         storage_url: Some(format!("s3://{}/{prefix}", s3.bucket)),
         embedded_workers: Some(2),
-        ..Config::default()
+        ..unlimited()
     };
     config.s3.endpoint = Some(s3.endpoint);
     config.s3.access_key_id = Some(s3.access_key_id);
@@ -197,7 +209,7 @@ async fn main() {
     let data = tempfile::tempdir().unwrap();
     let config = Config {
         data_dir: data.path().to_path_buf(),
-        ..Config::default()
+        ..unlimited()
     };
     measure(
         "embedded",

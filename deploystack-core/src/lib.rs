@@ -11,6 +11,8 @@
 //!   adapter): [`repository`] (source of truth), [`storage`] (blobs and sources), [`queue`]
 //!   (job delivery with leases), [`build`] (build strategies and their registry), [`events`]
 //!   (domain events).
+//! - [`ratelimit`]: how many requests of each class (deploys, API writes, API reads) a caller
+//!   may make per minute — GCRA in memory (governor) or shared by a cluster through Redis.
 //! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
 //!   process and optionally in Redis, with invalidation across nodes; and one over storage
 //!   that keeps small content-addressed blobs in memory (`CachedStorage`).
@@ -41,11 +43,11 @@
 //!   when you bring your own repository: no SQLite is compiled, and a `sqlite://` URL given
 //!   to [`Services::from_config`] fails with "rebuild with `--features sqlite`".
 //! - `postgres`: `PostgresRepository`, the repository a cluster shares (PostgreSQL).
-//! - `redis`: `RedisQueue`, the job queue a cluster's nodes share (Redis Streams), and the
-//!   shared layer of the read cache.
+//! - `redis`: `RedisQueue`, the job queue a cluster's nodes share (Redis Streams), the
+//!   shared layer of the read cache, and `RedisRateLimiter`, the rate limits they share.
 //! - `s3`: `S3Storage`, storage in any S3-compatible bucket (`s3://<bucket>/<prefix>`).
 //! - `mock`: mockall mocks of every port (`MockRepository`, `MockStorage`, `MockQueue`,
-//!   `MockBuildStrategy`, `MockEventSink`), and mockall itself as `deploystack_core::mockall`.
+//!   `MockBuildStrategy`, `MockEventSink`, `MockRateLimiter`), and mockall itself as `deploystack_core::mockall`.
 //! - `testing`: the conformance suites and test fixtures (`deploystack_core::testing`).
 //! - `cli`: what the binaries share — command-line flags, log setup, the shutdown signal.
 //!
@@ -93,6 +95,7 @@ pub mod embedding;
 pub mod events;
 pub mod model;
 pub mod queue;
+pub mod ratelimit;
 pub mod repository;
 pub mod routing;
 pub mod secrets;

@@ -35,6 +35,7 @@ mod metrics;
 mod openapi;
 mod projects;
 mod protection;
+mod rate_limits;
 mod routing;
 mod security_headers;
 mod serving;

@@ -550,6 +550,15 @@ impl DeploymentRepository for CachedRepository {
     ) -> Result<Vec<DeploymentId>, RepositoryError> {
         self.inner.stalled_deployments(older_than, limit).await
     }
+
+    // Never cached: the count changes with every upload and build.
+    async fn count_deployments(
+        &self,
+        project: &ProjectName,
+        status: DeploymentStatus,
+    ) -> Result<u64, RepositoryError> {
+        self.inner.count_deployments(project, status).await
+    }
 }
 
 #[async_trait]

@@ -374,6 +374,47 @@ pub struct Config {
         arg(long, env = "DEPLOYSTACK_REQUEST_TIMEOUT_SECS", value_name = "SECS")
     )]
     pub request_timeout_secs: u64,
+    /// Uploads (new deployments) one caller may make per minute, all at once if it likes;
+    /// 0: no limit. A caller is a token, or the client's address without one; see
+    /// `docs/security.md`, "Rate limits".
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "DEPLOYSTACK_RATE_LIMIT_DEPLOYS_PER_MINUTE",
+            value_name = "N"
+        )
+    )]
+    pub rate_limit_deploys_per_minute: u32,
+    /// Other API writes (`POST`, `PUT`, `PATCH`, `DELETE`) one caller may make per minute;
+    /// 0: no limit.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "DEPLOYSTACK_RATE_LIMIT_WRITES_PER_MINUTE",
+            value_name = "N"
+        )
+    )]
+    pub rate_limit_writes_per_minute: u32,
+    /// API reads (`GET`, `HEAD`) one caller may make per minute; 0: no limit. Sites, health
+    /// checks and `/metrics` are never limited.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "DEPLOYSTACK_RATE_LIMIT_READS_PER_MINUTE",
+            value_name = "N"
+        )
+    )]
+    pub rate_limit_reads_per_minute: u32,
+    /// Most deployments of one project that may wait in the queue (`QUEUED`); a further
+    /// upload to it is refused with 429 `too_many_queued`. 0: no cap.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_MAX_QUEUED_PER_PROJECT", value_name = "N")
+    )]
+    pub max_queued_per_project: u32,
     /// The platform key that seals environment variables at rest: 32 bytes as base64 or 64
     /// hex digits; never printed. Unset, and no `secret_key_file`: the key file
     /// `<data_dir>/secret.key`, created on first start.
@@ -546,6 +587,10 @@ impl Default for Config {
             body_read_timeout_secs: 30,
             max_header_bytes: 16 * 1024,
             request_timeout_secs: 30,
+            rate_limit_deploys_per_minute: 60,
+            rate_limit_writes_per_minute: 600,
+            rate_limit_reads_per_minute: 6000,
+            max_queued_per_project: 20,
             secret_key: None,
             secret_key_file: None,
             previous_secret_keys: Vec::new(),

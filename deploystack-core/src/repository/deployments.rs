@@ -17,7 +17,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{Claim, PublishedBuild, RepositoryError};
-use crate::model::{Deployment, DeploymentError, DeploymentId, NewDeployment, Page, PageRequest};
+use crate::model::{
+    Deployment, DeploymentError, DeploymentId, DeploymentStatus, NewDeployment, Page, PageRequest,
+    ProjectName,
+};
 
 /// Deployments: creation, listing, the claim/lease/fence protocol and the final statuses.
 #[async_trait]
@@ -95,4 +98,13 @@ pub trait DeploymentRepository: Send + Sync {
         older_than: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<DeploymentId>, RepositoryError>;
+
+    /// How many live (not deleted) deployments of `project` have `status` now: ingest asks
+    /// how many of a project's deployments are `QUEUED` before accepting another (the
+    /// setting `max_queued_per_project`). 0 for a project that does not exist.
+    async fn count_deployments(
+        &self,
+        project: &ProjectName,
+        status: DeploymentStatus,
+    ) -> Result<u64, RepositoryError>;
 }

@@ -118,6 +118,14 @@ macro_rules! forward_repository {
             ) -> Result<Vec<DeploymentId>, RepositoryError> {
                 (**self).stalled_deployments(older_than, limit).await
             }
+
+            async fn count_deployments(
+                &self,
+                project: &ProjectName,
+                status: DeploymentStatus,
+            ) -> Result<u64, RepositoryError> {
+                (**self).count_deployments(project, status).await
+            }
         }
 
         #[async_trait]

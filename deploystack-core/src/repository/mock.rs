@@ -60,6 +60,11 @@ mockall::mock! {
             older_than: OffsetDateTime,
             limit: u32,
         ) -> Result<Vec<DeploymentId>, RepositoryError>;
+        async fn count_deployments(
+            &self,
+            project: &ProjectName,
+            status: DeploymentStatus,
+        ) -> Result<u64, RepositoryError>;
     }
     #[async_trait]
     impl LogRepository for Repository {

@@ -82,7 +82,8 @@ use super::{
 };
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, ProjectName,
+    StoredLogLine,
 };
 
 /// Connections per process (see the module docs).
@@ -380,6 +381,11 @@ const APPEND_LOG: &str = "INSERT INTO build_logs (deployment_id, attempt, at, st
      SELECT $1, l.attempt, l.at, l.stream, l.message \
      FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[]) \
      WITH ORDINALITY AS l (attempt, at, stream, message, n) ORDER BY l.n";
+
+/// Live deployments of a project with a status (the index `deployments_by_project` narrows
+/// the rows to the project's).
+const COUNT_BY_PROJECT_AND_STATUS: &str = "SELECT COUNT(*) FROM deployments \
+     WHERE project = $1 AND status = $2 AND deleted_at IS NULL";
 
 /// `$1` older than, `$2` limit.
 const STALLED: &str = "SELECT id FROM deployments WHERE deleted_at IS NULL \
@@ -739,6 +745,20 @@ impl DeploymentRepository for PostgresRepository {
             .iter()
             .map(|row| rows::parse::<DeploymentId>(row, "id"))
             .collect()
+    }
+
+    async fn count_deployments(
+        &self,
+        project: &ProjectName,
+        status: DeploymentStatus,
+    ) -> Result<u64, RepositoryError> {
+        let count: i64 = sqlx::query_scalar(COUNT_BY_PROJECT_AND_STATUS)
+            .bind(project.as_str())
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }
 

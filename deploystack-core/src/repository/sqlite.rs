@@ -63,7 +63,8 @@ use super::{
 };
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, StoredLogLine,
+    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, ProjectName,
+    StoredLogLine,
 };
 
 /// How long a writer waits for the write lock before reporting `Unavailable`.
@@ -329,6 +330,11 @@ const CLAIM_BLOBS: &str = "UPDATE blobs SET collecting_since = ?3 WHERE sha256 I
 /// `?1` JSON array of hex hashes.
 const FORGET_BLOBS: &str = "DELETE FROM blobs WHERE collecting_since IS NOT NULL \
      AND sha256 IN (SELECT j.value FROM json_each(?1) AS j)";
+
+/// Live deployments of a project with a status (the index `deployments_by_project` narrows
+/// the rows to the project's).
+const COUNT_BY_PROJECT_AND_STATUS: &str = "SELECT COUNT(*) FROM deployments \
+     WHERE project = ?1 AND status = ?2 AND deleted_at IS NULL";
 
 /// `?1` older than, `?2` now, `?3` limit.
 const STALLED: &str = "SELECT id FROM deployments WHERE deleted_at IS NULL \
@@ -735,6 +741,20 @@ impl DeploymentRepository for SqliteRepository {
             .iter()
             .map(|row| rows::parse::<DeploymentId>(row, "id"))
             .collect()
+    }
+
+    async fn count_deployments(
+        &self,
+        project: &ProjectName,
+        status: DeploymentStatus,
+    ) -> Result<u64, RepositoryError> {
+        let count: i64 = sqlx::query_scalar(COUNT_BY_PROJECT_AND_STATUS)
+            .bind(project.as_str())
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 }
 

@@ -10,6 +10,15 @@
 //! fields over the project's: upload fields > project settings > `vercel.json` > detection
 //! (the last two are the build strategy's, see `crate::build::preset_strategy`).
 //!
+//! # How many may wait
+//! A project may have at most `max_queued_per_project` deployments waiting to be built
+//! (`QUEUED`); a further upload to it is refused with [`IngestError::TooManyQueued`] before
+//! anything is stored (checked after the upload's own checks, before its source is written).
+//! The count is read, not reserved, so uploads to one project racing each other may pass it
+//! together by as many as race; it keeps one project from filling the queue, it is not a
+//! quota. Uploads without a project are not counted against any cap: they are held back by
+//! the deploys rate limit of whoever sends them (see `crate::ratelimit`).
+//!
 //! # Build settings and environment variables
 //! An upload may override detection ([`BuildSettings`]) and give its build environment
 //! variables ([`EnvVar`]). Both are checked here, before anything is stored, by
@@ -21,7 +30,8 @@ use std::path::Path;
 use crate::archive::{self, ArchiveError};
 use crate::events::{Event, emit_best_effort};
 use crate::model::{
-    BuildSettings, Deployment, DeploymentId, EnvVar, NewDeployment, ProjectName, Target,
+    BuildSettings, Deployment, DeploymentId, DeploymentStatus, EnvVar, NewDeployment, ProjectName,
+    Target,
 };
 use crate::queue::Job;
 use crate::repository::RepositoryError;
@@ -82,6 +92,19 @@ pub enum IngestError {
     /// repository).
     #[error(transparent)]
     Project(#[from] crate::services::projects::ProjectError),
+    /// The project already has `queued` deployments waiting to be built, and at most `max`
+    /// may wait (`max_queued_per_project`); nothing was stored.
+    #[error(
+        "project {project} already has {queued} deployments waiting to be built (at most {max} may wait); wait for some to finish, or cancel some"
+    )]
+    TooManyQueued {
+        /// The project.
+        project: ProjectName,
+        /// How many of its deployments are `QUEUED`.
+        queued: u64,
+        /// The cap.
+        max: u32,
+    },
     /// Validation could not run.
     #[error("archive validation did not finish: {0}")]
     Internal(String),
@@ -107,6 +130,9 @@ pub async fn accept_upload(
     tokio::task::spawn_blocking(move || archive::inspect(&path, &limits))
         .await
         .map_err(|err| IngestError::Internal(err.to_string()))??;
+    if let Some(project) = &options.project {
+        check_queue_cap(services, project).await?;
+    }
 
     // A project named for the first time is created, as `vercel deploy` does; its build
     // settings apply under the upload's own fields (which win), stored with the deployment
@@ -161,6 +187,30 @@ pub async fn accept_upload(
     )
     .await;
     Ok(deployment)
+}
+
+/// Refuse a deployment of `project` when `max_queued_per_project` of its deployments are
+/// already `QUEUED` (see the module docs); 0 turns the cap off.
+pub async fn check_queue_cap(
+    services: &Services,
+    project: &ProjectName,
+) -> Result<(), IngestError> {
+    let max = services.config.max_queued_per_project;
+    if max == 0 {
+        return Ok(());
+    }
+    let queued = services
+        .repository
+        .count_deployments(project, DeploymentStatus::Queued)
+        .await?;
+    if queued >= u64::from(max) {
+        return Err(IngestError::TooManyQueued {
+            project: project.clone(),
+            queued,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Check build settings: each at most [`MAX_SETTING_BYTES`], on one line, without NUL; the
@@ -388,5 +438,84 @@ mod tests {
             .map(|i| var(&format!("V{i}"), "x"))
             .collect();
         env_error(&many);
+    }
+}
+
+#[cfg(all(test, feature = "testing", feature = "sqlite"))]
+mod queue_cap {
+    use super::*;
+    use crate::Config;
+
+    async fn upload(services: &Services, project: Option<&str>) -> Result<Deployment, IngestError> {
+        let zip = crate::testing::fixtures::zip_bytes(&[("index.html", b"hi")]);
+        let archive = tempfile::NamedTempFile::new().expect("a temporary file");
+        std::fs::write(archive.path(), zip).expect("write the zip");
+        let options = UploadOptions {
+            project: project.map(|name| name.parse().expect("a project name")),
+            ..UploadOptions::default()
+        };
+        accept_upload(services, archive.path(), options).await
+    }
+
+    #[tokio::test]
+    async fn a_project_with_the_most_deployments_waiting_gets_no_more_and_nothing_is_stored() {
+        let config = Config {
+            max_queued_per_project: 2,
+            ..Config::default()
+        };
+        // No workers: every deployment stays QUEUED.
+        let services = Services::in_memory(config).await.unwrap();
+        for _ in 0..2 {
+            upload(&services, Some("busy")).await.unwrap();
+        }
+        let sources = services.storage.list("sources/").await.unwrap().len();
+        match upload(&services, Some("busy")).await {
+            Err(
+                err @ IngestError::TooManyQueued {
+                    queued: 2, max: 2, ..
+                },
+            ) => {
+                let message = err.to_string();
+                assert!(
+                    message.contains("busy already has 2 deployments waiting"),
+                    "{message}"
+                );
+            }
+            other => panic!("a third queued deployment was accepted: {other:?}"),
+        }
+        assert_eq!(
+            services.storage.list("sources/").await.unwrap().len(),
+            sources
+        );
+        let page = services
+            .repository
+            .list_deployments(&crate::model::PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 2, "the refused upload was recorded");
+
+        // Other projects and uploads without a project are not held back.
+        upload(&services, Some("other")).await.unwrap();
+        for _ in 0..3 {
+            upload(&services, None).await.unwrap();
+        }
+        // Once one of them is no longer waiting, the project takes another.
+        let waiting = &page.items[0];
+        crate::services::deployments::cancel(&services, &waiting.id, None)
+            .await
+            .unwrap();
+        upload(&services, Some("busy")).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn zero_turns_the_cap_off() {
+        let config = Config {
+            max_queued_per_project: 0,
+            ..Config::default()
+        };
+        let services = Services::in_memory(config).await.unwrap();
+        for _ in 0..25 {
+            upload(&services, Some("many")).await.unwrap();
+        }
     }
 }

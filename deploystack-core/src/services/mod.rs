@@ -50,6 +50,7 @@ use crate::cache::{
 use crate::config::{Config, ConfigError};
 use crate::events::{BroadcastEventSink, EventSink, FanoutEventSink, TracingEventSink};
 use crate::queue::{MemoryQueue, Queue};
+use crate::ratelimit::{MemoryRateLimiter, Quotas, RateLimiter};
 use crate::repository::Repository;
 use crate::secrets::{Keyring, SecretKey, SecretsError};
 use crate::storage::{ObjectStoreStorage, Storage};
@@ -94,6 +95,12 @@ pub struct Services {
     /// throwaway key, which is right for memory-only services and wrong for a repository that
     /// outlives the process: give such services their key with [`Services::with_keyring`].
     pub keyring: Arc<Keyring>,
+    /// How many requests of each class a caller may make (the HTTP layer asks it before
+    /// every API request). [`Services::from_config`] shares it through Redis when the queue
+    /// is in Redis (behind a per-process fallback while Redis fails); otherwise, and in
+    /// [`Services::new`], it is this process's own, in memory. Quotas from the settings
+    /// `rate_limit_*_per_minute`.
+    pub rate_limiter: Arc<dyn RateLimiter>,
 }
 
 impl std::fmt::Debug for Services {
@@ -265,6 +272,28 @@ async fn with_cache(
     Ok((Arc::new(cached), Some(stats)))
 }
 
+/// The rate limiter for `config`'s quotas, kept where the queue is: shared through Redis
+/// (falling back to this process's memory while Redis fails, see
+/// `ratelimit::FallbackRateLimiter`) when the queue is there, else in memory.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+fn rate_limiter(
+    config: &Config,
+    queue: QueueEngine,
+    queue_url: &str,
+) -> Result<Arc<dyn RateLimiter>, ServicesError> {
+    let quotas = Quotas::from_config(config);
+    let memory = MemoryRateLimiter::new(quotas);
+    Ok(match queue {
+        QueueEngine::Memory => Arc::new(memory),
+        #[cfg(feature = "redis")]
+        QueueEngine::Redis => {
+            let redis =
+                crate::ratelimit::RedisRateLimiter::new(queue_url, &config.redis_prefix, quotas)?;
+            Arc::new(crate::ratelimit::FallbackRateLimiter::new(redis, memory))
+        }
+    })
+}
+
 fn storage_engine(url: &str) -> Result<StorageEngine, ConfigError> {
     match scheme(url) {
         "file" => {
@@ -331,6 +360,9 @@ pub enum ServicesError {
     /// The queue could not be opened.
     #[error("cannot open the queue: {0}")]
     Queue(#[from] crate::queue::QueueError),
+    /// The shared rate limits could not be set up (a malformed Redis URL).
+    #[error("cannot set up the rate limits: {0}")]
+    RateLimits(#[from] crate::ratelimit::RateLimitError),
     /// The secret key could not be read or created, or its settings are wrong.
     #[error("cannot load the secret key: {0}")]
     Secrets(#[from] SecretsError),
@@ -406,6 +438,7 @@ impl Services {
                 .await?,
             ),
         };
+        let rate_limiter = rate_limiter(&config, queue_kind, &queue_url)?;
         let (scratch, swept) =
             Scratch::in_data_dir(&config.data_dir).map_err(|source| ServicesError::DataDir {
                 path: config.data_dir.join("tmp"),
@@ -423,6 +456,7 @@ impl Services {
             blob_cache_stats,
             scratch: Arc::new(scratch),
             keyring: Arc::new(keyring),
+            rate_limiter,
             ..Self::new(config, repository, storage, queue)
         })
     }
@@ -443,7 +477,9 @@ impl Services {
         let strategies = Arc::new(StrategyRegistry::with_config(&BuildConfig::from_config(
             &config,
         )));
+        let rate_limiter = Arc::new(MemoryRateLimiter::new(Quotas::from_config(&config)));
         Self {
+            rate_limiter,
             resolutions: ResolutionCache::from_config(&config),
             config: Arc::new(config),
             repository,

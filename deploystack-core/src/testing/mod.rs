@@ -9,5 +9,6 @@ pub mod events;
 pub mod fixtures;
 pub mod idempotency;
 pub mod queue;
+pub mod ratelimit;
 pub mod repository;
 pub mod storage;

@@ -9,10 +9,12 @@
 //!    `request_timeout_secs` gets a 503.
 //! 4. [`crate::dispatch::App`]: host validation and dispatch to the site or the router.
 //!
-//! Two middlewares sit inside the router instead, because they need the repository and only
+//! Three middlewares sit inside the router instead, because they need the services and only
 //! concern the platform host: [`auth`], which authenticates tokens and decides who may do
-//! what (outermost, so nothing below runs for a refused request), then [`idempotency`],
-//! which makes a retried `POST` with an `Idempotency-Key` answer as the first attempt did.
+//! what (outermost, so nothing below runs for a refused request), then [`rate_limit`],
+//! which counts API requests per caller and class and answers 429 past the limits, then
+//! [`idempotency`], which makes a retried `POST` with an `Idempotency-Key` answer as the
+//! first attempt did.
 //! Around both, [`headers`] adds the security headers of the platform's own answers (sites
 //! keep theirs: they never reach the router).
 //!
@@ -25,6 +27,7 @@ pub mod accounting;
 pub mod auth;
 pub mod headers;
 pub mod idempotency;
+pub mod rate_limit;
 pub mod timeout;
 
 use std::convert::Infallible;

@@ -8,6 +8,7 @@
 //! served without being described, and its path and method in the document are the ones
 //! the router matches, so the two cannot drift apart the way a hand-kept file would.
 
+mod rate_limits;
 mod security;
 
 use axum::Router;
@@ -23,7 +24,8 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
 /// The whole document: the operations the router collected in `paths`, plus what the API
-/// is, its groups of operations, and who may call each ([`security`]).
+/// is, its groups of operations, who may call each (`security`) and the 429 of the rate
+/// limits on those they apply to (`rate_limits`).
 pub fn document(mut paths: OpenApi) -> OpenApi {
     paths.info = InfoBuilder::new()
         .title("DeployStack API")
@@ -63,7 +65,7 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
             ))
             .build(),
     ]);
-    security::describe(paths)
+    rate_limits::describe(security::describe(paths))
 }
 
 /// `/openapi.json` and the `/docs` page (`/docs` redirects to `/docs/`).

@@ -44,12 +44,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::middleware::{auth, headers, idempotency};
+use crate::middleware::{auth, headers, idempotency, rate_limit};
 use crate::state::AppState;
 
 /// Whether a platform request is one of the upload routes below, which stream their body
-/// under their own time limit rather than the request timeout; kept beside the routes so the
-/// two lists cannot drift apart.
+/// under their own time limit rather than the request timeout and are the `deploys` class of
+/// the rate limits (every route that creates a deployment); kept beside the routes so the
+/// lists cannot drift apart.
 pub fn is_upload(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path, "/deploy" | "/api/v1/deployments")
 }
@@ -95,6 +96,12 @@ pub fn router(state: AppState) -> Router {
             idempotency::guard,
         ))
         .fallback(site::serve)
+        // How often a caller may: inside auth (a caller is known by its token), outside
+        // idempotency (a refused request takes no key).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::guard,
+        ))
         // Who may do what: around every route and the fallback, outside idempotency.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

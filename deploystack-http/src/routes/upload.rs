@@ -255,6 +255,12 @@ enum UploadAnswers {
     /// `idempotency_key_reused`: the key was used for another request.
     #[response(status = 422)]
     KeyReused(ErrorBody),
+    /// `rate_limited`: this caller made too many uploads (`Retry-After` says when to try
+    /// again; `RateLimit-Policy` and `RateLimit` give the quota and what is left), or
+    /// `too_many_queued`: the project has `max_queued_per_project` deployments waiting to be
+    /// built already. Nothing was stored.
+    #[response(status = 429)]
+    TooMany(ErrorBody),
     /// `too_many_uploads` (see `Retry-After`) or a dependency is down.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -309,8 +315,13 @@ pub async fn upload(
     let query = UploadFields::from_query(query.as_deref())?;
     // A token limited to projects is refused before the body is read when the query names
     // the project; a form field is checked once the form is read, below.
+    // The same for a project with too many deployments waiting (checked again, with the
+    // form's project, before anything is stored).
     if let Some(project) = query.project.as_deref().and_then(|p| p.parse().ok()) {
         access.check_project(Some(&project))?;
+        ingest::check_queue_cap(&state.services, &project)
+            .await
+            .map_err(ingest_error)?;
     }
     let config = &state.services.config;
     disk::check_floor(&config.data_dir, config.min_free_disk_bytes).map_err(|low| {
@@ -458,20 +469,7 @@ pub async fn upload(
     access.check_project(options.project.as_ref())?;
     let deployment = ingest::accept_upload(&state.services, temp.path(), options)
         .await
-        .map_err(|err| match err {
-            IngestError::Archive(err) if err.is_user_error() => {
-                ApiError::bad_request(err.code(), err.to_string())
-            }
-            IngestError::InvalidBuildSettings(message) => {
-                ApiError::bad_request("invalid_build_settings", message)
-            }
-            IngestError::InvalidEnv(message) => ApiError::bad_request("invalid_env", message),
-            IngestError::Storage(err) if err.is_full() => out_of_space(&err),
-            IngestError::Storage(err) => ApiError::unavailable(err),
-            IngestError::Repository(err) => err.into(),
-            IngestError::Project(err) => crate::routes::projects::project_error(err),
-            other => ApiError::internal(other),
-        })?;
+        .map_err(ingest_error)?;
     drop(temp);
     let mut view = DeploymentView::new(&state, deployment);
     if uri.path() == "/deploy" {
@@ -479,6 +477,29 @@ pub async fn upload(
         view.url = view.path_url.clone();
     }
     Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// The answer to an upload ingest refused.
+fn ingest_error(err: IngestError) -> ApiError {
+    match err {
+        IngestError::Archive(err) if err.is_user_error() => {
+            ApiError::bad_request(err.code(), err.to_string())
+        }
+        IngestError::InvalidBuildSettings(message) => {
+            ApiError::bad_request("invalid_build_settings", message)
+        }
+        IngestError::InvalidEnv(message) => ApiError::bad_request("invalid_env", message),
+        IngestError::Storage(err) if err.is_full() => out_of_space(&err),
+        IngestError::Storage(err) => ApiError::unavailable(err),
+        IngestError::Repository(err) => err.into(),
+        IngestError::Project(err) => crate::routes::projects::project_error(err),
+        err @ IngestError::TooManyQueued { .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_queued",
+            err.to_string(),
+        ),
+        other => ApiError::internal(other),
+    }
 }
 
 /// Read and drop at most [`DRAIN_BYTES`] of `body`, for at most [`DRAIN_TIME`].

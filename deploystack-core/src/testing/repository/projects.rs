@@ -21,6 +21,7 @@ pub async fn run_projects(repo: &dyn Repository) {
     racing_moves_keep_the_history_a_chain(repo).await;
     deleting_a_project_deletes_its_deployments_and_history(repo).await;
     retention_expires_only_previews_that_were_never_production(repo).await;
+    deployments_are_counted_by_project_and_status(repo).await;
 }
 
 /// Create (and `Conflict` on a taken name), get, update one setting, list in name order.
@@ -440,6 +441,37 @@ fn new_project(name: &ProjectName) -> NewProject {
         build_settings: BuildSettings::default(),
         retention: Retention::default(),
     }
+}
+
+/// `count_deployments` counts a project's live deployments in one status: not those of other
+/// projects, not deleted ones, and 0 for a project that does not exist.
+pub async fn deployments_are_counted_by_project_and_status(repo: &dyn Repository) {
+    let busy = project(repo, "count").await;
+    let other = project(repo, "count-other").await;
+    let count = |name: ProjectName, status: DeploymentStatus| async move {
+        repo.count_deployments(&name, status)
+            .await
+            .expect("count_deployments failed")
+    };
+    assert_eq!(count(busy.clone(), DeploymentStatus::Queued).await, 0);
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        queued.push(created(repo, &busy, Target::Preview).await);
+    }
+    created(repo, &other, Target::Preview).await;
+    assert_eq!(count(busy.clone(), DeploymentStatus::Queued).await, 4);
+    claim(repo, &queued[0].id, "count-worker", LONG_LEASE).await;
+    repo.delete_deployment(&queued[1].id)
+        .await
+        .expect("delete_deployment failed");
+    assert_eq!(count(busy.clone(), DeploymentStatus::Queued).await, 2);
+    assert_eq!(count(busy.clone(), DeploymentStatus::Building).await, 1);
+    assert_eq!(count(busy, DeploymentStatus::Ready).await, 0);
+    assert_eq!(count(other, DeploymentStatus::Queued).await, 1);
+    assert_eq!(
+        count(random_name("count-none"), DeploymentStatus::Queued).await,
+        0
+    );
 }
 
 /// A new project with a random name.
