@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use self::scratch::Scratch;
 use self::serving::ResolutionCache;
+use crate::breaker::{Breaker, BreakerQueue, BreakerSettings, BreakerStorage, RetryPolicy};
 use crate::build::{BuildConfig, BuildStrategy, StrategyRegistry};
 use crate::cache::{
     BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
@@ -94,6 +95,12 @@ pub struct Services {
     /// throwaway key, which is right for memory-only services and wrong for a repository that
     /// outlives the process: give such services their key with [`Services::with_keyring`].
     pub keyring: Arc<Keyring>,
+    /// The circuit breakers guarding the adapters, which `/readyz` and `/metrics` report.
+    /// [`Services::from_config`] puts one around S3 storage (`storage`), the Redis queue
+    /// (`queue`) and the read cache's Redis layer (`cache`), unless `breaker_min_calls` is 0;
+    /// [`Services::new`] leaves it empty. An embedder that wraps its own adapters in
+    /// [`BreakerStorage`] or [`BreakerQueue`] adds their breakers here.
+    pub breakers: Vec<Arc<Breaker>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -246,10 +253,13 @@ fn with_blob_cache(
     }
 }
 
-/// Put the read cache `engine` names in front of `repository`.
+/// Put the read cache `engine` names in front of `repository`; `breaker` guards its Redis
+/// layer, if it has one.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 async fn with_cache(
     repository: Arc<dyn Repository>,
     engine: CacheEngine,
+    breaker: Option<Arc<Breaker>>,
 ) -> Result<(Arc<dyn Repository>, Option<CacheStatsHandle>), ServicesError> {
     let cached = match engine {
         CacheEngine::Off => return Ok((repository, None)),
@@ -259,7 +269,13 @@ async fn with_cache(
             settings,
             url,
             prefix,
-        } => CachedRepository::with_redis(repository, settings, &url, &prefix).await?,
+        } => {
+            let cached = CachedRepository::with_redis(repository, settings, &url, &prefix).await?;
+            match breaker {
+                Some(breaker) => cached.with_breaker(breaker),
+                None => cached,
+            }
+        }
     };
     let stats = cached.stats_handle();
     Ok((Arc::new(cached), Some(stats)))
@@ -384,27 +400,63 @@ impl Services {
                 Arc::new(crate::repository::PostgresRepository::connect(&database_url).await?)
             }
         };
-        let (repository, cache_stats) = with_cache(repository, cache).await?;
+        let breaker_settings = BreakerSettings::from_config(&config);
+        #[cfg_attr(not(any(feature = "s3", feature = "redis")), allow(unused_variables))]
+        let retry = RetryPolicy::from_config(&config);
+        // Only remote engines get breakers: a local directory or memory does not go away on
+        // its own, and its errors (a full disk) are not outages.
+        #[cfg_attr(
+            not(any(feature = "s3", feature = "redis")),
+            allow(unused_mut, unused_variables)
+        )]
+        let mut breakers: Vec<Arc<Breaker>> = Vec::new();
+        #[cfg_attr(not(any(feature = "s3", feature = "redis")), allow(unused_mut))]
+        let mut breaker = |name: &'static str| {
+            breaker_settings.map(|settings| {
+                let breaker = Arc::new(Breaker::new(name, settings));
+                breakers.push(Arc::clone(&breaker));
+                breaker
+            })
+        };
+        #[cfg(feature = "redis")]
+        let cache_breaker = match cache {
+            CacheEngine::Redis { .. } => breaker("cache"),
+            _ => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        let cache_breaker = None;
+        let (repository, cache_stats) = with_cache(repository, cache, cache_breaker).await?;
         let storage: Arc<dyn Storage> = match storage_kind {
             StorageEngine::Local(dir) => Arc::new(ObjectStoreStorage::local(&dir)?),
             StorageEngine::Memory => Arc::new(ObjectStoreStorage::memory()),
             #[cfg(feature = "s3")]
             StorageEngine::S3(url) => {
-                Arc::new(crate::storage::S3Storage::connect(&url, &config.s3).await?)
+                let s3 =
+                    crate::storage::S3Storage::connect_with_retry(&url, &config.s3, &retry).await?;
+                match breaker("storage") {
+                    Some(breaker) => Arc::new(BreakerStorage::new(s3, breaker)),
+                    None => Arc::new(s3),
+                }
             }
         };
+        // The hot-blob cache goes in front of the breaker, so warm blobs are answered from
+        // memory while storage is down.
         let (storage, blob_cache_stats) = with_blob_cache(storage, &config);
         let queue: Arc<dyn Queue> = match queue_kind {
             QueueEngine::Memory => Arc::new(MemoryQueue::new(config.max_deliveries)),
             #[cfg(feature = "redis")]
-            QueueEngine::Redis => Arc::new(
-                crate::queue::RedisQueue::connect(
+            QueueEngine::Redis => {
+                let redis = crate::queue::RedisQueue::connect(
                     &queue_url,
                     &config.redis_prefix,
                     config.max_deliveries,
                 )
-                .await?,
-            ),
+                .await?;
+                match breaker("queue") {
+                    Some(breaker) => Arc::new(BreakerQueue::new(redis, breaker).with_retry(retry)),
+                    None => Arc::new(redis),
+                }
+            }
         };
         let (scratch, swept) =
             Scratch::in_data_dir(&config.data_dir).map_err(|source| ServicesError::DataDir {
@@ -423,6 +475,7 @@ impl Services {
             blob_cache_stats,
             scratch: Arc::new(scratch),
             keyring: Arc::new(keyring),
+            breakers,
             ..Self::new(config, repository, storage, queue)
         })
     }
@@ -456,6 +509,7 @@ impl Services {
             blob_cache_stats: None,
             scratch: Arc::new(Scratch::system()),
             keyring: Arc::new(Keyring::new(SecretKey::generate(), [])),
+            breakers: Vec::new(),
         }
     }
 
@@ -476,7 +530,7 @@ impl Services {
         let repository =
             Arc::new(crate::repository::SqliteRepository::connect("sqlite::memory:").await?);
         let cache = CacheConfig::from_config(&config).map_or(CacheEngine::Off, CacheEngine::Local);
-        let (repository, cache_stats) = with_cache(repository, cache).await?;
+        let (repository, cache_stats) = with_cache(repository, cache, None).await?;
         let queue = MemoryQueue::new(config.max_deliveries);
         let (storage, blob_cache_stats) =
             with_blob_cache(Arc::new(ObjectStoreStorage::memory()), &config);
