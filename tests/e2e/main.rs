@@ -8,6 +8,9 @@
 
 mod api_errors;
 mod binaries;
+// Needs the S3 and Redis adapters (`--all-features` in the test command).
+#[cfg(all(feature = "redis", feature = "s3"))]
+mod breakers;
 mod build_api;
 mod builds;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
