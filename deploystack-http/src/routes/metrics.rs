@@ -33,7 +33,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
     path = "/metrics",
     tag = "operations",
     summary = "Metrics for Prometheus",
-    description = "The text exposition format: requests by status class, connections, caches, the queue. docs/operations.md lists every metric.",
+    description = "The text exposition format: requests by status class, connections, caches, the queue, circuit breakers. docs/api.md lists every metric.",
     responses((status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4")),
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
