@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use self::scratch::Scratch;
 use self::serving::ResolutionCache;
-use crate::breaker::{Breaker, BreakerQueue, BreakerSettings, BreakerStorage, RetryPolicy};
+use crate::breaker::{Breaker, BreakerSettings, RetryPolicy};
 use crate::build::{BuildConfig, BuildStrategy, StrategyRegistry};
 use crate::cache::{
     BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
@@ -99,7 +99,8 @@ pub struct Services {
     /// [`Services::from_config`] puts one around S3 storage (`storage`), the Redis queue
     /// (`queue`) and the read cache's Redis layer (`cache`), unless `breaker_min_calls` is 0;
     /// [`Services::new`] leaves it empty. An embedder that wraps its own adapters in
-    /// [`BreakerStorage`] or [`BreakerQueue`] adds their breakers here.
+    /// [`BreakerStorage`](crate::breaker::BreakerStorage) or
+    /// [`BreakerQueue`](crate::breaker::BreakerQueue) adds their breakers here.
     pub breakers: Vec<Arc<Breaker>>,
 }
 
@@ -405,12 +406,12 @@ impl Services {
         let retry = RetryPolicy::from_config(&config);
         // Only remote engines get breakers: a local directory or memory does not go away on
         // its own, and its errors (a full disk) are not outages.
+        #[cfg_attr(not(any(feature = "s3", feature = "redis")), allow(unused_mut))]
+        let mut breakers: Vec<Arc<Breaker>> = Vec::new();
         #[cfg_attr(
             not(any(feature = "s3", feature = "redis")),
             allow(unused_mut, unused_variables)
         )]
-        let mut breakers: Vec<Arc<Breaker>> = Vec::new();
-        #[cfg_attr(not(any(feature = "s3", feature = "redis")), allow(unused_mut))]
         let mut breaker = |name: &'static str| {
             breaker_settings.map(|settings| {
                 let breaker = Arc::new(Breaker::new(name, settings));
@@ -434,7 +435,7 @@ impl Services {
                 let s3 =
                     crate::storage::S3Storage::connect_with_retry(&url, &config.s3, &retry).await?;
                 match breaker("storage") {
-                    Some(breaker) => Arc::new(BreakerStorage::new(s3, breaker)),
+                    Some(breaker) => Arc::new(crate::breaker::BreakerStorage::new(s3, breaker)),
                     None => Arc::new(s3),
                 }
             }
@@ -453,7 +454,9 @@ impl Services {
                 )
                 .await?;
                 match breaker("queue") {
-                    Some(breaker) => Arc::new(BreakerQueue::new(redis, breaker).with_retry(retry)),
+                    Some(breaker) => Arc::new(
+                        crate::breaker::BreakerQueue::new(redis, breaker).with_retry(retry),
+                    ),
                     None => Arc::new(redis),
                 }
             }
