@@ -292,6 +292,11 @@ async fn with_redis_down_the_queue_breaker_opens_and_closes_again_when_it_is_bac
     let Some(mut stack) = Stack::start().await else {
         return;
     };
+    let (ready, checks) = stack.readiness().await;
+    assert_eq!(ready, 200, "{checks}");
+    for breaker in ["breaker:queue", "breaker:cache"] {
+        assert_eq!(checks[breaker], "closed", "{checks}");
+    }
     let (id, page) = warm_site(&stack.server).await;
 
     stack.redis.stop();

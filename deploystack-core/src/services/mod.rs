@@ -700,6 +700,20 @@ mod tests {
         );
     }
 
+    /// A local directory or memory does not go away on its own: no breaker in front of it.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn local_engines_get_no_circuit_breakers() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            database_url: Some("sqlite::memory:".into()),
+            ..Config::default()
+        };
+        let services = Services::from_config(config).await.unwrap();
+        assert!(services.breakers.is_empty());
+    }
+
     #[cfg(all(feature = "sqlite", not(feature = "redis")))]
     #[tokio::test]
     async fn a_url_for_an_engine_not_compiled_in_names_the_feature() {
