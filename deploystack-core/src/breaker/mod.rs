@@ -151,7 +151,6 @@ pub struct BreakerStats {
 /// One circuit breaker, shared by every call to one backend. See the module docs.
 pub struct Breaker {
     name: &'static str,
-    readiness: &'static str,
     machine: Mutex<Machine>,
     opened: AtomicU64,
     half_opened: AtomicU64,
@@ -170,12 +169,10 @@ impl std::fmt::Debug for Breaker {
 
 impl Breaker {
     /// A closed breaker named `name` (`storage`; it appears in logs, `/readyz` as
-    /// `breaker:<name>` and `/metrics`). `name` is `'static` because readiness checks are
-    /// named by static strings; a breaker lives as long as the services anyway.
+    /// `breaker:<name>` and `/metrics`). A fixed name, like the names of the other checks.
     pub fn new(name: &'static str, settings: BreakerSettings) -> Self {
         Self {
             name,
-            readiness: Box::leak(format!("breaker:{name}").into_boxed_str()),
             machine: Mutex::new(Machine::new(settings, Instant::now())),
             opened: AtomicU64::new(0),
             half_opened: AtomicU64::new(0),
@@ -190,8 +187,8 @@ impl Breaker {
     }
 
     /// `breaker:<name>`: its entry in `/readyz`'s checks.
-    pub fn readiness_check(&self) -> &'static str {
-        self.readiness
+    pub fn readiness_check(&self) -> String {
+        format!("breaker:{}", self.name)
     }
 
     /// Where it stands now (an open breaker whose cool-down is over is half-open).

@@ -29,7 +29,7 @@ pub struct Readiness {
     /// Each dependency: `repository`, `storage` and `queue` are `ok` or `unavailable`,
     /// `disk` is `ok` or `low`; each circuit breaker, `breaker:<name>` (`breaker:storage`,
     /// `breaker:queue`, `breaker:cache`), is `closed`, `open` or `half_open`.
-    pub checks: BTreeMap<&'static str, &'static str>,
+    pub checks: BTreeMap<String, &'static str>,
     /// Why the disk check failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -88,7 +88,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                 "unavailable"
             }
         };
-        checks.insert(name, status);
+        checks.insert(name.to_owned(), status);
     }
     for breaker in &services.breakers {
         let state = breaker.state();
@@ -102,7 +102,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     let mut message = None;
     match &disk {
         Ok(()) => {
-            checks.insert("disk", "ok");
+            checks.insert("disk".to_owned(), "ok");
         }
         Err(low) => {
             tracing::warn!(
@@ -110,7 +110,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                 floor = low.floor,
                 "readiness check failed: disk"
             );
-            checks.insert("disk", "low");
+            checks.insert("disk".to_owned(), "low");
             message = Some(low.to_string());
             ready = false;
         }
