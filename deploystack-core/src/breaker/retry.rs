@@ -6,8 +6,10 @@
 //!   for an S3 that was down.
 //! - **Queue operations** that may be repeated retry in [`super::BreakerQueue`] with
 //!   [`RetryPolicy::run`].
+//! - The read cache's **invalidation listener** takes its pauses between attempts to
+//!   subscribe again from [`RetryPolicy::delay`] (it never gives up, so only the pauses).
 //!
-//! Both stop at `retry_max_attempts` attempts or once `retry_max_secs` have passed,
+//! The first two stop at `retry_max_attempts` attempts or once `retry_max_secs` have passed,
 //! whichever comes first, so a call that fails takes at most about that long before the
 //! breaker counts it.
 //!

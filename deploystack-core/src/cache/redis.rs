@@ -28,7 +28,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{CacheError, Counters, Local};
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, RetryPolicy};
 use crate::model::{Deployment, DeploymentId, FileEntry, ProjectName};
 
 /// How an invalidation names a project rather than a deployment: `<node> project:<name>`.
@@ -42,9 +42,16 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the listener checks that its connection is alive.
 const PING_EVERY: Duration = Duration::from_secs(5);
-/// First and longest pause between attempts to subscribe again.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Pauses between attempts to subscribe again: the shared backoff with jitter (so the nodes
+/// of a cluster do not all come back at the same instant after a Redis restart), from up to
+/// 100 ms growing to at most 5 s. The listener tries for as long as it runs, so only the
+/// pauses are taken from the policy, not its bounds.
+const RESUBSCRIBE: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    max_elapsed: Duration::MAX,
+    first_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(5),
+};
 
 /// Adds a manifest lookup to a deployment's hash and starts the hash's time to live with its
 /// first field, so the hash expires at most `ttl` after it was created, like every entry.
@@ -359,14 +366,14 @@ struct Listener {
 impl Listener {
     async fn run(self, first: PubSub, stop: CancellationToken) {
         let mut subscription = Some(first);
-        let mut retry = RETRY_MIN;
+        let mut attempt = 0;
         loop {
             let pubsub = match subscription.take() {
                 Some(pubsub) => pubsub,
                 None => {
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        () = tokio::time::sleep(retry) => {}
+                        () = tokio::time::sleep(RESUBSCRIBE.delay(attempt)) => {}
                     }
                     match subscribe(&self.client, &self.channel).await {
                         Ok(pubsub) => {
@@ -375,12 +382,12 @@ impl Listener {
                             tracing::info!(
                                 "cache: subscribed to invalidations again; emptied the in-process cache"
                             );
-                            retry = RETRY_MIN;
+                            attempt = 0;
                             pubsub
                         }
                         Err(err) => {
                             tracing::debug!(error = %err, "cache: still cannot subscribe");
-                            retry = (retry * 2).min(RETRY_MAX);
+                            attempt = attempt.saturating_add(1);
                             continue;
                         }
                     }
