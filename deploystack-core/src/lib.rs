@@ -16,6 +16,9 @@
 //! - [`cache`]: a decorator over the repository that caches the serving path's reads, in
 //!   process and optionally in Redis, with invalidation across nodes; and one over storage
 //!   that keeps small content-addressed blobs in memory (`CachedStorage`).
+//! - [`breaker`]: circuit breakers as decorators over storage and the queue (and around the
+//!   read cache's Redis layer), so an outage of S3 or Redis fails calls at once instead of
+//!   making each wait for its timeouts; and the one bounded retry policy with jitter.
 //! - [`archive`]: uploaded zips validated from their central directory, then extracted without
 //!   trusting them (the threat model is in the module's docs).
 //! - [`routing`]: per-deployment routing — `vercel.json` and Netlify `_redirects` /
@@ -87,6 +90,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod archive;
+pub mod breaker;
 pub mod build;
 pub mod cache;
 pub mod config;

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use deploystack_core::breaker::BreakerOpen;
 use deploystack_core::repository::RepositoryError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -95,6 +96,22 @@ impl ApiError {
     }
 }
 
+impl From<&BreakerOpen> for ApiError {
+    /// 503 `unavailable` with `Retry-After`: a circuit breaker refused the call without
+    /// trying, so the client learns at once when trying again may work. Logged at debug
+    /// only: during an outage every such request lands here, and the breaker's opening was
+    /// logged once already (`/metrics` counts the refusals).
+    fn from(open: &BreakerOpen) -> Self {
+        tracing::debug!(breaker = open.breaker, error = %open, "refused by an open circuit breaker");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service is temporarily unavailable; try again after the time in Retry-After",
+        )
+        .retry_after(u32::try_from(open.retry_after_secs()).unwrap_or(u32::MAX))
+    }
+}
+
 impl From<RepositoryError> for ApiError {
     fn from(err: RepositoryError) -> Self {
         match err {
@@ -158,7 +175,20 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn an_open_breaker_is_503_with_retry_after() {
+        let open = BreakerOpen {
+            breaker: "storage",
+            retry_after: Duration::from_millis(4_200),
+        };
+        let response = ApiError::from(&open).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
 
     #[test]
     fn a_full_repository_is_507_not_a_transient_503() {

@@ -8,6 +8,9 @@
 
 mod api_errors;
 mod binaries;
+// Needs the S3 and Redis adapters (`--all-features` in the test command).
+#[cfg(all(feature = "redis", feature = "s3"))]
+mod breakers;
 mod browser;
 mod build_api;
 mod builds;

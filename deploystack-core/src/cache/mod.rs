@@ -308,6 +308,19 @@ impl CachedRepository {
         })
     }
 
+    /// Guard the Redis layer's commands with `breaker`: while it is open, reads skip Redis
+    /// and go to the repository at once, and invalidations are not sent (other nodes' entries
+    /// then expire by their time to live, as when Redis is down). No effect without a Redis
+    /// layer.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn with_breaker(mut self, breaker: Arc<crate::breaker::Breaker>) -> Self {
+        if let Some(shared) = &mut self.shared {
+            shared.guard(breaker);
+        }
+        self
+    }
+
     /// The counters now.
     pub fn stats(&self) -> CacheStats {
         self.local.stats(self.shared.is_some())

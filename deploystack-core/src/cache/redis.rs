@@ -17,6 +17,7 @@
 //! own connection, watched by a ping every few seconds: a silent network failure is noticed
 //! even when nothing is published.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{CacheError, Counters, Local};
+use crate::breaker::{Breaker, RetryPolicy};
 use crate::model::{Deployment, DeploymentId, FileEntry, ProjectName};
 
 /// How an invalidation names a project rather than a deployment: `<node> project:<name>`.
@@ -40,9 +42,16 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the listener checks that its connection is alive.
 const PING_EVERY: Duration = Duration::from_secs(5);
-/// First and longest pause between attempts to subscribe again.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Pauses between attempts to subscribe again: the shared backoff with jitter (so the nodes
+/// of a cluster do not all come back at the same instant after a Redis restart), from up to
+/// 100 ms growing to at most 5 s. The listener tries for as long as it runs, so only the
+/// pauses are taken from the policy, not its bounds.
+const RESUBSCRIBE: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    max_elapsed: Duration::MAX,
+    first_delay: Duration::from_millis(100),
+    max_delay: Duration::from_secs(5),
+};
 
 /// Adds a manifest lookup to a deployment's hash and starts the hash's time to live with its
 /// first field, so the hash expires at most `ttl` after it was created, like every entry.
@@ -85,6 +94,9 @@ pub(super) struct RedisLayer {
     /// Tags this node's invalidations so its listener can skip them.
     node: String,
     fill_file: redis::Script,
+    /// Refuses commands at once while Redis is failing, so a miss goes straight to the
+    /// repository instead of waiting for a connection timeout (`crate::breaker`).
+    breaker: Option<Arc<Breaker>>,
     _listener: DropGuard,
 }
 
@@ -129,8 +141,34 @@ impl RedisLayer {
             ttl_secs: ttl.as_secs().max(1),
             node,
             fill_file: redis::Script::new(FILL_FILE),
+            breaker: None,
             _listener: stop.drop_guard(),
         })
+    }
+
+    /// Guard every later command with `breaker`.
+    pub(super) fn guard(&mut self, breaker: Arc<Breaker>) {
+        self.breaker = Some(breaker);
+    }
+
+    /// Run `command` through the breaker, if there is one. Only an unreachable Redis counts
+    /// as a failure; a value that does not decode is Redis answering.
+    async fn guarded<T>(
+        &self,
+        command: impl Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        match &self.breaker {
+            Some(breaker) => {
+                breaker
+                    .call(
+                        |err| matches!(err, CacheError::Unavailable(_)),
+                        |open| CacheError::Unavailable(open.to_string()),
+                        command,
+                    )
+                    .await
+            }
+            None => command.await,
+        }
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, CacheError> {
@@ -145,29 +183,35 @@ impl RedisLayer {
         &self,
         id: &DeploymentId,
     ) -> Result<Option<Deployment>, CacheError> {
-        let mut connection = self.connection().await?;
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(self.keys.deployment(id))
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        raw.map(|bytes| decode(&bytes)).transpose()
+        self.guarded(async {
+            let mut connection = self.connection().await?;
+            let raw: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(self.keys.deployment(id))
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            raw.map(|bytes| decode(&bytes)).transpose()
+        })
+        .await
     }
 
     /// Store a settled record read from the repository, unless one is there already: a change
     /// may have written a newer one since this read.
     pub(super) async fn fill_deployment(&self, deployment: &Deployment) -> Result<(), CacheError> {
-        let mut connection = self.connection().await?;
-        redis::cmd("SET")
-            .arg(self.keys.deployment(&deployment.id))
-            .arg(encode(deployment)?)
-            .arg("EX")
-            .arg(self.ttl_secs)
-            .arg("NX")
-            .query_async::<redis::Value>(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.guarded(async {
+            let mut connection = self.connection().await?;
+            redis::cmd("SET")
+                .arg(self.keys.deployment(&deployment.id))
+                .arg(encode(deployment)?)
+                .arg("EX")
+                .arg(self.ttl_secs)
+                .arg("NX")
+                .query_async::<redis::Value>(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     /// The cached lookup of `path` in the manifest of `id`: `Some(None)` is a cached "no such
@@ -177,14 +221,17 @@ impl RedisLayer {
         id: &DeploymentId,
         path: &str,
     ) -> Result<Option<Option<FileEntry>>, CacheError> {
-        let mut connection = self.connection().await?;
-        let raw: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(self.keys.files(id))
-            .arg(path)
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        raw.map(|bytes| decode(&bytes)).transpose()
+        self.guarded(async {
+            let mut connection = self.connection().await?;
+            let raw: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(self.keys.files(id))
+                .arg(path)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            raw.map(|bytes| decode(&bytes)).transpose()
+        })
+        .await
     }
 
     /// Store a lookup in a `READY` manifest.
@@ -194,29 +241,35 @@ impl RedisLayer {
         path: &str,
         entry: Option<&FileEntry>,
     ) -> Result<(), CacheError> {
-        let mut connection = self.connection().await?;
-        self.fill_file
-            .key(self.keys.files(id))
-            .arg(path)
-            .arg(encode(&entry)?)
-            .arg(self.ttl_secs)
-            .invoke_async::<redis::Value>(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.guarded(async {
+            let mut connection = self.connection().await?;
+            self.fill_file
+                .key(self.keys.files(id))
+                .arg(path)
+                .arg(encode(&entry)?)
+                .arg(self.ttl_secs)
+                .invoke_async::<redis::Value>(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Project `name` changed: tell every node. Projects are not stored in Redis, so there is
     /// nothing else to drop.
     pub(super) async fn project_changed(&self, name: &ProjectName) -> Result<(), CacheError> {
-        let mut connection = self.connection().await?;
-        redis::cmd("PUBLISH")
-            .arg(&self.keys.channel)
-            .arg(format!("{} {PROJECT_PREFIX}{name}", self.node))
-            .query_async::<redis::Value>(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.guarded(async {
+            let mut connection = self.connection().await?;
+            redis::cmd("PUBLISH")
+                .arg(&self.keys.channel)
+                .arg(format!("{} {PROJECT_PREFIX}{name}", self.node))
+                .query_async::<redis::Value>(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Domain `name` changed: tell every node. Domains are not stored in Redis either.
@@ -224,14 +277,17 @@ impl RedisLayer {
         &self,
         name: &crate::domains::DomainName,
     ) -> Result<(), CacheError> {
-        let mut connection = self.connection().await?;
-        redis::cmd("PUBLISH")
-            .arg(&self.keys.channel)
-            .arg(format!("{} {DOMAIN_PREFIX}{name}", self.node))
-            .query_async::<redis::Value>(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.guarded(async {
+            let mut connection = self.connection().await?;
+            redis::cmd("PUBLISH")
+                .arg(&self.keys.channel)
+                .arg(format!("{} {DOMAIN_PREFIX}{name}", self.node))
+                .query_async::<redis::Value>(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deployment `id` changed: in one transaction, store its new record (`now`, if settled)
@@ -241,27 +297,30 @@ impl RedisLayer {
         id: &DeploymentId,
         now: Option<&Deployment>,
     ) -> Result<(), CacheError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        match now {
-            Some(deployment) => pipe
-                .cmd("SET")
-                .arg(self.keys.deployment(id))
-                .arg(encode(deployment)?)
-                .arg("EX")
-                .arg(self.ttl_secs)
-                .ignore(),
-            None => pipe.cmd("DEL").arg(self.keys.deployment(id)).ignore(),
-        };
-        pipe.cmd("DEL").arg(self.keys.files(id)).ignore();
-        pipe.cmd("PUBLISH")
-            .arg(&self.keys.channel)
-            .arg(format!("{} {id}", self.node))
-            .ignore();
-        let mut connection = self.connection().await?;
-        pipe.query_async::<()>(&mut connection)
-            .await
-            .map_err(unavailable)
+        self.guarded(async {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            match now {
+                Some(deployment) => pipe
+                    .cmd("SET")
+                    .arg(self.keys.deployment(id))
+                    .arg(encode(deployment)?)
+                    .arg("EX")
+                    .arg(self.ttl_secs)
+                    .ignore(),
+                None => pipe.cmd("DEL").arg(self.keys.deployment(id)).ignore(),
+            };
+            pipe.cmd("DEL").arg(self.keys.files(id)).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(&self.keys.channel)
+                .arg(format!("{} {id}", self.node))
+                .ignore();
+            let mut connection = self.connection().await?;
+            pipe.query_async::<()>(&mut connection)
+                .await
+                .map_err(unavailable)
+        })
+        .await
     }
 }
 
@@ -307,14 +366,14 @@ struct Listener {
 impl Listener {
     async fn run(self, first: PubSub, stop: CancellationToken) {
         let mut subscription = Some(first);
-        let mut retry = RETRY_MIN;
+        let mut attempt = 0;
         loop {
             let pubsub = match subscription.take() {
                 Some(pubsub) => pubsub,
                 None => {
                     tokio::select! {
                         () = stop.cancelled() => return,
-                        () = tokio::time::sleep(retry) => {}
+                        () = tokio::time::sleep(RESUBSCRIBE.delay(attempt)) => {}
                     }
                     match subscribe(&self.client, &self.channel).await {
                         Ok(pubsub) => {
@@ -323,12 +382,12 @@ impl Listener {
                             tracing::info!(
                                 "cache: subscribed to invalidations again; emptied the in-process cache"
                             );
-                            retry = RETRY_MIN;
+                            attempt = 0;
                             pubsub
                         }
                         Err(err) => {
                             tracing::debug!(error = %err, "cache: still cannot subscribe");
-                            retry = (retry * 2).min(RETRY_MAX);
+                            attempt = attempt.saturating_add(1);
                             continue;
                         }
                     }

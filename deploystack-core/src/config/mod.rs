@@ -311,6 +311,52 @@ pub struct Config {
         arg(long, env = "DEPLOYSTACK_REDIS_PREFIX", value_name = "PREFIX")
     )]
     pub redis_prefix: String,
+    /// Share of failed calls, in percent (1–100), at which a circuit breaker opens: when S3 or
+    /// Redis fails this often within `breaker_window_secs`, calls to it fail at once (the
+    /// API answers 503 with `Retry-After`) instead of each waiting for its timeouts.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "DEPLOYSTACK_BREAKER_FAILURE_THRESHOLD",
+            value_name = "PERCENT"
+        )
+    )]
+    pub breaker_failure_threshold: u8,
+    /// Fewest calls a breaker's window must hold before its failure share is judged; 0 turns
+    /// the breakers off.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_BREAKER_MIN_CALLS", value_name = "N")
+    )]
+    pub breaker_min_calls: u32,
+    /// Length of the window a breaker counts calls in, in seconds.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_BREAKER_WINDOW_SECS", value_name = "SECS")
+    )]
+    pub breaker_window_secs: u64,
+    /// How long an open breaker refuses calls before it lets one probe through, in seconds;
+    /// what `Retry-After` counts down.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_BREAKER_COOLDOWN_SECS", value_name = "SECS")
+    )]
+    pub breaker_cooldown_secs: u64,
+    /// Most attempts of an S3 request or a repeatable queue operation that fails because the
+    /// backend is unavailable, the first included (exponential backoff with jitter between
+    /// them).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_RETRY_MAX_ATTEMPTS", value_name = "N")
+    )]
+    pub retry_max_attempts: u32,
+    /// Longest time the attempts of one call may take before it gives up, in seconds.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "DEPLOYSTACK_RETRY_MAX_SECS", value_name = "SECS")
+    )]
+    pub retry_max_secs: u64,
     /// Domain under which each deployment is served on its own origin,
     /// `<deployment-id>.<base_domain>`.
     ///
@@ -580,6 +626,12 @@ impl Default for Config {
             blob_cache_max_bytes: 64 * 1024 * 1024,
             blob_cache_max_object_bytes: 1024 * 1024,
             redis_prefix: "deploystack".to_owned(),
+            breaker_failure_threshold: 50,
+            breaker_min_calls: 20,
+            breaker_window_secs: 30,
+            breaker_cooldown_secs: 15,
+            retry_max_attempts: 4,
+            retry_max_secs: 10,
             base_domain: "localhost".to_owned(),
             max_connections: 4096,
             serve_threads: 0,

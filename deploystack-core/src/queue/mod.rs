@@ -53,6 +53,10 @@ pub enum QueueError {
     /// The queue's settings cannot work (a malformed URL, say); retrying will not help.
     #[error("queue misconfigured: {0}")]
     Misconfigured(String),
+    /// The queue has been failing and its circuit breaker refused the call without trying:
+    /// retry after `retry_after` (see [`crate::breaker`]).
+    #[error("queue unavailable: {0}")]
+    Open(crate::breaker::BreakerOpen),
 }
 
 /// A unit of work: build this deployment.

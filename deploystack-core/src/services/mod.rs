@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use self::scratch::Scratch;
 use self::serving::ResolutionCache;
+use crate::breaker::{Breaker, BreakerSettings, RetryPolicy};
 use crate::build::{BuildConfig, BuildStrategy, StrategyRegistry};
 use crate::cache::{
     BlobCacheConfig, BlobCacheStatsHandle, CacheConfig, CacheStatsHandle, CachedRepository,
@@ -101,6 +102,13 @@ pub struct Services {
     /// [`Services::new`], it is this process's own, in memory. Quotas from the settings
     /// `rate_limit_*_per_minute`.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// The circuit breakers guarding the adapters, which `/readyz` and `/metrics` report.
+    /// [`Services::from_config`] puts one around S3 storage (`storage`), the Redis queue
+    /// (`queue`) and the read cache's Redis layer (`cache`), unless `breaker_min_calls` is 0;
+    /// [`Services::new`] leaves it empty. An embedder that wraps its own adapters in
+    /// [`BreakerStorage`](crate::breaker::BreakerStorage) or
+    /// [`BreakerQueue`](crate::breaker::BreakerQueue) adds their breakers here.
+    pub breakers: Vec<Arc<Breaker>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -253,10 +261,13 @@ fn with_blob_cache(
     }
 }
 
-/// Put the read cache `engine` names in front of `repository`.
+/// Put the read cache `engine` names in front of `repository`; `breaker` guards its Redis
+/// layer, if it has one.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 async fn with_cache(
     repository: Arc<dyn Repository>,
     engine: CacheEngine,
+    breaker: Option<Arc<Breaker>>,
 ) -> Result<(Arc<dyn Repository>, Option<CacheStatsHandle>), ServicesError> {
     let cached = match engine {
         CacheEngine::Off => return Ok((repository, None)),
@@ -266,7 +277,13 @@ async fn with_cache(
             settings,
             url,
             prefix,
-        } => CachedRepository::with_redis(repository, settings, &url, &prefix).await?,
+        } => {
+            let cached = CachedRepository::with_redis(repository, settings, &url, &prefix).await?;
+            match breaker {
+                Some(breaker) => cached.with_breaker(breaker),
+                None => cached,
+            }
+        }
     };
     let stats = cached.stats_handle();
     Ok((Arc::new(cached), Some(stats)))
@@ -416,27 +433,65 @@ impl Services {
                 Arc::new(crate::repository::PostgresRepository::connect(&database_url).await?)
             }
         };
-        let (repository, cache_stats) = with_cache(repository, cache).await?;
+        let breaker_settings = BreakerSettings::from_config(&config);
+        #[cfg_attr(not(any(feature = "s3", feature = "redis")), allow(unused_variables))]
+        let retry = RetryPolicy::from_config(&config);
+        // Only remote engines get breakers: a local directory or memory does not go away on
+        // its own, and its errors (a full disk) are not outages.
+        #[cfg_attr(not(any(feature = "s3", feature = "redis")), allow(unused_mut))]
+        let mut breakers: Vec<Arc<Breaker>> = Vec::new();
+        #[cfg_attr(
+            not(any(feature = "s3", feature = "redis")),
+            allow(unused_mut, unused_variables)
+        )]
+        let mut breaker = |name: &'static str| {
+            breaker_settings.map(|settings| {
+                let breaker = Arc::new(Breaker::new(name, settings));
+                breakers.push(Arc::clone(&breaker));
+                breaker
+            })
+        };
+        #[cfg(feature = "redis")]
+        let cache_breaker = match cache {
+            CacheEngine::Redis { .. } => breaker("cache"),
+            _ => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        let cache_breaker = None;
+        let (repository, cache_stats) = with_cache(repository, cache, cache_breaker).await?;
         let storage: Arc<dyn Storage> = match storage_kind {
             StorageEngine::Local(dir) => Arc::new(ObjectStoreStorage::local(&dir)?),
             StorageEngine::Memory => Arc::new(ObjectStoreStorage::memory()),
             #[cfg(feature = "s3")]
             StorageEngine::S3(url) => {
-                Arc::new(crate::storage::S3Storage::connect(&url, &config.s3).await?)
+                let s3 =
+                    crate::storage::S3Storage::connect_with_retry(&url, &config.s3, &retry).await?;
+                match breaker("storage") {
+                    Some(breaker) => Arc::new(crate::breaker::BreakerStorage::new(s3, breaker)),
+                    None => Arc::new(s3),
+                }
             }
         };
+        // The hot-blob cache goes in front of the breaker, so warm blobs are answered from
+        // memory while storage is down.
         let (storage, blob_cache_stats) = with_blob_cache(storage, &config);
         let queue: Arc<dyn Queue> = match queue_kind {
             QueueEngine::Memory => Arc::new(MemoryQueue::new(config.max_deliveries)),
             #[cfg(feature = "redis")]
-            QueueEngine::Redis => Arc::new(
-                crate::queue::RedisQueue::connect(
+            QueueEngine::Redis => {
+                let redis = crate::queue::RedisQueue::connect(
                     &queue_url,
                     &config.redis_prefix,
                     config.max_deliveries,
                 )
-                .await?,
-            ),
+                .await?;
+                match breaker("queue") {
+                    Some(breaker) => Arc::new(
+                        crate::breaker::BreakerQueue::new(redis, breaker).with_retry(retry),
+                    ),
+                    None => Arc::new(redis),
+                }
+            }
         };
         let rate_limiter = rate_limiter(&config, queue_kind, &queue_url)?;
         let (scratch, swept) =
@@ -457,6 +512,7 @@ impl Services {
             scratch: Arc::new(scratch),
             keyring: Arc::new(keyring),
             rate_limiter,
+            breakers,
             ..Self::new(config, repository, storage, queue)
         })
     }
@@ -492,6 +548,7 @@ impl Services {
             blob_cache_stats: None,
             scratch: Arc::new(Scratch::system()),
             keyring: Arc::new(Keyring::new(SecretKey::generate(), [])),
+            breakers: Vec::new(),
         }
     }
 
@@ -512,7 +569,7 @@ impl Services {
         let repository =
             Arc::new(crate::repository::SqliteRepository::connect("sqlite::memory:").await?);
         let cache = CacheConfig::from_config(&config).map_or(CacheEngine::Off, CacheEngine::Local);
-        let (repository, cache_stats) = with_cache(repository, cache).await?;
+        let (repository, cache_stats) = with_cache(repository, cache, None).await?;
         let queue = MemoryQueue::new(config.max_deliveries);
         let (storage, blob_cache_stats) =
             with_blob_cache(Arc::new(ObjectStoreStorage::memory()), &config);
@@ -677,6 +734,20 @@ mod tests {
             again.keyring.current_key_id(),
             "a restart reads the same key"
         );
+    }
+
+    /// A local directory or memory does not go away on its own: no breaker in front of it.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn local_engines_get_no_circuit_breakers() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            database_url: Some("sqlite::memory:".into()),
+            ..Config::default()
+        };
+        let services = Services::from_config(config).await.unwrap();
+        assert!(services.breakers.is_empty());
     }
 
     #[cfg(all(feature = "sqlite", not(feature = "redis")))]

@@ -111,7 +111,13 @@ async fn build_loop(
             Err(err) => {
                 // The queue is down: back off, but keep watching for shutdown.
                 failures = failures.saturating_add(1);
-                let pause = super::pipeline::backoff(failures);
+                // While the queue's circuit breaker is open, ask again when its cool-down
+                // ends (the probe that may close it) rather than after a backoff that keeps
+                // growing through the outage and would idle the worker long after it.
+                let pause = match &err {
+                    crate::queue::QueueError::Open(open) => open.retry_after,
+                    _ => super::pipeline::backoff(failures),
+                };
                 tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "cannot reserve a job");
                 tokio::select! {
                     _ = stop_reserving.cancelled() => break,

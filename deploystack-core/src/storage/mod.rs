@@ -71,6 +71,10 @@ pub enum StorageError {
     /// space is freed.
     #[error("no space left in storage: {0}")]
     Full(String),
+    /// Storage has been failing and its circuit breaker refused the call without trying:
+    /// retry after `retry_after` (see [`crate::breaker`]).
+    #[error("storage unavailable: {0}")]
+    Open(crate::breaker::BreakerOpen),
 }
 
 impl StorageError {

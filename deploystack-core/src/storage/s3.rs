@@ -30,6 +30,13 @@
 //! few retries: the store itself retries for minutes, which is right for a running server
 //! riding out a blip but would make a misconfigured start hang.
 //!
+//! # Retries
+//! Every request is retried by `object_store` (exponential backoff with jitter) within the
+//! bounds of a [`RetryPolicy`] — `retry_max_attempts` and `retry_max_secs` when built by
+//! `Services::from_config` — rather than `object_store`'s default of up to three minutes,
+//! so a store that went away fails a call within seconds and the circuit breaker in front
+//! (`crate::breaker`) can notice.
+//!
 //! # Why is the secret never printed?
 //! `Debug` shows the URL and the endpoint only. `object_store`'s own builder derives `Debug`
 //! with the secret in it, so this module never formats one.
@@ -50,6 +57,7 @@ use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 
 use super::object_store::object_path;
 use super::{ObjectInfo, ObjectStoreStorage, ObjectStream, Storage, StorageError};
+use crate::breaker::RetryPolicy;
 use crate::config::S3Settings;
 
 /// The shape every error about the URL repeats, so the fix is in the message.
@@ -183,7 +191,17 @@ impl S3Storage {
     /// unreachable endpoint or refused credentials are [`StorageError::Unavailable`], a
     /// missing bucket or inconsistent settings [`StorageError::InvalidConfig`].
     pub async fn connect(url: &S3Url, settings: &S3Settings) -> Result<Self, StorageError> {
-        let builder = builder(url, settings)?;
+        Self::connect_with_retry(url, settings, &RetryPolicy::default()).await
+    }
+
+    /// [`connect`](Self::connect), with every later request retried under `retry` (bounded
+    /// exponential backoff with jitter, `object_store`'s) instead of the default policy.
+    pub async fn connect_with_retry(
+        url: &S3Url,
+        settings: &S3Settings,
+        retry: &RetryPolicy,
+    ) -> Result<Self, StorageError> {
+        let builder = builder(url, settings)?.with_retry(retry.object_store());
         let endpoint = settings
             .endpoint
             .clone()

@@ -3,7 +3,8 @@
 //! Exposed: the read cache's hits and misses per layer (in-process `local`, Redis `shared`),
 //! its errors, invalidations, size and hit ratio; the hot-blob cache's hits, misses and size;
 //! the queue's depth — jobs waiting, in flight and dead-lettered; the open HTTP connections
-//! of each serve thread, and the requests in flight and answered per status class. Values are read when scraped: the cache keeps its own atomic
+//! of each serve thread, and the requests in flight and answered per status class; each
+//! circuit breaker's state, transitions and refused calls. Values are read when scraped: the cache keeps its own atomic
 //! counters and the queue answers `depth()`, so nothing is recorded twice.
 //!
 //! ## Why no metrics library?
@@ -16,6 +17,7 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use deploystack_core::breaker::{BreakerState, BreakerStats};
 use deploystack_core::cache::{BlobCacheStats, CacheStats};
 use deploystack_core::queue::{QueueDepth, QueueError};
 
@@ -31,7 +33,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
     path = "/metrics",
     tag = "operations",
     summary = "Metrics for Prometheus",
-    description = "The text exposition format: requests by status class, connections, caches, the queue. docs/operations.md lists every metric.",
+    description = "The text exposition format: requests by status class, connections, caches, the queue, circuit breakers. docs/api.md lists every metric.",
     responses((status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4")),
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -44,6 +46,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .blob_cache_stats
         .as_ref()
         .map(|handle| handle.snapshot());
+    let breakers: Vec<BreakerStats> = services.breakers.iter().map(|b| b.stats()).collect();
     let queue = services.queue.depth().await;
     if let Err(err) = &queue {
         tracing::warn!(error = %err, "metrics: cannot read the queue depth");
@@ -54,6 +57,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             cache.as_ref(),
             blobs.as_ref(),
             &queue,
+            &breakers,
             &HttpStats {
                 connections: &state.connections.per_thread(),
                 requests_in_flight: state.requests.in_flight(),
@@ -80,6 +84,7 @@ pub fn render(
     cache: Option<&CacheStats>,
     blobs: Option<&BlobCacheStats>,
     queue: &Result<QueueDepth, QueueError>,
+    breakers: &[BreakerStats],
     http: &HttpStats<'_>,
 ) -> String {
     let mut out = Exposition::default();
@@ -106,6 +111,7 @@ pub fn render(
         render_blob_cache(&mut out, stats);
     }
     render_queue(&mut out, queue);
+    render_breakers(&mut out, breakers);
     out.family(
         "deploystack_http_connections",
         "gauge",
@@ -293,6 +299,60 @@ fn render_queue(out: &mut Exposition, queue: &Result<QueueDepth, QueueError>) {
     }
 }
 
+fn render_breakers(out: &mut Exposition, breakers: &[BreakerStats]) {
+    if breakers.is_empty() {
+        return;
+    }
+    out.family(
+        "deploystack_breaker_state",
+        "gauge",
+        "Each circuit breaker's state: 1 for the state it is in (closed, open, half_open), 0 for the others.",
+    );
+    for stats in breakers {
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            out.sample(
+                "deploystack_breaker_state",
+                &[("breaker", stats.name), ("state", state.as_str())],
+                u64::from(stats.state == state),
+            );
+        }
+    }
+    out.family(
+        "deploystack_breaker_transitions_total",
+        "counter",
+        "Circuit breaker state changes, by the state entered.",
+    );
+    for stats in breakers {
+        for (to, count) in [
+            ("open", stats.opened),
+            ("half_open", stats.half_opened),
+            ("closed", stats.closed),
+        ] {
+            out.sample(
+                "deploystack_breaker_transitions_total",
+                &[("breaker", stats.name), ("to", to)],
+                count,
+            );
+        }
+    }
+    out.family(
+        "deploystack_breaker_refused_total",
+        "counter",
+        "Calls a circuit breaker refused at once, without touching the backend.",
+    );
+    for stats in breakers {
+        out.sample(
+            "deploystack_breaker_refused_total",
+            &[("breaker", stats.name)],
+            stats.refused,
+        );
+    }
+}
+
 /// The text being built. Label values here are fixed strings, so none needs escaping.
 #[derive(Default)]
 struct Exposition(String);
@@ -318,6 +378,10 @@ impl Exposition {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use deploystack_core::breaker::{Breaker, BreakerSettings};
+
     use super::*;
 
     fn has_line(text: &str, line: &str) -> bool {
@@ -336,7 +400,8 @@ mod tests {
             requests_in_flight: 2,
             answered: [0, 10, 1, 4, 0],
         };
-        let text = render(None, None, &Ok(depth), &http);
+        let text = render(None, None, &Ok(depth), &[], &http);
+        assert!(!text.contains("deploystack_breaker"), "{text}");
         assert!(has_line(&text, "deploystack_cache_enabled 0"), "{text}");
         assert!(!text.contains("deploystack_cache_hits_total"), "{text}");
         assert!(has_line(&text, "deploystack_queue_up 1"), "{text}");
@@ -354,14 +419,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_sample_belongs_to_a_declared_family() {
+    #[tokio::test]
+    async fn every_sample_belongs_to_a_declared_family() {
         let stats = CacheStats::default();
         let down = Err(QueueError::Unavailable("down".to_owned()));
+        let breaker = Breaker::new(
+            "storage",
+            BreakerSettings {
+                failure_percent: 50,
+                min_calls: 1,
+                window: Duration::from_secs(60),
+                cooldown: Duration::from_secs(60),
+            },
+        );
+        let _ = breaker
+            .call(|_: &()| true, |_| (), async { Err::<(), ()>(()) })
+            .await;
         let text = render(
             Some(&stats),
             Some(&BlobCacheStats::default()),
             &down,
+            &[breaker.stats()],
             &HttpStats {
                 connections: &[1, 2],
                 ..HttpStats::default()
@@ -373,6 +451,14 @@ mod tests {
             "{text}"
         );
         assert!(has_line(&text, "deploystack_queue_up 0"), "{text}");
+        for line in [
+            "deploystack_breaker_state{breaker=\"storage\",state=\"open\"} 1",
+            "deploystack_breaker_state{breaker=\"storage\",state=\"closed\"} 0",
+            "deploystack_breaker_transitions_total{breaker=\"storage\",to=\"open\"} 1",
+            "deploystack_breaker_refused_total{breaker=\"storage\"} 0",
+        ] {
+            assert!(has_line(&text, line), "{line} missing from {text}");
+        }
         assert!(!text.contains("deploystack_queue_depth"), "{text}");
         assert!(
             has_line(&text, "deploystack_http_connections{thread=\"1\"} 2"),

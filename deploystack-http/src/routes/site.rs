@@ -802,11 +802,21 @@ async fn range_body(
 }
 
 fn storage_failure(file: &FileEntry, err: &StorageError) -> Response {
-    tracing::error!(path = %file.path, blob = %file.sha256, error = %err, "cannot read a published blob");
-    page(
+    let mut response = page(
         StatusCode::SERVICE_UNAVAILABLE,
         "503 Service Unavailable\n\nTry again shortly.\n",
-    )
+    );
+    if let StorageError::Open(open) = err {
+        // Storage's breaker is open: this blob is not in memory, and storage is not asked
+        // until the cool-down ends. Said once by the breaker, not per request.
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(open.retry_after_secs()),
+        );
+    } else {
+        tracing::error!(path = %file.path, blob = %file.sha256, error = %err, "cannot read a published blob");
+    }
+    response
 }
 
 /// `ETag` and `Last-Modified`: sent with every answer about a found file, 412 and 416

@@ -34,6 +34,7 @@ use deploystack_core::services::ingest::{
     self, IngestError, MAX_ENV_NAME_BYTES, MAX_ENV_VALUE_BYTES, MAX_ENV_VARS, MAX_SETTING_BYTES,
     UploadOptions,
 };
+use deploystack_core::storage::StorageError;
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
@@ -489,6 +490,7 @@ fn ingest_error(err: IngestError) -> ApiError {
             ApiError::bad_request("invalid_build_settings", message)
         }
         IngestError::InvalidEnv(message) => ApiError::bad_request("invalid_env", message),
+        IngestError::Storage(StorageError::Open(open)) => ApiError::from(&open),
         IngestError::Storage(err) if err.is_full() => out_of_space(&err),
         IngestError::Storage(err) => ApiError::unavailable(err),
         IngestError::Repository(err) => err.into(),

@@ -27,6 +27,13 @@ pub(super) enum Failure {
     Canceled,
     /// Our problem: retry.
     Internal(String),
+    /// Our problem, and a circuit breaker says the backend is failing: retry, but not before
+    /// `retry_after`, when the breaker lets a call through again (sooner would only spend a
+    /// delivery on a call refused at once).
+    Unavailable {
+        detail: String,
+        retry_after: Duration,
+    },
 }
 
 impl From<BuildError> for Failure {
@@ -62,7 +69,13 @@ impl From<StorageError> for Failure {
         if err.is_full() {
             return out_of_space(&err);
         }
-        Failure::Internal(err.to_string())
+        match err {
+            StorageError::Open(open) => Failure::Unavailable {
+                detail: open.to_string(),
+                retry_after: open.retry_after,
+            },
+            other => Failure::Internal(other.to_string()),
+        }
     }
 }
 
@@ -133,6 +146,12 @@ impl Pipeline {
     ) -> Outcome {
         let id = delivery.job.deployment_id;
         let repository = &self.services.repository;
+        // Refused by an open breaker is our problem like any other, retried no sooner than the
+        // breaker's cool-down ends.
+        let not_before = match &failure {
+            Failure::Unavailable { retry_after, .. } => *retry_after,
+            _ => Duration::ZERO,
+        };
         match failure {
             Failure::User { code, message } => {
                 log.system(format!("error: {message}"));
@@ -172,7 +191,7 @@ impl Pipeline {
                     }
                 }
             }
-            Failure::Internal(detail) => {
+            Failure::Internal(detail) | Failure::Unavailable { detail, .. } => {
                 tracing::error!(%id, attempt, deliveries = delivery.deliveries, error = %detail, "build failed on our side");
                 if delivery.deliveries >= self.services.config.max_deliveries {
                     log.system("error: the platform failed to build this deployment repeatedly");
@@ -198,7 +217,8 @@ impl Pipeline {
                 if let Err(err) = repository.release_claim(&id, attempt).await {
                     tracing::info!(%id, error = %err, "could not release the claim");
                 }
-                self.nack(delivery, backoff(delivery.deliveries)).await;
+                self.nack(delivery, backoff(delivery.deliveries).max(not_before))
+                    .await;
                 Outcome::Retrying
             }
         }
@@ -284,6 +304,21 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_refused_by_a_breaker_is_retried_after_its_cool_down() {
+        let open = crate::breaker::BreakerOpen {
+            breaker: "storage",
+            retry_after: Duration::from_secs(12),
+        };
+        let failure = Failure::from(StorageError::Open(open));
+        assert!(
+            matches!(failure, Failure::Unavailable { retry_after, .. } if retry_after == Duration::from_secs(12)),
+            "{failure:?}"
+        );
+        let down = Failure::from(StorageError::Unavailable("connection refused".into()));
+        assert!(matches!(down, Failure::Internal(_)), "{down:?}");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
