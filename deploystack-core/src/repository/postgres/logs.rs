@@ -1,0 +1,49 @@
+//! Build logs on PostgreSQL.
+
+use super::*;
+
+/// `$1` id, `$2` after, `$3` limit.
+const LOGS_AFTER: &str = "SELECT id, attempt, at, stream, message FROM build_logs \
+     WHERE deployment_id = $1 AND id > $2 ORDER BY id LIMIT $3";
+
+#[async_trait]
+impl LogRepository for PostgresRepository {
+    async fn append_log(
+        &self,
+        id: &DeploymentId,
+        lines: &[LogLine],
+    ) -> Result<(), RepositoryError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        insert_log_lines(&self.pool, id, lines).await
+    }
+
+    async fn logs(&self, id: &DeploymentId) -> Result<Vec<LogLine>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT attempt, at, stream, message FROM build_logs \
+             WHERE deployment_id = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::log_line).collect()
+    }
+
+    async fn logs_after(
+        &self,
+        id: &DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredLogLine>, RepositoryError> {
+        let rows = sqlx::query(LOGS_AFTER)
+            .bind(id.to_string())
+            .bind(after)
+            .bind(i64::from(limit.clamp(1, crate::repository::MAX_LOG_BATCH)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(rows::stored_log_line).collect()
+    }
+}
