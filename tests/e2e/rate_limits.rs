@@ -178,6 +178,15 @@ async fn a_burst_past_the_deploys_limit_is_told_when_to_retry_and_tokens_have_th
     let after = upload(&server, None, &[]).await;
     assert_eq!(after.status, 202, "after Retry-After: {}", after.body);
     assert_rate_limited(&upload(&server, None, &[]).await, LIMIT);
+
+    // Operators see every refusal, by class.
+    let metrics = server.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "deploystack_rate_limited_total{class=\"deploys\"} 5",
+        "deploystack_rate_limited_total{class=\"reads\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]

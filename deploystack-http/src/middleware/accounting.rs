@@ -1,5 +1,6 @@
-//! Request accounting for `/metrics`: how many requests are in flight, and how many were
-//! answered in each status class. Connections are counted by the server, which opens and
+//! Request accounting for `/metrics`: how many requests are in flight, how many were
+//! answered in each status class, and how many the rate limits refused in each of their
+//! classes (counted by `crate::middleware::rate_limit`). Connections are counted by the server, which opens and
 //! closes them (`crate::server::Connections`).
 
 use std::future::Future;
@@ -10,6 +11,7 @@ use std::task::{Context, Poll};
 
 use axum::http::{Request, StatusCode};
 use axum::response::Response;
+use deploystack_core::ratelimit::Class;
 use tower::{Layer, Service};
 
 /// Counters the accounting layer keeps; `/metrics` reads them when scraped.
@@ -18,6 +20,8 @@ pub struct RequestStats {
     in_flight: AtomicU64,
     /// Answers by status class: 1xx … 5xx.
     answered: [AtomicU64; 5],
+    /// Requests the rate limits refused, by class in the order of `Class::ALL`.
+    rate_limited: [AtomicU64; 3],
 }
 
 impl RequestStats {
@@ -33,6 +37,24 @@ impl RequestStats {
             .checked_sub(1)
             .and_then(|index| self.answered.get(index))
             .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    /// Requests of `class` the rate limits refused so far.
+    pub fn rate_limited(&self, class: Class) -> u64 {
+        self.rate_limited[Self::slot(class)].load(Ordering::Relaxed)
+    }
+
+    /// Count a request of `class` refused by the rate limits.
+    pub fn record_rate_limited(&self, class: Class) {
+        self.rate_limited[Self::slot(class)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn slot(class: Class) -> usize {
+        match class {
+            Class::Deploys => 0,
+            Class::Writes => 1,
+            Class::Reads => 2,
+        }
     }
 
     fn record(&self, status: StatusCode) {

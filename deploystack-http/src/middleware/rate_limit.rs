@@ -101,6 +101,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         }
     };
     if !decision.allowed {
+        state.requests.record_rate_limited(class);
         return refuse(&decision);
     }
     let mut response = next.run(request).await;

@@ -3,9 +3,10 @@
 //! Exposed: the read cache's hits and misses per layer (in-process `local`, Redis `shared`),
 //! its errors, invalidations, size and hit ratio; the hot-blob cache's hits, misses and size;
 //! the queue's depth — jobs waiting, in flight and dead-lettered; the open HTTP connections
-//! of each serve thread, and the requests in flight and answered per status class; each
-//! circuit breaker's state, transitions and refused calls. Values are read when scraped: the cache keeps its own atomic
-//! counters and the queue answers `depth()`, so nothing is recorded twice.
+//! of each serve thread, the requests in flight and answered per status class, and those
+//! the rate limits refused per class; each circuit breaker's state, transitions and refused
+//! calls. Values are read when scraped: the cache keeps its own atomic counters and the
+//! queue answers `depth()`, so nothing is recorded twice.
 //!
 //! ## Why no metrics library?
 //! A dozen series read from two snapshots need formatting, not a registry; the format is a
@@ -20,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use deploystack_core::breaker::{BreakerState, BreakerStats};
 use deploystack_core::cache::{BlobCacheStats, CacheStats};
 use deploystack_core::queue::{QueueDepth, QueueError};
+use deploystack_core::ratelimit::Class;
 
 use crate::state::AppState;
 
@@ -62,6 +64,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
                 connections: &state.connections.per_thread(),
                 requests_in_flight: state.requests.in_flight(),
                 answered: [1, 2, 3, 4, 5].map(|class| state.requests.answered(class)),
+                rate_limited: Class::ALL.map(|class| state.requests.rate_limited(class)),
             },
         ),
     )
@@ -77,6 +80,8 @@ pub struct HttpStats<'a> {
     pub requests_in_flight: u64,
     /// Answers given so far per status class, 1xx to 5xx.
     pub answered: [u64; 5],
+    /// Requests the rate limits refused so far, per class in the order of `Class::ALL`.
+    pub rate_limited: [u64; 3],
 }
 
 /// The exposition text for these snapshots.
@@ -146,6 +151,18 @@ pub fn render(
         out.sample(
             "deploystack_http_responses_total",
             &[("class", class)],
+            count,
+        );
+    }
+    out.family(
+        "deploystack_rate_limited_total",
+        "counter",
+        "API requests refused with 429 by the rate limits, by class.",
+    );
+    for (class, count) in Class::ALL.iter().zip(http.rate_limited) {
+        out.sample(
+            "deploystack_rate_limited_total",
+            &[("class", class.as_str())],
             count,
         );
     }
@@ -399,6 +416,7 @@ mod tests {
             connections: &[3],
             requests_in_flight: 2,
             answered: [0, 10, 1, 4, 0],
+            rate_limited: [2, 0, 0],
         };
         let text = render(None, None, &Ok(depth), &[], &http);
         assert!(!text.contains("deploystack_breaker"), "{text}");
@@ -414,6 +432,8 @@ mod tests {
             "deploystack_http_responses_total{class=\"2xx\"} 10",
             "deploystack_http_responses_total{class=\"4xx\"} 4",
             "deploystack_http_responses_total{class=\"5xx\"} 0",
+            "deploystack_rate_limited_total{class=\"deploys\"} 2",
+            "deploystack_rate_limited_total{class=\"reads\"} 0",
         ] {
             assert!(has_line(&text, line), "{line} missing from {text}");
         }
