@@ -329,6 +329,66 @@ mod shared {
         assert_eq!(a.stats().local_hits, hits + 1, "{:?}", a.stats());
     }
 
+    /// With Redis unreachable the cache's breaker opens: reads go straight to the database
+    /// without waiting on Redis, and once Redis is back a read after the cool-down is the
+    /// probe that closes the breaker again.
+    #[tokio::test]
+    async fn with_redis_down_the_breaker_sends_reads_to_the_database_until_redis_is_back() {
+        use deploystack_core::breaker::{Breaker, BreakerSettings, BreakerState};
+        let Some(url) = redis_url() else { return };
+        let proxy = Proxy::start(&url).await;
+        let inner: Arc<SqliteRepository> = sqlite().await;
+        let cooldown = Duration::from_millis(300);
+        let breaker = Arc::new(Breaker::new(
+            "cache",
+            BreakerSettings {
+                failure_percent: 50,
+                min_calls: 2,
+                window: Duration::from_secs(30),
+                cooldown,
+            },
+        ));
+        let node = node(inner.clone(), &proxy.url, &unique_name("cache"))
+            .await
+            .with_breaker(breaker.clone());
+
+        proxy.go_down();
+        // Every read is of a deployment the node has not seen, so each would ask Redis.
+        let give_up = Instant::now() + DEADLINE;
+        while breaker.state() != BreakerState::Open {
+            assert!(Instant::now() < give_up, "the breaker did not open");
+            let (id, _) = ready(inner.as_ref()).await;
+            assert_eq!(node.get_deployment(&id).await.unwrap().id, id);
+        }
+        let refused = breaker.stats().refused;
+        let (id, _) = ready(inner.as_ref()).await;
+        assert_eq!(
+            node.get_deployment(&id).await.unwrap().id,
+            id,
+            "served by the database"
+        );
+        assert!(
+            breaker.stats().refused > refused,
+            "Redis was asked while the breaker was open: {:?}",
+            breaker.stats()
+        );
+
+        proxy.come_back();
+        tokio::time::sleep(cooldown).await;
+        let give_up = Instant::now() + DEADLINE;
+        while breaker.state() != BreakerState::Closed {
+            assert!(
+                Instant::now() < give_up,
+                "the breaker did not close: {:?}",
+                breaker.stats()
+            );
+            let (id, _) = ready(inner.as_ref()).await;
+            node.get_deployment(&id).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(breaker.stats().closed >= 1, "{:?}", breaker.stats());
+    }
+
     /// A TCP proxy in front of Redis that a test can cut, the way a network failure would.
     struct Proxy {
         /// The Redis URL through the proxy.
