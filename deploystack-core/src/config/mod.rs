@@ -23,6 +23,7 @@
 //! The S3 settings read the standard `AWS_*` variables rather than `DEPLOYSTACK_*` ones, so
 //! the AWS tooling's environment works unchanged; their flags are `--s3-*`.
 
+mod auth;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
@@ -37,6 +38,8 @@ use crate::archive::ArchiveLimits;
 use crate::build::SandboxMode;
 use crate::secrets::SecretText;
 use crate::services::hosts::BaseDomain;
+
+pub use self::auth::AuthMode;
 
 /// A setting that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -654,65 +657,7 @@ impl Default for Config {
     }
 }
 
-/// Who may call the API without a token (`auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthMode {
-    /// Every API call needs a token.
-    Required,
-    /// Same-site requests from a loopback peer to a loopback host name need none; only
-    /// allowed when the server listens on loopback.
-    Local,
-    /// `local` on a server listening on a network address: the operator says every peer
-    /// that can reach it is trusted (a container's published port, behind a proxy that
-    /// authenticates).
-    LocalUnsafe,
-}
-
-impl std::str::FromStr for AuthMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "required" => Ok(Self::Required),
-            "local" => Ok(Self::Local),
-            "local-unsafe" => Ok(Self::LocalUnsafe),
-            other => Err(format!(
-                "unknown auth mode {other:?}; expected required, local or local-unsafe"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for AuthMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Required => "required",
-            Self::Local => "local",
-            Self::LocalUnsafe => "local-unsafe",
-        })
-    }
-}
-
 impl Config {
-    /// The `auth` mode in effect for a server bound to `bound` (the address it really got).
-    /// The default follows the address: `local` on loopback, `required` elsewhere; `local`
-    /// on a non-loopback address is refused, since the local rule trusts the peer address
-    /// and that trust only holds on loopback (`local-unsafe` says so explicitly).
-    pub fn auth_mode(&self, bound: SocketAddr) -> Result<AuthMode, ConfigError> {
-        let loopback = bound.ip().to_canonical().is_loopback();
-        match self.auth {
-            None if loopback => Ok(AuthMode::Local),
-            None => Ok(AuthMode::Required),
-            Some(AuthMode::Local) if !loopback => Err(ConfigError::Auth(format!(
-                "auth = local needs a loopback listen address, and the server listens on \
-                 {bound}: create a token (`deploystack-server token create --name NAME \
-                 --scope admin`) and keep auth = required, or set auth = local-unsafe if every \
-                 peer that can reach {bound} is trusted"
-            ))),
-            Some(mode) => Ok(mode),
-        }
-    }
-
     /// Defaults overridden by a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -852,121 +797,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auth_defaults_to_local_only_on_loopback_and_refuses_local_elsewhere() {
-        let loopback: SocketAddr = "127.0.0.1:8000".parse().unwrap();
-        let v6: SocketAddr = "[::1]:8000".parse().unwrap();
-        let network: SocketAddr = "0.0.0.0:8000".parse().unwrap();
-        let mut config = Config::default();
-        assert_eq!(config.auth_mode(loopback).unwrap(), AuthMode::Local);
-        assert_eq!(config.auth_mode(v6).unwrap(), AuthMode::Local);
-        assert_eq!(config.auth_mode(network).unwrap(), AuthMode::Required);
-        config.auth = Some(AuthMode::Local);
-        assert!(matches!(
-            config.auth_mode(network),
-            Err(ConfigError::Auth(_))
-        ));
-        config.auth = Some(AuthMode::LocalUnsafe);
-        assert_eq!(config.auth_mode(network).unwrap(), AuthMode::LocalUnsafe);
-        config.auth = Some(AuthMode::Required);
-        assert_eq!(config.auth_mode(loopback).unwrap(), AuthMode::Required);
-        assert_eq!(
-            "local-unsafe".parse::<AuthMode>(),
-            Ok(AuthMode::LocalUnsafe)
-        );
-        assert!("open".parse::<AuthMode>().is_err());
-    }
-
-    #[test]
-    fn defaults_match_the_embedded_shape() {
-        let config = Config::default();
-        assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
-        assert_eq!(config.queue_url(), "memory://");
-        assert!(config.database_url().starts_with("sqlite://"));
-        assert!(config.database_url().ends_with("deploystack.db"));
-        assert!(config.storage_url().starts_with("file://"));
-        assert_eq!(config.body_read_timeout(), Duration::from_secs(30));
-        assert_eq!(config.min_free_disk_bytes, 536_870_912);
-    }
-
-    #[test]
-    fn the_file_overrides_the_defaults_it_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("deploystack.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:9000\"\nlease_secs = 7\nbody_read_timeout_secs = 5\nmin_free_disk_bytes = 0\n",
-        )
-        .unwrap();
-        let config = Config::from_file(&path).unwrap();
-        assert_eq!(config.listen.port(), 9000);
-        assert_eq!(config.lease_secs, 7);
-        assert_eq!(config.body_read_timeout(), Duration::from_secs(5));
-        assert_eq!(config.min_free_disk_bytes, 0);
-        assert_eq!(config.max_deliveries, Config::default().max_deliveries);
-    }
-
-    #[test]
-    fn s3_settings_come_from_the_file_and_the_secret_is_never_printed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cluster.toml");
-        std::fs::write(
-            &path,
-            "storage_url = \"s3://sites/prod\"\n[s3]\nregion = \"eu-west-1\"\nsecret_access_key = \"from-file\"\n",
-        )
-        .unwrap();
-        let config = Config::from_file(&path).unwrap();
-        assert_eq!(config.s3.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(config.s3.secret_access_key.as_deref(), Some("from-file"));
-        assert_eq!(config.base_domain().unwrap().as_str(), "localhost");
-        let printed = format!("{config:?}");
-        assert!(!printed.contains("from-file"), "{printed}");
-    }
-
-    #[test]
-    fn secret_and_dns_settings_come_from_the_file_and_keys_are_never_printed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("secrets.toml");
-        std::fs::write(
-            &path,
-            "secret_key = \"key-in-the-file\"\nprevious_secret_keys = [\"old-key-1\", \"old-key-2\"]\n\
-             dns_servers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n",
-        )
-        .unwrap();
-        let config = Config::from_file(&path).unwrap();
-        assert_eq!(
-            config.secret_key.as_ref().map(SecretText::expose),
-            Some("key-in-the-file")
-        );
-        assert_eq!(config.previous_secret_keys.len(), 2);
-        assert_eq!(config.dns_servers[0].port(), 5353);
-        assert!(config.dns_servers[1].is_ipv6());
-        let printed = format!("{config:?}");
-        assert!(!printed.contains("key-in-the-file"), "{printed}");
-        assert!(!printed.contains("old-key"), "{printed}");
-        assert!(Config::default().dns_servers.is_empty());
-    }
-
-    #[test]
-    fn bad_values_name_the_line_or_the_variable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "listen = \"x\"\nnot_a_setting = 1\n").unwrap();
-        let err = Config::from_file(&path).unwrap_err();
-        assert!(err.to_string().contains("bad.toml"), "{err}");
-
-        std::fs::write(&path, "serve_cpu_affinity = true\n").unwrap();
-        let err = Config::from_file(&path).unwrap_err();
-        assert!(err.to_string().contains("serve_cpu_affinity"), "{err}");
-
-        let config = Config {
-            base_domain: "sites.example.com:80".to_owned(),
-            ..Config::default()
-        };
-        let err = config.base_domain().unwrap_err();
-        assert!(err.to_string().contains("DEPLOYSTACK_BASE_DOMAIN"), "{err}");
-    }
-}
+mod tests;
