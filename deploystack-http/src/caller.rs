@@ -33,8 +33,8 @@ impl Caller {
 
     /// The description as the services take it (`by`), to be kept in the history and the
     /// events.
-    pub fn by(&self) -> Option<String> {
-        Some(self.0.clone())
+    pub fn by(&self) -> Option<&str> {
+        Some(&self.0)
     }
 
     /// The caller of a request made with `token`: `token <name> (<id>)`.

@@ -33,7 +33,7 @@ pub enum CollectError {
 pub async fn cancel(
     services: &Services,
     id: &DeploymentId,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Deployment, RepositoryError> {
     let before = services.repository.get_deployment(id).await?;
     let canceled = services.repository.cancel_deployment(id).await?;
@@ -45,7 +45,7 @@ pub async fn cancel(
         Event::DeploymentCanceled {
             deployment_id: *id,
             previous_status: before.status,
-            by,
+            by: by.map(str::to_owned),
         },
     )
     .await;
@@ -58,7 +58,7 @@ pub async fn cancel(
 pub async fn delete(
     services: &Services,
     id: &DeploymentId,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Deployment, RepositoryError> {
     let before = services.repository.get_deployment(id).await?;
     let after = services.repository.delete_deployment(id).await?;
@@ -71,7 +71,7 @@ pub async fn delete(
             Event::DeploymentDeleted {
                 deployment_id: *id,
                 previous_status: before.status,
-                by,
+                by: by.map(str::to_owned),
             },
         )
         .await;

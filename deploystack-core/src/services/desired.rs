@@ -80,7 +80,7 @@ pub async fn apply(
     services: &Services,
     name: &ProjectName,
     desired: DesiredProject,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Applied, DesiredError> {
     projects::check_name(name)?;
     desired.retention.validate().map_err(ProjectError::from)?;
@@ -99,7 +99,7 @@ pub async fn apply(
                 build_settings: desired.build_settings.clone(),
                 retention: desired.retention,
             };
-            match projects::create(services, new, by.clone()).await {
+            match projects::create(services, new, by).await {
                 Ok(project) => {
                     changes.push(Change::new(
                         ChangeAction::Created,
@@ -155,9 +155,9 @@ pub async fn apply(
     let project = if update == ProjectUpdate::default() {
         project
     } else {
-        projects::update(services, name, update, by.clone()).await?
+        projects::update(services, name, update, by).await?
     };
-    changes.extend(env::sync(services, name, &desired.env, by.clone()).await?);
+    changes.extend(env::sync(services, name, &desired.env, by).await?);
     changes.extend(domains::sync(services, name, &desired.domains, by).await?);
 
     Ok(Applied {

@@ -140,7 +140,7 @@ pub async fn accept_upload(
     let settings = match &options.project {
         Some(name) => {
             let project =
-                crate::services::projects::get_or_create(services, name, options.by.clone())
+                crate::services::projects::get_or_create(services, name, options.by.as_deref())
                     .await?;
             options.settings.over(&project.build_settings)
         }

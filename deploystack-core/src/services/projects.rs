@@ -75,7 +75,7 @@ fn about(name: &ProjectName) -> impl Fn(RepositoryError) -> ProjectError + '_ {
 pub async fn create(
     services: &Services,
     new: NewProject,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Project, ProjectError> {
     check_name(&new.name)?;
     new.retention.validate()?;
@@ -92,7 +92,7 @@ pub async fn create(
         services.events.as_ref(),
         Event::ProjectCreated {
             project: project.name.clone(),
-            by,
+            by: by.map(str::to_owned),
         },
     )
     .await;
@@ -105,7 +105,7 @@ pub async fn create(
 pub async fn get_or_create(
     services: &Services,
     name: &ProjectName,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Project, ProjectError> {
     match services.repository.get_project(name).await {
         Ok(project) => return Ok(project),
@@ -152,7 +152,7 @@ pub async fn update(
     services: &Services,
     name: &ProjectName,
     update: ProjectUpdate,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Project, ProjectError> {
     update_with_protection(services, name, update, None, by)
         .await
@@ -177,7 +177,7 @@ pub async fn update_with_protection(
     name: &ProjectName,
     mut update: ProjectUpdate,
     protection: Option<&ProtectionRequest>,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Updated, ProjectError> {
     if let Some(retention) = &update.retention {
         retention.validate()?;
@@ -228,7 +228,7 @@ pub async fn update_with_protection(
 pub async fn rotate_bypass(
     services: &Services,
     name: &ProjectName,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<(Project, String), ProjectError> {
     let current = get(services, name).await?;
     if current.protection.mode == crate::model::ProtectionMode::None {
@@ -257,7 +257,7 @@ pub async fn rotate_bypass(
 pub async fn delete(
     services: &Services,
     name: &ProjectName,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Vec<DeploymentId>, ProjectError> {
     let deleted = services
         .repository
@@ -276,7 +276,7 @@ pub async fn delete(
         Event::ProjectDeleted {
             project: name.clone(),
             deployments: deleted.len() as u64,
-            by,
+            by: by.map(str::to_owned),
         },
     )
     .await;
@@ -285,16 +285,12 @@ pub async fn delete(
 
 /// Tell the event sinks that `project` changed (`ProjectUpdated`) on behalf of `by`: its
 /// settings, or its variables or domains (`services::env`, `services::domains`).
-pub(crate) async fn announce_update(
-    services: &Services,
-    project: &ProjectName,
-    by: Option<String>,
-) {
+pub(crate) async fn announce_update(services: &Services, project: &ProjectName, by: Option<&str>) {
     emit_best_effort(
         services.events.as_ref(),
         Event::ProjectUpdated {
             project: project.clone(),
-            by,
+            by: by.map(str::to_owned),
         },
     )
     .await;

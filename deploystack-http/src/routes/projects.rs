@@ -377,7 +377,7 @@ pub async fn promote(
     let name = path_name(&raw)?;
     let Json(body) = body.map_err(bad_body)?;
     let id = parse_deployment(&body.deployment_id)?;
-    let project = projects::promote(&state.services, &name, &id, Some(caller.as_str()))
+    let project = projects::promote(&state.services, &name, &id, caller.by())
         .await
         .map_err(project_error)?;
     Ok(Json(ProjectView::new(&state, project)))
@@ -417,7 +417,7 @@ pub async fn rollback(
         .as_deref()
         .map(parse_deployment)
         .transpose()?;
-    let project = projects::rollback(&state.services, &name, id.as_ref(), Some(caller.as_str()))
+    let project = projects::rollback(&state.services, &name, id.as_ref(), caller.by())
         .await
         .map_err(project_error)?;
     Ok(Json(ProjectView::new(&state, project)))

@@ -464,7 +464,7 @@ pub async fn upload(
     }
 
     let options = UploadOptions {
-        by: caller.by(),
+        by: caller.by().map(str::to_owned),
         ..upload_options(form.over(query))?
     };
     access.check_project(options.project.as_ref())?;

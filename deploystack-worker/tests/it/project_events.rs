@@ -45,7 +45,7 @@ async fn a_projects_life_is_announced_step_by_step() {
             build_settings: Default::default(),
             retention: Retention::default(),
         },
-        Some("token admin (1)".to_owned()),
+        Some("token admin (1)"),
     )
     .await
     .unwrap();
@@ -85,11 +85,11 @@ async fn a_projects_life_is_announced_step_by_step() {
             }),
             ..ProjectUpdate::default()
         },
-        Some("token ops (2)".to_owned()),
+        Some("token ops (2)"),
     )
     .await
     .unwrap();
-    projects::delete(&services, &shop, Some("token admin (1)".to_owned()))
+    projects::delete(&services, &shop, Some("token admin (1)"))
         .await
         .unwrap();
 

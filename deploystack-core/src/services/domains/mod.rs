@@ -438,7 +438,7 @@ pub async fn add(
     services: &Services,
     project: &ProjectName,
     spec: DomainSpec,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<DomainState, DomainError> {
     let existing = project_domains(services, project).await?;
     if let Some(reason) = reserved(&services.config, &spec.name) {
@@ -508,7 +508,7 @@ pub async fn delete(
     services: &Services,
     project: &ProjectName,
     name: &str,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<(), DomainError> {
     let states = list(services, project).await?;
     let redirecting: Vec<DomainName> = {
@@ -538,7 +538,7 @@ pub async fn delete(
 }
 
 /// Tell the event sinks the project's domains changed, on behalf of `by`.
-async fn announce(services: &Services, project: &ProjectName, by: Option<String>) {
+async fn announce(services: &Services, project: &ProjectName, by: Option<&str>) {
     crate::services::projects::announce_update(services, project, by).await;
 }
 

@@ -17,7 +17,7 @@ pub async fn sync(
     services: &Services,
     project: &ProjectName,
     desired: &[DomainSpec],
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Vec<Change>, DomainError> {
     let current = project_domains(services, project).await?;
     let graph = check_desired(services, project, desired).await?;

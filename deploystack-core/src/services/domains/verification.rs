@@ -16,7 +16,7 @@ pub async fn verify(
     services: &Services,
     project: &ProjectName,
     name: &str,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<(DomainState, CheckReport), DomainError> {
     let state = get(services, project, name).await?;
     let domain = &state.domain;
@@ -39,7 +39,7 @@ async fn check_and_record(
     services: &Services,
     verifier: &DomainVerifier,
     domain: &Domain,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<VerifyOutcome, DomainError> {
     let outcome = verifier.check(&domain.name, &domain.token).await;
     let retry_in = services
@@ -58,7 +58,7 @@ async fn check_and_record(
             Event::DomainVerified {
                 project: recorded.project.clone(),
                 domain: recorded.name.to_string(),
-                by,
+                by: by.map(str::to_owned),
             },
         )
         .await;

@@ -203,7 +203,7 @@ fn reveal(
     })
 }
 
-async fn announce(services: &Services, project: &ProjectName, by: Option<String>) {
+async fn announce(services: &Services, project: &ProjectName, by: Option<&str>) {
     crate::services::projects::announce_update(services, project, by).await;
 }
 
@@ -220,7 +220,7 @@ pub async fn create(
     services: &Services,
     project: &ProjectName,
     var: DesiredEnvVar,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<ProjectEnvVar, EnvError> {
     let targets = checked(&var, "")?;
     let existing = services
@@ -305,7 +305,7 @@ pub async fn update(
     project: &ProjectName,
     id: &EnvVarId,
     patch: EnvVarPatch,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<ProjectEnvVar, EnvError> {
     if let Some(value) = &patch.value {
         check_value(value, "value")?;
@@ -357,7 +357,7 @@ pub async fn delete(
     services: &Services,
     project: &ProjectName,
     id: &EnvVarId,
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<(), EnvError> {
     match services.repository.delete_env_var(project, id).await {
         Ok(()) => {}

@@ -62,7 +62,7 @@ pub async fn sync(
     services: &Services,
     project: &ProjectName,
     desired: &[DesiredEnvVar],
-    by: Option<String>,
+    by: Option<&str>,
 ) -> Result<Vec<crate::model::Change>, EnvError> {
     let targets = normalized(desired)?;
     let repository = &services.repository;
