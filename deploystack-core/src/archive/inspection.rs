@@ -282,6 +282,45 @@ fn inspect_zip(zip: &mut Zip, limits: &ArchiveLimits) -> Result<ArchiveManifest,
     })
 }
 
+/// The file paths of a source given some other way than as a zip (a manifest of blobs), held
+/// to the rules of zip entry names: clean UTF-8, relative, no `..`, `.` or empty parts, no
+/// backslashes, drive letters, control or invisible characters, bounded lengths; a
+/// trailing `/` (a folder) is refused. Then no path may be given twice, and none may be both
+/// a file and the folder of another. Paths the archive rules ignore (`__MACOSX/`,
+/// `.DS_Store`) are reported in the answer's `ignored` positions so the caller drops them.
+///
+/// Returns the normalized path of each input, in order.
+pub fn check_paths<'a>(
+    paths: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<(String, bool)>, ArchiveError> {
+    let mut checked = Vec::new();
+    let mut seen = HashSet::new();
+    let mut entries = Vec::new();
+    for (index, raw) in paths.into_iter().enumerate() {
+        let (path, is_dir) = validate_name(raw.as_bytes())?;
+        if is_dir {
+            return Err(ArchiveError::InvalidName {
+                name: display_name(raw.as_bytes()),
+                reason: "a folder, not a file",
+            });
+        }
+        if !seen.insert(path.clone()) {
+            return Err(ArchiveError::DuplicateEntry { name: path });
+        }
+        let ignored = is_ignored(&path);
+        entries.push(Entry {
+            index,
+            path: path.clone(),
+            is_dir: false,
+            size: 0,
+            ignored,
+        });
+        checked.push((path, ignored));
+    }
+    check_conflicts(&entries)?;
+    Ok(checked)
+}
+
 /// Validates a raw entry name and returns its normalized path (no trailing
 /// `/`) and whether the name marks a directory (trailing `/`).
 fn validate_name(raw: &[u8]) -> Result<(String, bool), ArchiveError> {

@@ -35,4 +35,4 @@ mod test_zips;
 
 pub use error::ArchiveError;
 pub use extraction::{Extracted, extract};
-pub use inspection::{ArchiveFile, ArchiveLimits, ArchiveManifest, inspect};
+pub use inspection::{ArchiveFile, ArchiveLimits, ArchiveManifest, check_paths, inspect};

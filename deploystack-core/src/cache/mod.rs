@@ -99,9 +99,9 @@ use time::OffsetDateTime;
 use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus, Domain,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, NewDomain, NewProject, Page, PageRequest,
-    ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate, Retention,
-    StoredLogLine, Target,
+    EncodedVariant, FileEntry, LogLine, ManifestEntry, NewDeployment, NewDomain, NewProject, Page,
+    PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
+    Retention, StoredLogLine, Target,
 };
 use crate::repository::{
     Claim, DeploymentRepository, DomainRepository, FileRepository, LogRepository,
@@ -645,6 +645,14 @@ impl FileRepository for CachedRepository {
 
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError> {
         self.inner.list_files(id).await
+    }
+
+    async fn list_source_files(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Vec<ManifestEntry>, RepositoryError> {
+        // Read once per build, off the serving path.
+        self.inner.list_source_files(id).await
     }
 
     async fn known_encodings(

@@ -119,8 +119,12 @@ pub struct NewDeployment {
     pub project: Option<ProjectName>,
     /// Production or preview.
     pub target: Target,
-    /// Storage key of the uploaded source archive.
+    /// Storage key of the uploaded source archive, or [`manifest_source_key`] for a source
+    /// given as a manifest.
     pub source_key: String,
+    /// The source as a manifest of stored blobs (a content-addressed upload); empty for an
+    /// uploaded archive. Recorded with the deployment in one transaction.
+    pub source_files: Vec<crate::model::ManifestEntry>,
     /// Overrides of framework detection, stored with the deployment for its build.
     pub settings: BuildSettings,
     /// The upload's environment variables, values sealed (`services::env::seal_upload_env`):
@@ -129,6 +133,17 @@ pub struct NewDeployment {
     /// Who created it, as the history names callers (`token ci (<id>)`, `api (127.0.0.1)`);
     /// `None` when the library was called without a caller.
     pub created_by: Option<String>,
+}
+
+/// The `source_key` of a deployment whose source is a manifest of blobs (kept in the
+/// repository, not in storage): `manifest/<id>`. No object is ever stored under it.
+pub fn manifest_source_key(id: &crate::model::DeploymentId) -> String {
+    format!("manifest/{id}")
+}
+
+/// Whether `source_key` names a manifest source (see [`manifest_source_key`]).
+pub fn is_manifest_source(source_key: &str) -> bool {
+    source_key.starts_with("manifest/")
 }
 
 /// A deployment as stored. Deserializable too, so a cache can keep it outside the process.

@@ -154,6 +154,30 @@ pub struct BlobRef {
     pub size: u64,
 }
 
+/// One file of a deployment's source given as a manifest (content-addressed upload): where
+/// it goes in the source tree and which stored blob holds its bytes. A deployment created
+/// from a manifest keeps these for as long as it exists, and its blobs with them (the
+/// collector never takes a blob a source file names), so it can be built again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Normalized relative path, `/`-separated (the path rules of zip entries).
+    pub path: String,
+    /// The sha256 of its bytes: the blob that holds them.
+    pub digest: ContentHash,
+    /// Its size in bytes (the blob's).
+    pub size: u64,
+    /// Its unix mode. Only the owner's execute bit is kept when the source is laid out for
+    /// a build (`0o100755` gives an executable file, anything else `0o644`).
+    pub mode: u32,
+}
+
+impl ManifestEntry {
+    /// Whether the file is laid out executable.
+    pub fn executable(&self) -> bool {
+        self.mode & 0o100 != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

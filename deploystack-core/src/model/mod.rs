@@ -20,14 +20,14 @@ pub use build::{BuildSettings, EnvVar};
 pub use change::{Change, ChangeAction, ChangeKind};
 pub use deployment::{
     Deployment, DeploymentError, DeploymentStatus, LogLine, LogStream, NewDeployment, Page,
-    PageRequest, StoredLogLine, Target,
+    PageRequest, StoredLogLine, Target, is_manifest_source, manifest_source_key,
 };
 pub use domain::{Domain, NewDomain};
 pub use env::{
     EnvTarget, EnvVarId, EnvVarType, EnvVarUpdate, NewEnvVar, ResealCounts, ResealReport,
     SealedEnvVar,
 };
-pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry};
+pub use file::{BlobRef, ContentHash, EncodedVariant, Encoding, FileEntry, ManifestEntry};
 pub use ids::{DeploymentId, InvalidId, ProjectName};
 pub use project::{
     InvalidProject, MAX_RETENTION_DAYS, NewProject, Production, ProductionChange, ProductionReason,

@@ -269,6 +269,8 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.expose().starts_with("ds_"));
         assert_eq!(a.expose().len(), 3 + 64);
+        // Word characters only: clients refuse others in a token (the `vercel` CLI rejects
+        // any token matching /\W/, see docs/vercel.md).
         assert!(
             a.expose()
                 .bytes()

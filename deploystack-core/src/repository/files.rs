@@ -2,9 +2,11 @@
 //! of published deployments and the bookkeeping of the content-addressed blobs they share.
 //!
 //! # Contract
-//! A blob is either claimed by the garbage collector or referenced by a committed manifest,
-//! never both: `touch_blobs` (and `publish`) refuse blobs being collected with `BlobBusy`, and
-//! the collector only claims blobs no manifest references and nobody touched recently.
+//! A blob is either claimed by the garbage collector or referenced by a committed manifest
+//! (a published deployment's files, or the source files of a deployment created from a
+//! manifest), never both: `touch_blobs`, `publish` and `create_deployment` refuse blobs
+//! being collected with `BlobBusy`, and the collector only claims blobs no manifest
+//! references and nobody touched recently.
 
 use std::collections::HashMap;
 
@@ -12,7 +14,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::RepositoryError;
-use crate::model::{BlobRef, ContentHash, DeploymentId, EncodedVariant, FileEntry};
+use crate::model::{BlobRef, ContentHash, DeploymentId, EncodedVariant, FileEntry, ManifestEntry};
 
 /// Manifests and blob bookkeeping.
 #[async_trait]
@@ -26,6 +28,13 @@ pub trait FileRepository: Send + Sync {
 
     /// The whole manifest of a deployment, ordered by path.
     async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError>;
+
+    /// The source files of a deployment created from a manifest, ordered by path; empty for
+    /// a deployment uploaded as an archive (or deleted: deleting releases them).
+    async fn list_source_files(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Vec<ManifestEntry>, RepositoryError>;
 
     /// The precompressed variants some live manifest already records for files with each of
     /// `hashes` as content, so a redeploy of the same content reuses them instead of

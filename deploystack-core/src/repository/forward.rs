@@ -22,9 +22,9 @@ use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{ApiToken, NewToken, TokenHash, TokenId};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
-    EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
-    Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
-    ResealReport, Retention, SealedEnvVar, StoredLogLine,
+    EnvVarId, EnvVarUpdate, FileEntry, LogLine, ManifestEntry, NewDeployment, NewDomain, NewEnvVar,
+    NewProject, Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName,
+    ProjectUpdate, ResealReport, Retention, SealedEnvVar, StoredLogLine,
 };
 
 /// Every trait of the port for `$wrapper<R>`, each method calling `R`'s.
@@ -167,6 +167,13 @@ macro_rules! forward_repository {
                 id: &DeploymentId,
             ) -> Result<Vec<FileEntry>, RepositoryError> {
                 (**self).list_files(id).await
+            }
+
+            async fn list_source_files(
+                &self,
+                id: &DeploymentId,
+            ) -> Result<Vec<ManifestEntry>, RepositoryError> {
+                (**self).list_source_files(id).await
             }
 
             async fn known_encodings(

@@ -12,9 +12,9 @@ use crate::domains::{DomainName, RedirectStatus};
 use crate::model::{ApiToken, NewToken, TokenHash, TokenId};
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, Domain, EncodedVariant,
-    EnvVarId, EnvVarUpdate, FileEntry, LogLine, NewDeployment, NewDomain, NewEnvVar, NewProject,
-    Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName, ProjectUpdate,
-    ResealReport, Retention, SealedEnvVar, StoredLogLine,
+    EnvVarId, EnvVarUpdate, FileEntry, LogLine, ManifestEntry, NewDeployment, NewDomain, NewEnvVar,
+    NewProject, Page, PageRequest, ProductionChange, ProductionReason, Project, ProjectName,
+    ProjectUpdate, ResealReport, Retention, SealedEnvVar, StoredLogLine,
 };
 
 mockall::mock! {
@@ -86,6 +86,10 @@ mockall::mock! {
             path: &str,
         ) -> Result<Option<FileEntry>, RepositoryError>;
         async fn list_files(&self, id: &DeploymentId) -> Result<Vec<FileEntry>, RepositoryError>;
+        async fn list_source_files(
+            &self,
+            id: &DeploymentId,
+        ) -> Result<Vec<ManifestEntry>, RepositoryError>;
         async fn known_encodings(
             &self,
             hashes: &[ContentHash],

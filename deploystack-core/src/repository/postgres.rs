@@ -82,8 +82,8 @@ use super::{
 };
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, ProjectName,
-    StoredLogLine,
+    EncodedVariant, FileEntry, LogLine, ManifestEntry, NewDeployment, Page, PageRequest,
+    ProjectName, StoredLogLine,
 };
 
 /// Connections per process (see the module docs).
@@ -181,6 +181,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/postgres/0012_created_by.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            13,
+            "source files".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0013_source_files.sql").into_sql_str(),
+            false,
+        ),
     ])
 });
 
@@ -230,6 +237,13 @@ const INSERT_FILES: &str = "INSERT INTO files (deployment_id, path, sha256, size
      FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) \
      AS m (path, sha256, size, content_type)";
 
+/// `$1` id, then one array per column: `$2` paths, `$3` hashes, `$4` sizes, `$5` modes.
+const INSERT_SOURCE_FILES: &str = "INSERT INTO source_files \
+     (deployment_id, path, sha256, size, mode) \
+     SELECT $1, m.path, m.sha256, m.size, m.mode \
+     FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) \
+     AS m (path, sha256, size, mode)";
+
 /// `$1` id, then one array per column: `$2` paths, `$3` encodings, `$4` hashes, `$5` sizes.
 const INSERT_ENCODINGS: &str = "INSERT INTO file_encodings \
      (deployment_id, path, encoding, sha256, size) \
@@ -264,6 +278,7 @@ const LOCK_UNREFERENCED_BLOBS: &str = "SELECT b.sha256 FROM blobs AS b \
      WHERE b.last_used_at < $1 AND (b.collecting_since IS NULL OR b.collecting_since < $1) \
      AND NOT EXISTS (SELECT 1 FROM files AS f WHERE f.sha256 = b.sha256) \
      AND NOT EXISTS (SELECT 1 FROM file_encodings AS e WHERE e.sha256 = b.sha256) \
+     AND NOT EXISTS (SELECT 1 FROM source_files AS s WHERE s.sha256 = b.sha256) \
      ORDER BY b.last_used_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 
 /// `$1` id, then one array per column: `$2` attempts, `$3` times, `$4` streams, `$5`

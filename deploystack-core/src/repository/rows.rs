@@ -283,6 +283,21 @@ pub(super) fn files<R: Columns>(rows: &[R]) -> Result<Vec<FileEntry>, Repository
     Ok(files)
 }
 
+/// A source file from a `source_files` row (`path, sha256, size, mode`).
+pub(super) fn source_file(
+    row: &impl Columns,
+) -> Result<crate::model::ManifestEntry, RepositoryError> {
+    let mode = int(row, "mode")?;
+    Ok(crate::model::ManifestEntry {
+        path: text(row, "path")?,
+        digest: parse(row, "sha256")?,
+        size: size(row, "size")?,
+        mode: u32::try_from(mode).map_err(|_| {
+            RepositoryError::Corrupt(format!("source file mode {mode} out of range"))
+        })?,
+    })
+}
+
 /// The variant in `row`'s `encoding` column and the given hash and size columns.
 pub(super) fn variant(
     row: &impl Columns,

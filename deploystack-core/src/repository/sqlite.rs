@@ -63,8 +63,8 @@ use super::{
 };
 use crate::model::{
     BlobRef, ContentHash, Deployment, DeploymentError, DeploymentId, DeploymentStatus,
-    EncodedVariant, FileEntry, LogLine, NewDeployment, Page, PageRequest, ProjectName,
-    StoredLogLine,
+    EncodedVariant, FileEntry, LogLine, ManifestEntry, NewDeployment, Page, PageRequest,
+    ProjectName, StoredLogLine,
 };
 
 /// How long a writer waits for the write lock before reporting `Unavailable`.
@@ -161,6 +161,13 @@ static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
             include_str!("../../migrations/sqlite/0012_created_by.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            13,
+            "source files".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0013_source_files.sql").into_sql_str(),
+            false,
+        ),
     ])
 });
 
@@ -198,6 +205,12 @@ const DELETE: &str = concat!(
 const INSERT_FILES: &str = "INSERT INTO files (deployment_id, path, sha256, size, content_type) \
      SELECT ?1, j.value ->> 'path', j.value ->> 'sha256', j.value ->> 'size', \
      j.value ->> 'content_type' FROM json_each(?2) AS j";
+
+/// `?1` id, `?2` JSON array of `SourceFileRow`.
+const INSERT_SOURCE_FILES: &str = "INSERT INTO source_files \
+     (deployment_id, path, sha256, size, mode) \
+     SELECT ?1, j.value ->> 'path', j.value ->> 'sha256', j.value ->> 'size', \
+     j.value ->> 'mode' FROM json_each(?2) AS j";
 
 /// `?1` id, `?2` JSON array of `EncodingRow`.
 const INSERT_ENCODINGS: &str = "INSERT INTO file_encodings \
@@ -361,6 +374,31 @@ impl<'a> EncodingRow<'a> {
 struct BlobRow {
     sha256: String,
     size: i64,
+}
+
+/// One row of `source_files`, as `INSERT_SOURCE_FILES` reads it.
+#[derive(Serialize)]
+struct SourceFileRow<'a> {
+    path: &'a str,
+    sha256: String,
+    size: i64,
+    mode: i64,
+}
+
+/// The JSON array `INSERT_SOURCE_FILES` takes.
+fn source_files_json(files: &[ManifestEntry]) -> Result<String, RepositoryError> {
+    let rows = files
+        .iter()
+        .map(|f| {
+            Ok(SourceFileRow {
+                path: &f.path,
+                sha256: f.digest.to_string(),
+                size: size_to_db(f.size)?,
+                mode: i64::from(f.mode),
+            })
+        })
+        .collect::<Result<Vec<_>, RepositoryError>>()?;
+    to_json(&rows)
 }
 
 /// Why a fenced statement matched no row: the deployment is unknown, or the attempt is no

@@ -105,6 +105,20 @@ pub enum IngestError {
         /// The cap.
         max: u32,
     },
+    /// A manifest names blobs the server does not have (never uploaded, or collected since):
+    /// upload them and send the same manifest again. Nothing was recorded.
+    #[error("{} of the files named are not uploaded yet; upload them and send the manifest again", .0.len())]
+    MissingBlobs(Vec<crate::model::ContentHash>),
+    /// A manifest is not acceptable (a path against the rules, a file given twice, past a
+    /// limit); the message says which file and why. Nothing was recorded.
+    #[error("{0}")]
+    InvalidManifest(String),
+    /// A deployment cannot be built again from its source: it was uploaded as an archive
+    /// (whose source is removed after its build) or it has been deleted.
+    #[error(
+        "the source of deployment {0} is not kept (it was uploaded as a zip, or deleted); deploy the files again"
+    )]
+    SourceGone(DeploymentId),
     /// Validation could not run.
     #[error("archive validation did not finish: {0}")]
     Internal(String),
@@ -133,49 +147,77 @@ pub async fn accept_upload(
     if let Some(project) = &options.project {
         check_queue_cap(services, project).await?;
     }
+    let prepared = prepare(services, &options).await?;
+    let id = DeploymentId::random();
+    let key = source_key(&id);
+    services.storage.put_file(&key, archive_path).await?;
+    match record(services, id, key.clone(), Vec::new(), prepared, options).await {
+        Ok(deployment) => Ok(deployment),
+        Err(err) => {
+            // Nothing references the source; do not leave it behind.
+            if let Err(cleanup) = services.storage.delete(&key).await {
+                tracing::warn!(%id, error = %cleanup, "could not remove the source of a failed upload");
+            }
+            Err(err)
+        }
+    }
+}
 
-    // A project named for the first time is created, as `vercel deploy` does; its build
-    // settings apply under the upload's own fields (which win), stored with the deployment
-    // so a later change of the project does not change how this one builds.
+/// What an upload's options become before anything is stored: the build settings (the
+/// upload's over its project's) and the variables, sealed.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) settings: BuildSettings,
+    pub(crate) env: Vec<EnvVar>,
+}
+
+/// Create the upload's project if it names one for the first time (as `vercel deploy`
+/// does), merge its build settings under the upload's own fields (which win; stored with the
+/// deployment so a later change of the project does not change how this one builds), and
+/// seal the variables: the deployment row holds no plaintext value (see `services::env`,
+/// "Upload-time variables").
+pub(crate) async fn prepare(
+    services: &Services,
+    options: &UploadOptions,
+) -> Result<Prepared, IngestError> {
     let settings = match &options.project {
         Some(name) => {
             let project =
                 crate::services::projects::get_or_create(services, name, options.by.as_deref())
                     .await?;
-            options.settings.over(&project.build_settings)
+            options.settings.clone().over(&project.build_settings)
         }
-        None => options.settings,
+        None => options.settings.clone(),
     };
-
-    // Sealed before anything is stored: the deployment row holds no plaintext value (see
-    // `services::env`, "Upload-time variables"). Sealing only fails for values far beyond
-    // the size `validate_env` allows.
-    let env = crate::services::env::seal_upload_env(&services.keyring, options.env)
+    // Sealing only fails for values far beyond the size `validate_env` allows.
+    let env = crate::services::env::seal_upload_env(&services.keyring, options.env.clone())
         .map_err(|err| IngestError::Internal(err.to_string()))?;
-    let id = DeploymentId::random();
-    let key = source_key(&id);
-    services.storage.put_file(&key, archive_path).await?;
+    Ok(Prepared { settings, env })
+}
+
+/// Record a `QUEUED` deployment whose source is stored (`source_key`) or given as
+/// `source_files`, enqueue its build and announce it. If the enqueue fails the row is still
+/// `QUEUED` and the reconciler enqueues it later: the upload is accepted.
+pub(crate) async fn record(
+    services: &Services,
+    id: DeploymentId,
+    source_key: String,
+    source_files: Vec<crate::model::ManifestEntry>,
+    prepared: Prepared,
+    options: UploadOptions,
+) -> Result<Deployment, IngestError> {
     let new = NewDeployment {
         id,
         project: options.project,
         target: options.target,
-        source_key: key.clone(),
-        settings,
-        env,
+        source_key,
+        source_files,
+        settings: prepared.settings,
+        env: prepared.env,
         created_by: options.by.clone(),
     };
-    let deployment = match services.repository.create_deployment(&new).await {
-        Ok(deployment) => deployment,
-        Err(err) => {
-            // Nothing references the source yet; do not leave it behind.
-            if let Err(cleanup) = services.storage.delete(&key).await {
-                tracing::warn!(%id, error = %cleanup, "could not remove the source of a failed upload");
-            }
-            return Err(err.into());
-        }
-    };
+    let deployment = services.repository.create_deployment(&new).await?;
     if let Err(err) = services.queue.enqueue(&Job { deployment_id: id }).await {
-        // The row is committed; the reconciler will enqueue it. The upload is accepted.
         tracing::warn!(%id, error = %err, "enqueue failed; the reconciler will retry");
     }
     emit_best_effort(

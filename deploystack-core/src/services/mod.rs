@@ -2,6 +2,8 @@
 //! adapters from configuration.
 //!
 //! - [`ingest`]: accept an upload — validate, store the source, record, enqueue.
+//! - [`blobs`] and [`manifest`]: content-addressed uploads — which blobs are missing, receive
+//!   one, create a deployment from a manifest of them (and build one again from it).
 //! - [`pipeline`]: build one job — claim, extract, build, check, store blobs, publish.
 //! - [`compression`]: the brotli and gzip variants of text assets, made once at deploy time.
 //! - [`serving`]: turn a request path into a file of a deployment, safely.
@@ -20,6 +22,7 @@
 //! - [`tokens`]: API tokens — make one, find the one a request presents.
 //! - [`workers`]: the build worker pool (and its maintenance loops) that runs the pipeline.
 
+pub mod blobs;
 pub mod compression;
 pub mod deployments;
 pub mod desired;
@@ -28,6 +31,7 @@ pub mod domains;
 pub mod env;
 pub mod hosts;
 pub mod ingest;
+pub mod manifest;
 pub mod pipeline;
 pub mod projects;
 pub mod protection;

@@ -284,9 +284,11 @@ impl LoginThrottle {
     /// Count a wrong password of `client` on `host`. Each failure restarts the window, so a
     /// client that keeps guessing stays refused.
     pub fn failed(&self, host: &str, client: &str) {
-        let key = Self::key(host, client);
-        let count = self.failures.get(&key).unwrap_or(0).saturating_add(1);
-        self.failures.insert(key, count);
+        // One atomic read-modify-write: wrong passwords sent at once on many connections
+        // must each count (a get-then-insert would lose some, letting a client past the cap).
+        self.failures
+            .entry(Self::key(host, client))
+            .and_upsert_with(|entry| entry.map_or(1, |e| e.into_value().saturating_add(1)));
     }
 }
 
@@ -420,6 +422,17 @@ mod tests {
             Some(Protection::default())
         );
         assert_eq!(plan(&Protection::default(), &off).await, Planned::default());
+    }
+
+    #[test]
+    fn failures_at_once_from_many_threads_all_count() {
+        let throttle = LoginThrottle::default();
+        std::thread::scope(|scope| {
+            for _ in 0..MAX_FAILED_LOGINS {
+                scope.spawn(|| throttle.failed("a.localhost", "127.0.0.1"));
+            }
+        });
+        assert!(!throttle.allows("a.localhost", "127.0.0.1"));
     }
 
     #[test]

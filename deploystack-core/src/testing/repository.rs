@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use crate::model::{
     BlobRef, BuildSettings, ContentHash, Deployment, DeploymentError, DeploymentId,
     DeploymentStatus, EncodedVariant, Encoding, EnvVar, FileEntry, LogLine, LogStream,
-    NewDeployment, PageRequest, Target,
+    ManifestEntry, NewDeployment, PageRequest, Target,
 };
 use crate::repository::{Claim, PublishedBuild, Repository, RepositoryError};
 
@@ -63,6 +63,7 @@ pub async fn run_all(repo: &dyn Repository) {
     logs_after_returns_only_newer_lines(repo).await;
     blob_collection_protocol(repo).await;
     encodings_round_trip_and_keep_their_blobs(repo).await;
+    source_files_keep_their_blobs(repo).await;
     stalled_deployments_are_found(repo).await;
     run_projects(repo).await;
     run_env(repo).await;
@@ -276,6 +277,7 @@ pub async fn create_and_get(repo: &dyn Repository) {
     let again = repo
         .create_deployment(&NewDeployment {
             source_key: "another".into(),
+            source_files: Vec::new(),
             ..new.clone()
         })
         .await;
@@ -403,6 +405,7 @@ pub fn new_deployment() -> NewDeployment {
         project: "conformance".parse().ok(),
         target: Target::Preview,
         source_key: format!("sources/{id}.zip"),
+        source_files: Vec::new(),
         settings: BuildSettings::default(),
         env: Vec::new(),
         created_by: Some("token conformance (0123456789abcdef0123456789abcdef)".into()),

@@ -20,6 +20,7 @@
 mod cache;
 mod domains;
 mod maintenance;
+mod manifest;
 mod pipeline;
 #[cfg(feature = "postgres")]
 mod postgres;

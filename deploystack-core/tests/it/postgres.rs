@@ -116,7 +116,8 @@ async fn racing_connects_to_a_new_database_all_succeed_and_migrate_once() {
                 (9, true),
                 (10, true),
                 (11, true),
-                (12, true)
+                (12, true),
+                (13, true)
             ],
             "round {round}"
         );

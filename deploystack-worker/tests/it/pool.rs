@@ -111,6 +111,7 @@ async fn at_start_the_pool_builds_queued_deployments_the_queue_never_held() {
             project: None,
             target: Target::Preview,
             source_key: key,
+            source_files: Vec::new(),
             settings: Default::default(),
             env: Vec::new(),
             created_by: None,

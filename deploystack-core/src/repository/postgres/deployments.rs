@@ -151,6 +151,7 @@ impl Manifest {
 #[async_trait]
 impl DeploymentRepository for PostgresRepository {
     async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let row = sqlx::query(INSERT_DEPLOYMENT)
             .bind(new.id.to_string())
             .bind(new.project.as_ref().map(|p| p.as_str().to_owned()))
@@ -159,9 +160,33 @@ impl DeploymentRepository for PostgresRepository {
             .bind(rows::settings_to_json(&new.settings)?)
             .bind(rows::env_to_json(&new.env)?)
             .bind(new.created_by.as_deref())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+        if !new.source_files.is_empty() {
+            let files = &new.source_files;
+            let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+            let hashes: Vec<String> = files.iter().map(|f| f.digest.to_string()).collect();
+            let sizes = files
+                .iter()
+                .map(|f| size_to_db(f.size))
+                .collect::<Result<Vec<i64>, _>>()?;
+            let modes: Vec<i64> = files.iter().map(|f| i64::from(f.mode)).collect();
+            // The same protocol as a publish: the upsert locks the blobs' rows (refusing
+            // those being collected) until the source rows are committed, and from then on
+            // no collector can claim them.
+            use_blobs(&mut tx, &hashes, &sizes).await?;
+            sqlx::query(INSERT_SOURCE_FILES)
+                .bind(new.id.to_string())
+                .bind(&paths)
+                .bind(&hashes)
+                .bind(&sizes)
+                .bind(&modes)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
         rows::deployment(&row)
     }
 
@@ -397,11 +422,18 @@ impl DeploymentRepository for PostgresRepository {
             let attempt = get::<i64>(&before, "attempt")?;
             finish_build(&mut tx, &id, attempt, "canceled", None).await?;
         }
-        sqlx::query("DELETE FROM files WHERE deployment_id = $1")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        // A deleted deployment is never served nor built again: its files and its source
+        // release their blobs to the collector.
+        for statement in [
+            "DELETE FROM files WHERE deployment_id = $1",
+            "DELETE FROM source_files WHERE deployment_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         rows::deployment(&row)
     }

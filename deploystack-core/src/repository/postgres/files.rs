@@ -18,6 +18,7 @@ const MARK_COLLECTING: &str = "UPDATE blobs AS b SET collecting_since = now() \
      WHERE b.sha256 = ANY($1::text[]) \
      AND NOT EXISTS (SELECT 1 FROM files AS f WHERE f.sha256 = b.sha256) \
      AND NOT EXISTS (SELECT 1 FROM file_encodings AS e WHERE e.sha256 = b.sha256) \
+     AND NOT EXISTS (SELECT 1 FROM source_files AS s WHERE s.sha256 = b.sha256) \
      RETURNING b.sha256";
 
 /// `$1` hashes.
@@ -54,6 +55,21 @@ impl FileRepository for PostgresRepository {
         .await
         .map_err(db)?;
         rows::files(&rows)
+    }
+
+    async fn list_source_files(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Vec<ManifestEntry>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT path, sha256, size, mode FROM source_files \
+             WHERE deployment_id = $1 ORDER BY path",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::source_file).collect()
     }
 
     async fn known_encodings(

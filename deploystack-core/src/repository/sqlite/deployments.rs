@@ -96,18 +96,49 @@ const STALLED: &str = "SELECT id FROM deployments WHERE deleted_at IS NULL \
 #[async_trait]
 impl DeploymentRepository for SqliteRepository {
     async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment, RepositoryError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
         let row = sqlx::query(INSERT_DEPLOYMENT)
             .bind(new.id.to_string())
             .bind(new.project.as_ref().map(|p| p.as_str().to_owned()))
             .bind(new.target.as_str())
             .bind(new.source_key.as_str())
-            .bind(now_ms())
+            .bind(now)
             .bind(rows::settings_to_json(&new.settings)?)
             .bind(rows::env_to_json(&new.env)?)
             .bind(new.created_by.as_deref())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+        if !new.source_files.is_empty() {
+            // The same protocol as a publish: a blob being collected may already be gone,
+            // and once these rows are committed no collector can claim their blobs.
+            let blobs = to_json(
+                &new.source_files
+                    .iter()
+                    .map(|f| {
+                        Ok(BlobRow {
+                            sha256: f.digest.to_string(),
+                            size: size_to_db(f.size)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, RepositoryError>>()?,
+            )?;
+            refuse_collecting(&mut tx, &blobs).await?;
+            sqlx::query(INSERT_SOURCE_FILES)
+                .bind(new.id.to_string())
+                .bind(source_files_json(&new.source_files)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(UPSERT_BLOBS)
+                .bind(&blobs)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
         rows::deployment(&row)
     }
 
@@ -373,11 +404,18 @@ impl DeploymentRepository for SqliteRepository {
             let attempt = get::<i64>(&before, "attempt")?;
             finish_build(&mut tx, &id, attempt, now, "canceled", None).await?;
         }
-        sqlx::query("DELETE FROM files WHERE deployment_id = ?1")
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        // A deleted deployment is never served nor built again: its files and its source
+        // release their blobs to the collector.
+        for statement in [
+            "DELETE FROM files WHERE deployment_id = ?1",
+            "DELETE FROM source_files WHERE deployment_id = ?1",
+        ] {
+            sqlx::query(statement)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         rows::deployment(&row)
     }

@@ -17,6 +17,7 @@ const CLAIM_BLOBS: &str = "UPDATE blobs SET collecting_since = ?3 WHERE sha256 I
      AND (b.collecting_since IS NULL OR b.collecting_since < ?1) \
      AND NOT EXISTS (SELECT 1 FROM files AS f WHERE f.sha256 = b.sha256) \
      AND NOT EXISTS (SELECT 1 FROM file_encodings AS e WHERE e.sha256 = b.sha256) \
+     AND NOT EXISTS (SELECT 1 FROM source_files AS s WHERE s.sha256 = b.sha256) \
      ORDER BY b.last_used_at LIMIT ?2) RETURNING sha256";
 
 /// `?1` JSON array of hex hashes.
@@ -52,6 +53,21 @@ impl FileRepository for SqliteRepository {
         .await
         .map_err(db)?;
         rows::files(&rows)
+    }
+
+    async fn list_source_files(
+        &self,
+        id: &DeploymentId,
+    ) -> Result<Vec<ManifestEntry>, RepositoryError> {
+        let rows = sqlx::query(
+            "SELECT path, sha256, size, mode FROM source_files \
+             WHERE deployment_id = ?1 ORDER BY path",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(rows::source_file).collect()
     }
 
     async fn known_encodings(

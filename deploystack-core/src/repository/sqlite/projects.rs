@@ -68,6 +68,9 @@ const DELETE_DEPLOYMENTS: &str = "UPDATE deployments SET \
 const DROP_FILES: &str = "DELETE FROM files WHERE deployment_id IN \
      (SELECT id FROM deployments WHERE project = ?1)";
 
+const DROP_SOURCE_FILES: &str = "DELETE FROM source_files WHERE deployment_id IN \
+     (SELECT id FROM deployments WHERE project = ?1)";
+
 /// `?1` name; the history goes with it (ON DELETE CASCADE).
 const DELETE: &str = "DELETE FROM projects WHERE name = ?1";
 
@@ -204,7 +207,7 @@ impl ProjectRepository for SqliteRepository {
             .iter()
             .map(|row| rows::parse(row, "id"))
             .collect::<Result<Vec<DeploymentId>, _>>()?;
-        for statement in [DROP_FILES, DELETE] {
+        for statement in [DROP_FILES, DROP_SOURCE_FILES, DELETE] {
             sqlx::query(statement)
                 .bind(name.as_str())
                 .execute(&mut *tx)

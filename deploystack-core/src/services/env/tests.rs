@@ -379,6 +379,7 @@ async fn a_build_gets_its_targets_variables_and_the_upload_overrides_them() {
             project: Some(shop.clone()),
             target: Target::Production,
             source_key: "sources/x.zip".into(),
+            source_files: Vec::new(),
             settings: BuildSettings::default(),
             env: upload,
             created_by: None,

@@ -5,15 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::Pipeline;
 use super::failure::{Failure, stop_if, user};
 use crate::archive;
 use crate::build::{BuildContext, BuildLog, SourceTree, sensitive_values};
-use crate::events::{Event, emit_best_effort};
-use crate::model::{Deployment, EnvVar};
+use crate::model::{Deployment, EnvVar, ManifestEntry};
 use crate::services::env::{self, EnvError};
 use crate::storage::{StorageError, download_to_file};
 
@@ -32,10 +30,13 @@ pub(super) struct Ran {
 }
 
 impl Pipeline {
-    /// Download and extract the source, select a strategy and run its build.
+    /// Get the source on disk (extract the uploaded zip, or lay out the files of a
+    /// `manifest` source), select a strategy and run its build.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn run_build(
         &self,
         deployment: &Deployment,
+        manifest: Option<&[ManifestEntry]>,
         attempt: i64,
         log: &BuildLog,
         cancel: &CancellationToken,
@@ -43,42 +44,14 @@ impl Pipeline {
         preset: &OnceLock<String>,
     ) -> Result<Ran, Failure> {
         let services = &self.services;
-        let archive_path = scratch.join("source.zip");
-        match download_to_file(
-            services.storage.as_ref(),
-            &deployment.source_key,
-            &archive_path,
-        )
-        .await
-        {
-            Ok(_) => {}
-            Err(StorageError::NotFound(_)) => {
-                return Err(user(
-                    "source_missing",
-                    "the uploaded source of this deployment is gone; upload it again",
-                ));
-            }
-            Err(err) => return Err(err.into()),
-        }
-        stop_if(cancel)?;
-
         let source_dir = scratch.join("source");
-        std::fs::create_dir(&source_dir)?;
-        let limits = services.config.archive_limits();
-        let phase = Instant::now();
-        let (archive_for_task, dir_for_task) = (archive_path.clone(), source_dir.clone());
-        let extracted = tokio::task::spawn_blocking(move || {
-            archive::extract(&archive_for_task, &dir_for_task, &limits)
-        })
-        .await
-        .map_err(|err| Failure::Internal(err.to_string()))??;
-        let _ = std::fs::remove_file(&archive_path);
-        log.system(format!(
-            "extracted {} files ({} bytes) in {} ms",
-            extracted.files,
-            extracted.bytes,
-            phase.elapsed().as_millis()
-        ));
+        match manifest {
+            Some(files) => self.lay_out(files, &source_dir, log, cancel).await?,
+            None => {
+                self.fetch_archive(deployment, scratch, &source_dir, log)
+                    .await?
+            }
+        }
         stop_if(cancel)?;
 
         // Read now, when the build starts: a change made while the deployment was queued
@@ -107,17 +80,8 @@ impl Pipeline {
             detection.strategy, detection.reason
         ));
         let _ = preset.set(strategy.name().to_owned());
-        let waited = OffsetDateTime::now_utc() - deployment.created_at;
-        emit_best_effort(
-            services.events.as_ref(),
-            Event::BuildStarted {
-                deployment_id: deployment.id,
-                attempt,
-                preset: strategy.name().to_owned(),
-                waited_ms: u64::try_from(waited.whole_milliseconds()).unwrap_or(0),
-            },
-        )
-        .await;
+        self.preset_started(deployment, attempt, strategy.name())
+            .await;
         let phase = Instant::now();
         let output = strategy.build(&ctx).await?;
         stop_if(cancel)?;
@@ -134,6 +98,52 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Download the uploaded zip of `deployment` and extract it, without trusting it, into
+    /// `source_dir`.
+    async fn fetch_archive(
+        &self,
+        deployment: &Deployment,
+        scratch: &Path,
+        source_dir: &Path,
+        log: &BuildLog,
+    ) -> Result<(), Failure> {
+        let services = &self.services;
+        let archive_path = scratch.join("source.zip");
+        match download_to_file(
+            services.storage.as_ref(),
+            &deployment.source_key,
+            &archive_path,
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(StorageError::NotFound(_)) => {
+                return Err(user(
+                    "source_missing",
+                    "the uploaded source of this deployment is gone; upload it again",
+                ));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        std::fs::create_dir(source_dir)?;
+        let limits = services.config.archive_limits();
+        let phase = Instant::now();
+        let (archive_for_task, dir_for_task) = (archive_path.clone(), source_dir.to_path_buf());
+        let extracted = tokio::task::spawn_blocking(move || {
+            archive::extract(&archive_for_task, &dir_for_task, &limits)
+        })
+        .await
+        .map_err(|err| Failure::Internal(err.to_string()))??;
+        let _ = std::fs::remove_file(&archive_path);
+        log.system(format!(
+            "extracted {} files ({} bytes) in {} ms",
+            extracted.files,
+            extracted.bytes,
+            phase.elapsed().as_millis()
+        ));
+        Ok(())
+    }
+
     /// The variables of this build, values opened; logs their names (never values).
     async fn build_env(
         &self,

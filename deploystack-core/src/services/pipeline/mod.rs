@@ -28,7 +28,8 @@
 //! and extract the source, run a strategy), `output.rs` (walk and check the output, read its
 //! routing files), `precompress.rs` (brotli and gzip variants), `publish.rs` (store blobs,
 //! publish the manifest and flip to `READY`), `failure.rs` (how each kind of failure ends
-//! the attempt).
+//! the attempt), `source.rs` (sources given as a manifest of blobs: a static site is
+//! published straight from it, anything else laid out for its build).
 
 mod build;
 mod failure;
@@ -36,6 +37,7 @@ mod lease;
 mod output;
 mod precompress;
 mod publish;
+mod source;
 
 pub use failure::backoff;
 pub use lease::LIVE_INTERVAL;
@@ -50,7 +52,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::build::BuildLog;
-use crate::model::Deployment;
+use crate::model::{Deployment, is_manifest_source};
 use crate::queue::Delivery;
 use crate::services::Services;
 
@@ -229,14 +231,55 @@ impl Pipeline {
         scratch: &Path,
         preset: &OnceLock<String>,
     ) -> Result<Built, Failure> {
+        let manifest = if is_manifest_source(&deployment.source_key) {
+            Some(self.source_files(deployment).await?)
+        } else {
+            None
+        };
+        let source_dir = scratch.join("source");
+        if let Some(files) = &manifest
+            && let Some(direct) = self
+                .publish_directly(
+                    deployment,
+                    attempt,
+                    files,
+                    scratch,
+                    &source_dir,
+                    log,
+                    cancel,
+                )
+                .await?
+        {
+            let _ = preset.set("static".to_owned());
+            let mut files = direct.files;
+            let made = self
+                .precompress_output(&mut files, scratch, log, cancel)
+                .await?;
+            let new_blobs = self.store_output(&files, true, made, log, cancel).await?;
+            return Ok(Built {
+                strategy: "static".to_owned(),
+                build_ms: 0,
+                files: files.into_iter().map(|f| f.entry).collect(),
+                routing: direct.routing,
+                new_blobs,
+            });
+        }
         let ran = self
-            .run_build(deployment, attempt, log, cancel, scratch, preset)
+            .run_build(
+                deployment,
+                manifest.as_deref(),
+                attempt,
+                log,
+                cancel,
+                scratch,
+                preset,
+            )
             .await?;
         let (mut files, routing) = self.check_output(&ran, log).await?;
         let made = self
             .precompress_output(&mut files, scratch, log, cancel)
             .await?;
-        let new_blobs = self.store_output(&files, made, log, cancel).await?;
+        let new_blobs = self.store_output(&files, false, made, log, cancel).await?;
         Ok(Built {
             strategy: ran.strategy,
             build_ms: ran.build_ms,
@@ -247,6 +290,11 @@ impl Pipeline {
     }
 
     async fn remove_source(&self, deployment: &Deployment) {
+        // A manifest source is kept with its deployment (it can be built again) and has no
+        // object of its own.
+        if is_manifest_source(&deployment.source_key) {
+            return;
+        }
         if let Err(err) = self.services.storage.delete(&deployment.source_key).await {
             tracing::warn!(id = %deployment.id, error = %err, "could not remove the build source");
         }

@@ -5,13 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use super::Pipeline;
 use super::build::Ran;
 use super::failure::{Failure, user};
 use crate::build::BuildLog;
-use crate::model::{ContentHash, FileEntry};
+use crate::model::FileEntry;
 use crate::routing::{self, RoutingConfig};
 
 /// A file of the build output, ready to be stored and published.
@@ -146,7 +144,7 @@ fn collect_output(root: &Path, limits: &OutputLimits) -> Result<Vec<OutputFile>,
                         ),
                     ));
                 }
-                let sha256 = hash_file(&local)?;
+                let sha256 = crate::services::blobs::hash_file(&local)?;
                 files.push(OutputFile {
                     entry: FileEntry {
                         content_type: content_type_for(&path),
@@ -172,15 +170,17 @@ fn collect_output(root: &Path, limits: &OutputLimits) -> Result<Vec<OutputFile>,
 }
 
 /// The routing configuration of a build output and what the build log should say about it.
-struct RoutingFiles {
-    config: Option<RoutingConfig>,
-    notes: Vec<String>,
+pub(super) struct RoutingFiles {
+    pub(super) config: Option<RoutingConfig>,
+    pub(super) notes: Vec<String>,
 }
 
 /// Compile the routing files at the root of the output (see [`routing::CONFIG_FILES`]) and take
 /// them out of the manifest: like Vercel and Netlify, we never serve them. An invalid file is
 /// the user's error, so the deployment ends in `ERROR` before anything is stored or published.
-fn read_routing(files: Vec<OutputFile>) -> Result<(Vec<OutputFile>, RoutingFiles), Failure> {
+pub(super) fn read_routing(
+    files: Vec<OutputFile>,
+) -> Result<(Vec<OutputFile>, RoutingFiles), Failure> {
     let (config_files, files): (Vec<OutputFile>, Vec<OutputFile>) = files
         .into_iter()
         .partition(|f| routing::CONFIG_FILES.contains(&f.entry.path.as_str()));
@@ -213,21 +213,6 @@ fn read_routing(files: Vec<OutputFile>) -> Result<(Vec<OutputFile>, RoutingFiles
     Ok((files, RoutingFiles { config, notes }))
 }
 
-fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(ContentHash::from_bytes(hasher.finalize().into()))
-}
-
 /// The `Content-Type` a file is served with, from its extension; text gets `charset=utf-8`
 /// and anything unknown is `application/octet-stream` (never sniffed).
 pub fn content_type_for(path: &str) -> String {
@@ -253,6 +238,7 @@ pub fn content_type_for(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ContentHash;
 
     #[test]
     fn content_types_are_exact_and_text_is_utf8() {

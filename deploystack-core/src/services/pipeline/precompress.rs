@@ -91,8 +91,14 @@ impl Pipeline {
                 let (hash, size, local) = (*hash, *size, local.clone());
                 let out_dir = out_dir.to_path_buf();
                 let cancel = cancel.clone();
+                let storage = Arc::clone(&self.services.storage);
                 async move {
                     stop_if(&cancel)?;
+                    // A site published straight from its manifest has its files in
+                    // storage only (see `source.rs`): fetch the bytes to compress.
+                    if !local.exists() {
+                        super::source::fetch(storage.as_ref(), &hash, &local).await?;
+                    }
                     let variants = tokio::task::spawn_blocking(move || {
                         compression::compress_file(&local, &hash, size, &out_dir)
                     })

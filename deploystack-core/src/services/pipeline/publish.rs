@@ -33,15 +33,19 @@ pub(super) struct Built {
 
 impl Pipeline {
     /// Store the blobs of `files` and of the variants just `made` that storage lacks, and
-    /// log how many were new.
+    /// log how many were new. `files_stored`: the files' blobs are known to be stored (a
+    /// site published from its manifest, whose source keeps them from the collector), so
+    /// only the variants are checked.
     pub(super) async fn store_output(
         &self,
         files: &[OutputFile],
+        files_stored: bool,
         made: Vec<LocalVariant>,
         log: &BuildLog,
         cancel: &CancellationToken,
     ) -> Result<u64, Failure> {
         let phase = Instant::now();
+        let files = if files_stored { &[][..] } else { files };
         let blobs: Vec<(BlobRef, PathBuf)> = files
             .iter()
             .map(|f| {

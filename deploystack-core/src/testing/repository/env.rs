@@ -240,6 +240,7 @@ pub async fn reseal_all_moves_every_value_to_the_current_key(repo: &dyn Reposito
             project: Some(name.clone()),
             target: Target::Production,
             source_key: "sources/rotate.zip".into(),
+            source_files: Vec::new(),
             settings: BuildSettings::default(),
             env: vec![
                 EnvVar {

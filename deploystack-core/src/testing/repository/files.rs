@@ -432,3 +432,117 @@ pub async fn encodings_round_trip_and_keep_their_blobs(repo: &dyn Repository) {
         .await
         .expect("forget_blobs failed");
 }
+
+/// A deployment created from a manifest keeps its source files: they read back in path
+/// order, the collector never claims their blobs while the deployment exists (however old
+/// the blobs), creating one that names a blob being collected is refused with `BlobBusy` and
+/// records nothing, and deleting the deployment releases its blobs.
+pub async fn source_files_keep_their_blobs(repo: &dyn Repository) {
+    let tag = DeploymentId::random();
+    let entry = |path: &str, mode: u32| {
+        let content = format!("{path} {tag}");
+        ManifestEntry {
+            path: path.to_owned(),
+            digest: ContentHash::of(content.as_bytes()),
+            size: content.len() as u64,
+            mode,
+        }
+    };
+    let page = entry("index.html", 0o100_644);
+    let script = entry("bin/build.sh", 0o100_755);
+    let doomed = entry("doomed.txt", 0o100_644);
+    let blob_of = |e: &ManifestEntry| BlobRef {
+        sha256: e.digest,
+        size: e.size,
+    };
+    repo.touch_blobs(&[blob_of(&page), blob_of(&script), blob_of(&doomed)])
+        .await
+        .expect("touch_blobs failed");
+
+    let mut new = new_deployment();
+    let id = new.id;
+    new.source_key = crate::model::manifest_source_key(&id);
+    new.source_files = vec![page.clone(), script.clone()];
+    let created = repo
+        .create_deployment(&new)
+        .await
+        .expect("create_deployment with source files failed");
+    assert_eq!(created.source_key, new.source_key);
+    let read = repo
+        .list_source_files(&id)
+        .await
+        .expect("list_source_files failed");
+    assert_eq!(
+        read,
+        vec![script.clone(), page.clone()],
+        "source files by path"
+    );
+    let other = create(repo).await.id;
+    assert!(
+        repo.list_source_files(&other)
+            .await
+            .expect("list_source_files failed")
+            .is_empty(),
+        "a deployment uploaded as a zip has source files"
+    );
+
+    pause().await;
+    let claimed = collect(repo, OffsetDateTime::now_utc()).await;
+    assert!(
+        claimed.contains(&doomed.digest),
+        "an old blob no source names was not claimed"
+    );
+    for kept in [&page, &script] {
+        assert!(
+            !claimed.contains(&kept.digest),
+            "a blob a deployment's source names was claimed"
+        );
+    }
+
+    let mut late = new_deployment();
+    late.source_key = crate::model::manifest_source_key(&late.id);
+    late.source_files = vec![entry("late.html", 0o100_644), doomed.clone()];
+    let refused = repo.create_deployment(&late).await;
+    assert!(
+        matches!(refused, Err(RepositoryError::BlobBusy(h)) if h == doomed.digest),
+        "a source naming a blob being collected: expected BlobBusy, got {refused:?}"
+    );
+    assert!(
+        matches!(
+            repo.get_deployment(&late.id).await,
+            Err(RepositoryError::NotFound)
+        ),
+        "a refused creation recorded the deployment"
+    );
+    assert!(
+        repo.list_source_files(&late.id)
+            .await
+            .expect("list_source_files failed")
+            .is_empty()
+    );
+    repo.forget_blobs(&claimed)
+        .await
+        .expect("forget_blobs failed");
+
+    repo.delete_deployment(&id)
+        .await
+        .expect("delete_deployment failed");
+    assert!(
+        repo.list_source_files(&id)
+            .await
+            .expect("list_source_files failed")
+            .is_empty(),
+        "a deleted deployment kept its source files"
+    );
+    pause().await;
+    let released = collect(repo, OffsetDateTime::now_utc()).await;
+    for freed in [&page, &script] {
+        assert!(
+            released.contains(&freed.digest),
+            "a blob only a deleted deployment's source named was not claimed"
+        );
+    }
+    repo.forget_blobs(&released)
+        .await
+        .expect("forget_blobs failed");
+}
