@@ -135,10 +135,17 @@ impl App {
                 let (parts, _body) = request.into_parts();
                 site::serve_path(&inner.state, &parts.method, &parts.uri, &parts.headers).await
             }
-            HostTarget::Platform => match inner.router.clone().call(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            },
+            HostTarget::Platform => {
+                let mut request = request;
+                // `vercel --api http://host/` asks for `//v13/deployments`.
+                if let Some(uri) = routes::vercel::tolerate_doubled_slashes(request.uri()) {
+                    *request.uri_mut() = uri;
+                }
+                match inner.router.clone().call(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
             HostTarget::Redirect { to, status } => headers::add(
                 &inner.state,
                 domain_redirect(&inner.state, to.as_str(), status.code(), request.uri()),

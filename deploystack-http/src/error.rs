@@ -24,6 +24,9 @@ pub struct ApiError {
     /// The input field the error is about (`name`, `retention.keep_previews`), when there is
     /// one: answered as `error.field`.
     pub field: Option<String>,
+    /// The digests a manifest names that the server lacks (`missing_blobs`): answered as
+    /// `error.missing`.
+    pub missing: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -35,7 +38,14 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             field: None,
+            missing: None,
         }
+    }
+
+    /// The same error, listing the blobs a manifest names that the server lacks.
+    pub fn with_missing(mut self, missing: Vec<String>) -> Self {
+        self.missing = Some(missing);
+        self
     }
 
     /// The same error, about input field `field`.
@@ -152,6 +162,10 @@ pub struct ErrorDetail {
     /// is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// With `missing_blobs`: the sha256 digests of the blobs to upload before sending the
+    /// same manifest again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<String>>,
 }
 
 impl IntoResponse for ApiError {
@@ -161,6 +175,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
+                missing: self.missing,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -14,6 +14,7 @@ mod breakers;
 mod browser;
 mod build_api;
 mod builds;
+mod cli;
 // The cluster shape needs every engine compiled in (`--all-features` in the test command).
 #[cfg(all(feature = "postgres", feature = "redis", feature = "s3"))]
 mod cluster;
@@ -28,6 +29,7 @@ mod desired;
 mod domains;
 mod env;
 mod faults;
+mod file_uploads;
 mod hardening;
 mod hosts;
 mod idempotency;
@@ -45,3 +47,4 @@ mod serving;
 mod support;
 mod tokens;
 mod upload;
+mod vercel_cli;

@@ -91,6 +91,7 @@ async fn the_document_lists_every_route_and_every_schema_it_refers_to() {
         ("GET", "/api/v1/projects/{name}/env/{id}"),
         ("PATCH", "/api/v1/projects/{name}/env/{id}"),
         ("DELETE", "/api/v1/projects/{name}/env/{id}"),
+        ("GET", "/api/v1/whoami"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

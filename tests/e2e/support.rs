@@ -61,6 +61,19 @@ pub fn slow_worker_binary() -> &'static Path {
     })
 }
 
+/// Path of the `deploystack` command-line client (`deploystack-cli`), built like
+/// [`server_binary`] but without engine features: the client has none.
+pub fn cli_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        build_with(
+            &["-p", "deploystack-cli", "--bin", "deploystack"],
+            "deploystack",
+            &[],
+        )
+    })
+}
+
 /// The engine features this test run was compiled with, passed on to the binaries it builds.
 fn engine_features() -> Vec<&'static str> {
     let mut features = Vec::new();
@@ -77,6 +90,11 @@ fn engine_features() -> Vec<&'static str> {
 }
 
 fn build(target: &[&str], output: &str) -> PathBuf {
+    build_with(target, output, &engine_features())
+}
+
+/// Build `target` with `features` and return the path of `output` in the profile folder.
+fn build_with(target: &[&str], output: &str, features: &[&str]) -> PathBuf {
     // Builds share target/ and its lock; one at a time keeps their output apart.
     static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,7 +108,6 @@ fn build(target: &[&str], output: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_owned());
     let mut command = std::process::Command::new(cargo);
     command.args(["build", "--quiet"]).args(target);
-    let features = engine_features();
     if !features.is_empty() {
         command.args(["--features", &features.join(",")]);
     }

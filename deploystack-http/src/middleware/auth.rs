@@ -16,6 +16,8 @@
 //! - A valid token without the scope or the project, or a tokenless request the local rule
 //!   refuses (foreign `Host`, cross-site): 403, codes `insufficient_scope`,
 //!   `project_not_allowed`, `foreign_host`, `cross_site`.
+//! - On the `vercel` CLI's routes (`crate::routes::vercel`) every refusal is 403, with the
+//!   same codes: the CLI reports 403 as "the token is not valid" and knows nothing of 401.
 //!
 //! # Why in the router and not the outer stack
 //! Only the platform host reaches the router (`crate::dispatch`): deployment hosts and
@@ -76,7 +78,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
 }
 
 /// The layer's function: see the module docs.
-pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if crate::routes::vercel::is_vercel_path(request.uri().path()) {
+        let mut response = decide(state, request, next).await;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            response.headers_mut().remove(header::WWW_AUTHENTICATE);
+        }
+        return response;
+    }
+    decide(state, request, next).await
+}
+
+/// What [`guard`] decides, with our API's statuses.
+async fn decide(state: AppState, mut request: Request, next: Next) -> Response {
     let need = rules::need(request.method(), request.uri().path());
     let Need::Scope(scope, target) = need else {
         return next.run(request).await;

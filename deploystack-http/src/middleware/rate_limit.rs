@@ -8,6 +8,9 @@
 //!   refused upload costs the server nothing and stores nothing.
 //! - `writes`: every other `POST`, `PUT`, `PATCH` and `DELETE` under `/api`.
 //! - `reads`: `GET` and `HEAD` (and `OPTIONS`) under `/api`.
+//! - The `vercel` CLI's routes (`crate::routes::vercel`) count as the API's: creating a
+//!   deployment in `deploys`, other writes in `writes`, reads in `reads`; its file uploads
+//!   are not counted (the deployment they make is).
 //!
 //! Nothing else is limited: sites (which never reach the router, see `crate::dispatch`),
 //! `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs` and the platform's pages.
@@ -57,7 +60,12 @@ pub fn class_of(method: &Method, path: &str) -> Option<Class> {
     if routes::is_upload(method, path) {
         return Some(Class::Deploys);
     }
-    if !routes::is_api_path(path) {
+    // Blobs are not counted one by one: a deploy sends hundreds at once. The deployment
+    // they make is. The same for the `vercel` CLI's files.
+    if routes::is_blob_upload(path) || routes::vercel::receives_file(method, path) {
+        return None;
+    }
+    if !routes::is_api_path(path) && !routes::vercel::is_vercel_path(path) {
         return None;
     }
     match *method {
@@ -199,6 +207,12 @@ mod tests {
             ),
             (Method::GET, "/api/v1/nope", Some(Class::Reads)),
             (Method::GET, "/deploy", None),
+            (
+                Method::PUT,
+                &format!("/api/v1/files/{}", "a".repeat(64)),
+                None,
+            ),
+            (Method::POST, "/api/v1/files/missing", None),
             (Method::GET, "/healthz", None),
             (Method::GET, "/readyz", None),
             (Method::GET, "/metrics", None),

@@ -7,7 +7,8 @@
 //! storage in milliseconds, so a request still waiting means a stuck dependency, and the
 //! honest answer is 503 with the usual error body (JSON under `/api/`). Uploads stream a
 //! large body from a possibly slow client and are left to their own limits: the body read
-//! timeout (408) and the upload's overall time limit (`routes::upload`).
+//! timeout (408) and the upload's overall time limit (`routes::upload`); so are blob uploads
+//! (`PUT /api/v1/files/{sha256}`, `routes::files`) and the vercel CLI's `/v2/files`.
 //!
 //! The timer only measures the wait for the response head; a body that streams for as long
 //! as a build runs (`logs?follow=true`) is not cut off by it.
@@ -17,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
@@ -70,8 +71,11 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let upload = routes::is_upload(request.method(), request.uri().path());
-        let api = routes::is_api_path(request.uri().path());
+        let (method, path) = (request.method(), request.uri().path());
+        let upload = routes::is_upload(method, path)
+            || (matches!(*method, Method::PUT | Method::POST) && routes::is_blob_upload(path))
+            || routes::vercel::receives_file(method, path);
+        let api = routes::is_api_path(path) || routes::vercel::is_vercel_path(path);
         let limit = self.limit;
         let answer = self.inner.call(request);
         if upload {

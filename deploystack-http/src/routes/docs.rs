@@ -44,6 +44,12 @@ pub fn document(mut paths: OpenApi) -> OpenApi {
             ))
             .build(),
         TagBuilder::new()
+            .name("files")
+            .description(Some(
+                "Content-addressed uploads: ask which files (by sha256) the server lacks, send                  only those, then create the deployment from a JSON manifest of them.",
+            ))
+            .build(),
+        TagBuilder::new()
             .name("projects")
             .description(Some(
                 "Projects: production and previews, promote and rollback, the whole document \

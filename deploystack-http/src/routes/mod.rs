@@ -1,6 +1,8 @@
 //! The router: one module per area of the HTTP surface.
 //!
-//! - [`upload`]: `POST /deploy` and `POST /api/v1/deployments` — streaming zip uploads.
+//! - [`upload`]: `POST /deploy` and `POST /api/v1/deployments` — streaming zip uploads (and,
+//!   with a JSON body, [`manifest`]: a deployment from blobs uploaded before).
+//! - [`files`]: content-addressed uploads — which blobs are missing, and one blob's bytes.
 //! - [`deployments`]: the deployments API (get, list, cancel, delete; logs, as JSON or
 //!   followed live as server-sent events).
 //! - [`projects`]: the projects API (create, list, get, change, delete; promote, rollback and
@@ -9,11 +11,13 @@
 //! - [`domains`]: custom domains of projects (add, list, get, verify, remove).
 //! - [`env`](mod@env): a project's environment variables (values sealed at rest; who sees which).
 //! - [`tokens`]: API tokens (make, list, revoke); who may do what is
-//!   `crate::middleware::auth`.
+//!   `crate::middleware::auth`. [`whoami`]: who the server takes the caller for.
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`metrics`]: `/metrics` for Prometheus — cache hit rates, queue depth.
 //! - [`docs`]: `/openapi.json`, generated from the handlers as they are registered below,
 //!   and the `/docs` page.
+//! - [`vercel`]: the subset of Vercel's REST API the `vercel` CLI needs, mapped onto our
+//!   services; not part of our API (nor of `/openapi.json`).
 //! - [`site`]: everything else — serving deployed sites at `/<deployment-id>/…`.
 //!
 //! ## Why the API has a router of its own
@@ -28,12 +32,16 @@ pub mod desired;
 pub mod docs;
 pub mod domains;
 pub mod env;
+pub mod files;
 pub mod health;
+pub mod manifest;
 pub mod metrics;
 pub mod projects;
 pub mod site;
 pub mod tokens;
 pub mod upload;
+pub mod vercel;
+pub mod whoami;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -49,10 +57,17 @@ use crate::state::AppState;
 
 /// Whether a platform request is one of the upload routes below, which stream their body
 /// under their own time limit rather than the request timeout and are the `deploys` class of
-/// the rate limits (every route that creates a deployment); kept beside the routes so the
-/// lists cannot drift apart.
+/// the rate limits (every route that creates a deployment, the `vercel` CLI's too); kept
+/// beside the routes so the lists cannot drift apart.
 pub fn is_upload(method: &Method, path: &str) -> bool {
-    method == Method::POST && matches!(path, "/deploy" | "/api/v1/deployments")
+    (method == Method::POST && matches!(path, "/deploy" | "/api/v1/deployments"))
+        || vercel::creates_deployment(method, path)
+}
+
+/// Whether a platform request is one of the blob routes of [`files`], which are not counted
+/// against the rate limits (see that module).
+pub fn is_blob_upload(path: &str) -> bool {
+    path == "/api/v1/files" || path.starts_with("/api/v1/files/")
 }
 
 /// Whether a platform request path is under `/api`, where every answer is JSON.
@@ -90,12 +105,14 @@ pub fn router(state: AppState) -> Router {
         // `/api/` itself.
         .route("/api/", any(api_not_found))
         .merge(docs::router(document))
+        // Outside the document: not our API, but wrapped by the same layers below.
+        .merge(vercel::router())
         // A retried POST with an Idempotency-Key gets the first answer.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::guard,
         ))
-        .fallback(site::serve)
+        .fallback(fallback)
         // How often a caller may: inside auth (a caller is known by its token), outside
         // idempotency (a refused request takes no key).
         .layer(axum::middleware::from_fn_with_state(
@@ -125,6 +142,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::get, deployments::delete))
         .routes(routes!(deployments::logs))
         .routes(routes!(deployments::cancel))
+        .routes(routes!(files::missing))
+        .routes(routes!(files::put))
+        .routes(routes!(files::put_batch))
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(
             projects::get,
@@ -143,6 +163,22 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(env::get, env::update, env::delete))
         .routes(routes!(tokens::create, tokens::list))
         .routes(routes!(tokens::revoke))
+        .routes(routes!(whoami::whoami))
+}
+
+/// What no route matched: a site path, or a JSON 404 for a path of the `vercel` CLI's API
+/// (which reads every error as JSON).
+async fn fallback(
+    state: axum::extract::State<AppState>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if vercel::is_vercel_path(uri.path()) {
+        return vercel::wire::not_found("route").into_response();
+    }
+    site::serve(state, method, uri, headers).await
 }
 
 async fn api_not_found() -> ApiError {

@@ -130,7 +130,7 @@ impl UploadFields {
 
     /// These options (from the form) over `query`'s: a form field wins over a parameter of
     /// the same name; variables of both are kept.
-    fn over(self, query: UploadFields) -> UploadFields {
+    pub(crate) fn over(self, query: UploadFields) -> UploadFields {
         let (form, query_settings) = (self.settings, query.settings);
         let mut env = query.env;
         env.extend(self.env);
@@ -238,7 +238,9 @@ enum UploadAnswers {
     /// Accepted and queued for its build.
     #[response(status = 202)]
     Accepted(DeploymentView),
-    /// Not a usable zip archive, or a bad option.
+    /// Not a usable zip archive, a bad option, an unacceptable manifest
+    /// (`invalid_manifest`), or blobs the manifest names are not uploaded yet
+    /// (`missing_blobs`, listed in `error.missing`).
     #[response(status = 400)]
     BadRequest(ErrorBody),
     /// `body_timeout` or `upload_timeout`.
@@ -299,8 +301,11 @@ pub async fn deploy(
     path = "/v1/deployments",
     tag = "deployments",
     summary = "Upload a site",
-    description = "Streams a zip archive in the multipart field `file`, checks it, stores it and queues its build. Poll `status_url` or follow the log until the status is `READY`.",
-    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    description = "Either streams a zip archive in the multipart field `file`, or takes a JSON manifest of files uploaded before with `PUT /api/v1/files/{sha256}` (400 `missing_blobs` lists those still to upload; send the same manifest again after uploading them). Checks it, stores it and queues its build. Poll `status_url` or follow the log until the status is `READY`.",
+    request_body(content(
+        (UploadForm = "multipart/form-data"),
+        (crate::routes::manifest::ManifestRequest = "application/json")
+    )),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: a retry with the same key gets the first answer (docs/api.md, Retries)")),
     responses(UploadAnswers)
 )]
@@ -324,21 +329,18 @@ pub async fn upload(
             .await
             .map_err(ingest_error)?;
     }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        return crate::routes::manifest::create(&state, access, caller, query, body).await;
+    }
     let config = &state.services.config;
-    disk::check_floor(&config.data_dir, config.min_free_disk_bytes).map_err(|low| {
-        ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient_storage",
-            low.to_string(),
-        )
-    })?;
+    check_disk(&state)?;
     let Ok(_receiving) = Arc::clone(&state.uploads).try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_uploads",
-            "too many uploads are being received right now; try again in a few seconds",
-        )
-        .retry_after(5));
+        return Err(too_many_uploads());
     };
     let limit = config.max_upload_bytes;
     let declared = headers
@@ -480,9 +482,23 @@ pub async fn upload(
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
-/// The answer to an upload ingest refused.
-fn ingest_error(err: IngestError) -> ApiError {
+/// The answer to an upload (of a zip or a manifest) ingest refused.
+pub(crate) fn ingest_error(err: IngestError) -> ApiError {
     match err {
+        IngestError::MissingBlobs(missing) => ApiError::bad_request(
+            "missing_blobs",
+            format!(
+                "{} of the files named are not uploaded yet: upload each blob in error.missing (PUT /api/v1/files/{{sha256}}), then send the same request again",
+                missing.len()
+            ),
+        )
+        .with_missing(missing.iter().map(ToString::to_string).collect()),
+        IngestError::InvalidManifest(message) => {
+            ApiError::bad_request("invalid_manifest", message)
+        }
+        err @ IngestError::SourceGone(_) => {
+            ApiError::new(StatusCode::CONFLICT, "source_gone", err.to_string())
+        }
         IngestError::Archive(err) if err.is_user_error() => {
             ApiError::bad_request(err.code(), err.to_string())
         }
@@ -504,6 +520,29 @@ fn ingest_error(err: IngestError) -> ApiError {
     }
 }
 
+/// 507 when the data directory's disk has less free space than `min_free_disk_bytes`:
+/// checked before any of a body is read, by every route that receives one to store.
+pub(crate) fn check_disk(state: &AppState) -> Result<(), ApiError> {
+    let config = &state.services.config;
+    disk::check_floor(&config.data_dir, config.min_free_disk_bytes).map_err(|low| {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            low.to_string(),
+        )
+    })
+}
+
+/// 503 when every upload slot (half of `max_connections`) is taken.
+pub(crate) fn too_many_uploads() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_uploads",
+        "too many uploads are being received right now; try again in a few seconds",
+    )
+    .retry_after(5)
+}
+
 /// Read and drop at most [`DRAIN_BYTES`] of `body`, for at most [`DRAIN_TIME`].
 async fn drain(body: Body) {
     use futures_util::StreamExt;
@@ -520,7 +559,7 @@ async fn drain(body: Body) {
     .await;
 }
 
-fn upload_options(fields: UploadFields) -> Result<UploadOptions, ApiError> {
+pub(crate) fn upload_options(fields: UploadFields) -> Result<UploadOptions, ApiError> {
     let project = fields
         .project
         .filter(|p| !p.is_empty())
@@ -588,7 +627,7 @@ fn body_timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// 507 when writing the spool ran out of space, else a 500 that logs `err`.
-fn write_failure(err: std::io::Error) -> ApiError {
+pub(crate) fn write_failure(err: std::io::Error) -> ApiError {
     if disk::is_out_of_space(&err) {
         out_of_space(&err)
     } else {
