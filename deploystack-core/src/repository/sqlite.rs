@@ -376,6 +376,22 @@ struct BlobRow {
     size: i64,
 }
 
+/// The JSON array of `BlobRow` that `use_blobs` takes, from `(digest, size)` pairs.
+fn blob_rows_json(
+    blobs: impl IntoIterator<Item = (ContentHash, u64)>,
+) -> Result<String, RepositoryError> {
+    let rows = blobs
+        .into_iter()
+        .map(|(sha256, size)| {
+            Ok(BlobRow {
+                sha256: sha256.to_string(),
+                size: size_to_db(size)?,
+            })
+        })
+        .collect::<Result<Vec<_>, RepositoryError>>()?;
+    to_json(&rows)
+}
+
 /// One row of `source_files`, as `INSERT_SOURCE_FILES` reads it.
 #[derive(Serialize)]
 struct SourceFileRow<'a> {
@@ -460,18 +476,30 @@ async fn finish_build(
     Ok(())
 }
 
-/// `BlobBusy` if a collector holds one of the blobs of `json` (an array of objects with a
-/// `sha256` key).
-async fn refuse_collecting(conn: &mut SqliteConnection, json: &str) -> Result<(), RepositoryError> {
-    match sqlx::query(FIND_COLLECTING)
+/// Insert or refresh the rows of the blobs of `json` (a JSON array of `BlobRow`) as used
+/// `now`, as PostgreSQL's `use_blobs` does. `BlobBusy` if a collector holds one of them: the
+/// caller's transaction must then roll back. Within the write transaction no collector can
+/// claim them afterwards, so rows referencing them committed with it are safe.
+async fn use_blobs(
+    conn: &mut SqliteConnection,
+    json: &str,
+    now: i64,
+) -> Result<(), RepositoryError> {
+    if let Some(row) = sqlx::query(FIND_COLLECTING)
         .bind(json)
-        .fetch_optional(conn)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db)?
     {
-        Some(row) => Err(RepositoryError::BlobBusy(rows::parse(&row, "sha256")?)),
-        None => Ok(()),
+        return Err(RepositoryError::BlobBusy(rows::parse(&row, "sha256")?));
     }
+    sqlx::query(UPSERT_BLOBS)
+        .bind(json)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 /// Map a sqlx error to what a caller can act on. The database's own text stays in the

@@ -113,27 +113,11 @@ impl DeploymentRepository for SqliteRepository {
         if !new.source_files.is_empty() {
             // The same protocol as a publish: a blob being collected may already be gone,
             // and once these rows are committed no collector can claim their blobs.
-            let blobs = to_json(
-                &new.source_files
-                    .iter()
-                    .map(|f| {
-                        Ok(BlobRow {
-                            sha256: f.digest.to_string(),
-                            size: size_to_db(f.size)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, RepositoryError>>()?,
-            )?;
-            refuse_collecting(&mut tx, &blobs).await?;
+            let blobs = blob_rows_json(new.source_files.iter().map(|f| (f.digest, f.size)))?;
+            use_blobs(&mut tx, &blobs, now).await?;
             sqlx::query(INSERT_SOURCE_FILES)
                 .bind(new.id.to_string())
                 .bind(source_files_json(&new.source_files)?)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            sqlx::query(UPSERT_BLOBS)
-                .bind(&blobs)
-                .bind(now)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -329,7 +313,7 @@ impl DeploymentRepository for SqliteRepository {
         // A blob a collector holds may already be gone from storage: referencing it would
         // publish a broken file. Once the files below are committed no collector can claim
         // their blobs, so this check closes the race.
-        refuse_collecting(&mut tx, &blobs).await?;
+        use_blobs(&mut tx, &blobs, now).await?;
         sqlx::query(INSERT_FILES)
             .bind(&id)
             .bind(&manifest)
@@ -339,12 +323,6 @@ impl DeploymentRepository for SqliteRepository {
         sqlx::query(INSERT_ENCODINGS)
             .bind(&id)
             .bind(&encodings)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(UPSERT_BLOBS)
-            .bind(&blobs)
-            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(db)?;

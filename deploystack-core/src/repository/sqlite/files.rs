@@ -108,24 +108,9 @@ impl FileRepository for SqliteRepository {
         if blobs.is_empty() {
             return Ok(());
         }
-        let rows = blobs
-            .iter()
-            .map(|blob| {
-                Ok(BlobRow {
-                    sha256: blob.sha256.to_string(),
-                    size: size_to_db(blob.size)?,
-                })
-            })
-            .collect::<Result<Vec<_>, RepositoryError>>()?;
-        let rows = to_json(&rows)?;
+        let rows = blob_rows_json(blobs.iter().map(|blob| (blob.sha256, blob.size)))?;
         let mut tx = self.begin().await?;
-        refuse_collecting(&mut tx, &rows).await?;
-        sqlx::query(UPSERT_BLOBS)
-            .bind(&rows)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        use_blobs(&mut tx, &rows, now_ms()).await?;
         tx.commit().await.map_err(db)
     }
 
