@@ -5,16 +5,10 @@
 //! `GET …/{id}/logs?follow=true` answers `text/event-stream`: every stored line, then new
 //! ones as the worker stores them (it does so every second while building), each as
 //! `event: log` with the line as JSON and its sequence number as `id:`; then `event: end`
-//! with the final status, and the stream closes. It polls the repository every
-//! [`FOLLOW_POLL`] rather than listening to in-process events: the builder may run on
-//! another node, and a poll of "lines after N" is one indexed read. A client that reconnects
-//! with `Last-Event-ID` continues after that line.
-//!
-//! A worker still writes a line or two after the status turns final (the publish summary, or
-//! `build canceled` once it noticed a cancel), so the stream ends only when a final status is
-//! [`FINAL_SETTLE`] old and no new line came; an old deployment's stream ends at once.
+//! with the final status, and the stream closes. The lines are read through
+//! [`LogTail`](crate::routes::log_tail::LogTail), which says how it polls and when it ends. A
+//! client that reconnects with `Last-Event-ID` continues after that line.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -27,24 +21,18 @@ use deploystack_core::model::{
     BuildSettings, Deployment, DeploymentError, DeploymentId, DeploymentStatus, LogLine,
     PageRequest, ProjectName, StoredLogLine, Target,
 };
-use deploystack_core::repository::RepositoryError;
 use deploystack_core::services::deployments;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-/// How often a followed log asks the repository for new lines.
-pub const FOLLOW_POLL: Duration = Duration::from_millis(500);
-/// How long after its status turned final a followed log still waits for last lines.
-pub const FINAL_SETTLE: Duration = Duration::from_secs(3);
 /// How often a followed log sends a comment when nothing else happens, so proxies and
 /// clients keep an idle connection open.
 pub const FOLLOW_KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Most lines read from the repository per poll.
-const FOLLOW_BATCH: u32 = 1000;
 
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::log_tail::{LogTail, Tailed};
 use crate::state::AppState;
 
 /// Links a client follows from a deployment.
@@ -366,87 +354,27 @@ pub async fn logs(
     .into_response())
 }
 
-/// Where a followed log is.
-struct Follow {
-    state: AppState,
-    id: DeploymentId,
-    /// Sequence number of the last line read.
-    after: i64,
-    /// Lines read but not sent yet.
-    pending: VecDeque<StoredLogLine>,
-    /// The `end` event went out.
-    ended: bool,
-}
-
-/// The event stream of a followed log: stored lines, new lines, then `end`.
+/// The event stream of a followed log: stored lines, new lines, then `end`. It ends
+/// without `end` on shutdown or when the repository fails: the client reconnects with
+/// `Last-Event-ID`.
 fn follow_logs(
     state: AppState,
     id: DeploymentId,
     after: i64,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-    let follow = Follow {
-        state,
-        id,
-        after,
-        pending: VecDeque::new(),
-        ended: false,
-    };
-    let stream = futures_util::stream::unfold(follow, |mut follow| async move {
-        let event = follow.next_event().await?;
-        Some((Ok(event), follow))
+    let tail = LogTail::new(state, id, after, true);
+    let stream = futures_util::stream::unfold(tail, |mut tail| async move {
+        let event = match tail.next().await? {
+            Tailed::Line(stored) => log_event(&stored),
+            Tailed::End(deployment) => end_event(deployment.status),
+        };
+        Some((Ok(event), tail))
     });
     Sse::new(stream).keep_alive(
         KeepAlive::new()
             .interval(FOLLOW_KEEP_ALIVE)
             .text("keep-alive"),
     )
-}
-
-impl Follow {
-    /// The next event to send; `None` ends the stream (after `end`, on shutdown, or when the
-    /// repository fails: the client reconnects with `Last-Event-ID`).
-    async fn next_event(&mut self) -> Option<SseEvent> {
-        loop {
-            if let Some(stored) = self.pending.pop_front() {
-                return Some(log_event(&stored));
-            }
-            if self.ended {
-                return None;
-            }
-            let repository = &self.state.services.repository;
-            // The status first: lines read after it include every line stored before it.
-            let deployment = match repository.get_deployment(&self.id).await {
-                Ok(deployment) => deployment,
-                Err(err) => return self.give_up(&err),
-            };
-            match repository
-                .logs_after(&self.id, self.after, FOLLOW_BATCH)
-                .await
-            {
-                Ok(lines) if !lines.is_empty() => {
-                    self.after = lines.last().map_or(self.after, |line| line.seq);
-                    self.pending.extend(lines);
-                    continue;
-                }
-                Ok(_) => {}
-                Err(err) => return self.give_up(&err),
-            }
-            let settled = OffsetDateTime::now_utc() - deployment.updated_at >= FINAL_SETTLE;
-            if deployment.status.is_final() && settled {
-                self.ended = true;
-                return Some(end_event(deployment.status));
-            }
-            tokio::select! {
-                () = self.state.shutdown.cancelled() => return None,
-                () = tokio::time::sleep(FOLLOW_POLL) => {}
-            }
-        }
-    }
-
-    fn give_up(&self, err: &RepositoryError) -> Option<SseEvent> {
-        tracing::warn!(id = %self.id, error = %err, "could not follow a build log");
-        None
-    }
 }
 
 fn log_event(stored: &StoredLogLine) -> SseEvent {

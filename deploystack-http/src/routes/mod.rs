@@ -34,6 +34,7 @@ pub mod domains;
 pub mod env;
 pub mod files;
 pub mod health;
+pub mod log_tail;
 pub mod manifest;
 pub mod metrics;
 pub mod projects;

@@ -6,9 +6,8 @@
 //! `{"type": "stdout"|"stderr", "created": <ms>, "date": <ms>, "text", "level", "id",
 //! "serial", "deploymentId"}` (`stderr` lines are `level: "error"`). With `follow=1` (what
 //! `vercel deploy` and `inspect --logs --wait` send) the answer stays open and lines are
-//! added as the worker stores them — the repository is polled, as our own followed log is
-//! (`crate::routes::deployments`) — and it closes once the build has ended and its last
-//! lines are in. Without `follow` (`inspect --logs` sends `follow=` empty) it sends what
+//! added as the worker stores them (read through `crate::routes::log_tail`, as our own
+//! followed log is), and it closes once the build has ended and its last lines are in. Without `follow` (`inspect --logs` sends `follow=` empty) it sends what
 //! there is and closes at once. A failed build ends with a line holding its error message
 //! at level `error`: after a failure the CLI prints the log up to that line.
 //!
@@ -17,7 +16,7 @@
 //! server's own log), so `vercel logs` gets one line saying so, and the stream closes
 //! (which the CLI takes as the end, exit 0).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::body::Body;
@@ -25,18 +24,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use deploystack_core::model::{DeploymentId, DeploymentStatus, LogStream, StoredLogLine};
+use deploystack_core::model::{
+    Deployment, DeploymentId, DeploymentStatus, LogStream, StoredLogLine,
+};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::wire::{self, ms};
 use crate::error::ApiError;
 use crate::middleware::auth::Access;
-use crate::routes::deployments::{FINAL_SETTLE, FOLLOW_POLL};
+use crate::routes::log_tail::{LogTail, Tailed};
 use crate::state::AppState;
 
-/// Most lines read from the repository at once.
-const BATCH: u32 = 1000;
 /// The content type of both streams.
 const NDJSON: HeaderValue = HeaderValue::from_static("application/x-ndjson");
 
@@ -51,17 +50,14 @@ pub async fn build_log(
     let follow = query
         .get("follow")
         .is_some_and(|value| value == "1" || value == "true");
-    let stream = Follow {
-        state,
-        id: deployment.id,
-        after: 0,
-        pending: VecDeque::new(),
-        follow,
-        ended: false,
-    };
-    let lines = futures_util::stream::unfold(stream, |mut stream| async move {
-        let line = stream.next_line().await?;
-        Some((Ok::<_, Infallible>(line), stream))
+    let id = deployment.id;
+    let tail = LogTail::new(state, id, 0, follow);
+    let lines = futures_util::stream::unfold(tail, move |mut tail| async move {
+        let line = match tail.next().await? {
+            Tailed::Line(stored) => encode(&id, &stored),
+            Tailed::End(deployment) => failure(&deployment)?,
+        };
+        Some((Ok::<_, Infallible>(line), tail))
     });
     Ok(ndjson(Body::from_stream(lines)))
 }
@@ -75,78 +71,25 @@ fn ndjson(body: Body) -> Response {
     response
 }
 
-/// Where a build-log stream is.
-struct Follow {
-    state: AppState,
-    id: DeploymentId,
-    /// Sequence number of the last line read.
-    after: i64,
-    /// Lines read but not sent yet.
-    pending: VecDeque<Bytes>,
-    /// Whether to wait for new lines until the build ends.
-    follow: bool,
-    /// Nothing more will be sent.
-    ended: bool,
-}
-
-impl Follow {
-    /// The next line to send; `None` closes the stream.
-    async fn next_line(&mut self) -> Option<Bytes> {
-        loop {
-            if let Some(line) = self.pending.pop_front() {
-                return Some(line);
-            }
-            if self.ended {
-                return None;
-            }
-            let repository = &self.state.services.repository;
-            // The status first: lines read after it include every line stored before it.
-            let deployment = match repository.get_deployment(&self.id).await {
-                Ok(deployment) => deployment,
-                Err(err) => return self.give_up(&err),
-            };
-            match repository.logs_after(&self.id, self.after, BATCH).await {
-                Ok(lines) if !lines.is_empty() => {
-                    self.after = lines.last().map_or(self.after, |line| line.seq);
-                    self.pending
-                        .extend(lines.iter().map(|line| encode(&self.id, line)));
-                    continue;
-                }
-                Ok(_) => {}
-                Err(err) => return self.give_up(&err),
-            }
-            let settled = OffsetDateTime::now_utc() - deployment.updated_at >= FINAL_SETTLE;
-            if !self.follow || (deployment.status.is_final() && settled) {
-                self.ended = true;
-                if deployment.status == DeploymentStatus::Error {
-                    let message = deployment
-                        .error
-                        .as_ref()
-                        .map_or("the build failed".to_owned(), |e| {
-                            format!("{}: {}", e.code, e.message)
-                        });
-                    self.pending.push_back(line_of(json!({
-                        "type": "stderr",
-                        "created": ms(deployment.updated_at),
-                        "date": ms(deployment.updated_at),
-                        "text": message,
-                        "level": "error",
-                        "deploymentId": self.id.to_string(),
-                    })));
-                }
-                continue;
-            }
-            tokio::select! {
-                () = self.state.shutdown.cancelled() => return None,
-                () = tokio::time::sleep(FOLLOW_POLL) => {}
-            }
-        }
+/// The line a failed build's stream ends with, holding its error; `None` for any other end.
+fn failure(deployment: &Deployment) -> Option<Bytes> {
+    if deployment.status != DeploymentStatus::Error {
+        return None;
     }
-
-    fn give_up(&self, err: &deploystack_core::repository::RepositoryError) -> Option<Bytes> {
-        tracing::warn!(id = %self.id, error = %err, "could not stream a build log");
-        None
-    }
+    let message = deployment
+        .error
+        .as_ref()
+        .map_or("the build failed".to_owned(), |e| {
+            format!("{}: {}", e.code, e.message)
+        });
+    Some(line_of(json!({
+        "type": "stderr",
+        "created": ms(deployment.updated_at),
+        "date": ms(deployment.updated_at),
+        "text": message,
+        "level": "error",
+        "deploymentId": deployment.id.to_string(),
+    })))
 }
 
 /// One stored log line as the CLI reads it.
