@@ -221,8 +221,36 @@ pub async fn put_files(
     services: &Services,
     files: &[(ContentHash, std::path::PathBuf)],
 ) -> Result<Vec<BlobStored>, BlobError> {
+    let files = files
+        .iter()
+        .map(|(expected, path)| (Some(*expected), path.clone()))
+        .collect();
+    store(services, files).await
+}
+
+/// Store the file at `path` as the blob named by the sha256 of its bytes, whatever they
+/// are, and touch it: for a client that names its files by another digest and has checked
+/// that one (the `vercel` CLI's SHA-1). The file is read and hashed once, here; at most
+/// [`max_blob_bytes`]. The caller still owns (and removes) the file.
+pub async fn put_file_by_content(
+    services: &Services,
+    path: &Path,
+) -> Result<BlobStored, BlobError> {
+    let mut stored = store(services, vec![(None, path.to_path_buf())]).await?;
+    stored
+        .pop()
+        .ok_or_else(|| std::io::Error::other("a batch of one stored nothing").into())
+}
+
+/// Check every file (size limit and, where one is expected, its digest), then touch them
+/// in one repository call and store them, a few at a time; nothing is stored unless all
+/// pass. The answer is in the order of `files`.
+async fn store(
+    services: &Services,
+    files: Vec<(Option<ContentHash>, std::path::PathBuf)>,
+) -> Result<Vec<BlobStored>, BlobError> {
     let max = max_blob_bytes(&services.config);
-    let owned = files.to_vec();
+    let owned = files.clone();
     let checked = tokio::task::spawn_blocking(move || {
         owned
             .iter()
@@ -232,11 +260,8 @@ pub async fn put_files(
                     return Err(BlobError::TooLarge { size, max });
                 }
                 let actual = hash_file(path)?;
-                if actual != *expected {
-                    return Err(BlobError::Mismatch {
-                        expected: *expected,
-                        actual,
-                    });
+                if let Some(expected) = expected.filter(|expected| *expected != actual) {
+                    return Err(BlobError::Mismatch { expected, actual });
                 }
                 Ok(BlobRef {
                     sha256: actual,
@@ -250,7 +275,7 @@ pub async fn put_files(
     services.repository.touch_blobs(&checked).await?;
     let stores: Vec<_> = checked
         .iter()
-        .zip(files)
+        .zip(&files)
         .map(|(blob, (_, path))| {
             let storage = Arc::clone(&services.storage);
             let (blob, path) = (*blob, path.clone());
@@ -381,6 +406,39 @@ mod tests {
                 .is_empty()
         );
         assert!(!put_files(&services, &good).await.unwrap()[0].created);
+    }
+
+    #[tokio::test]
+    async fn a_file_stored_by_content_is_named_by_its_sha256_and_held_to_the_limit() {
+        let config = Config {
+            archive_max_file_bytes: 8,
+            ..Config::default()
+        };
+        let services = Services::in_memory(config).await.unwrap();
+        let file = file_with(b"gamma");
+        let stored = put_file_by_content(&services, file.path()).await.unwrap();
+        let gamma = ContentHash::of(b"gamma");
+        assert_eq!(
+            (stored.digest, stored.size, stored.created),
+            (gamma, 5, true)
+        );
+        assert!(missing(&services, &[gamma]).await.unwrap().is_empty());
+        assert!(
+            !put_file_by_content(&services, file.path())
+                .await
+                .unwrap()
+                .created
+        );
+        let big = file_with(b"nine byte");
+        assert!(matches!(
+            put_file_by_content(&services, big.path()).await,
+            Err(BlobError::TooLarge { size: 9, max: 8 })
+        ));
+        assert_eq!(
+            services.storage.list("blobs/").await.unwrap().len(),
+            1,
+            "only gamma is stored"
+        );
     }
 
     #[tokio::test]

@@ -62,7 +62,7 @@ pub fn class_of(method: &Method, path: &str) -> Option<Class> {
     }
     // Blobs are not counted one by one: a deploy sends hundreds at once. The deployment
     // they make is. The same for the `vercel` CLI's files.
-    if routes::is_blob_upload(path) || routes::vercel::receives_file(method, path) {
+    if routes::is_blob_upload(method, path) {
         return None;
     }
     if !routes::is_api_path(path) && !routes::vercel::is_vercel_path(path) {

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 
@@ -72,9 +72,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (method, path) = (request.method(), request.uri().path());
-        let upload = routes::is_upload(method, path)
-            || (matches!(*method, Method::PUT | Method::POST) && routes::is_blob_upload(path))
-            || routes::vercel::receives_file(method, path);
+        let upload = routes::is_upload(method, path) || routes::is_blob_upload(method, path);
         let api = routes::is_api_path(path) || routes::vercel::is_vercel_path(path);
         let limit = self.limit;
         let answer = self.inner.call(request);

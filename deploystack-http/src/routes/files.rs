@@ -31,7 +31,7 @@ use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::upload::{check_disk, too_many_uploads, write_failure};
+use crate::routes::upload::{check_disk, too_many_uploads, within, write_failure};
 use crate::state::AppState;
 
 /// Longest one blob may take to arrive.
@@ -249,16 +249,7 @@ pub async fn put_batch(
         }
         Ok(())
     };
-    match tokio::time::timeout(BLOB_TIMEOUT, receive).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
-                "the upload took too long",
-            ));
-        }
-    }
+    within(BLOB_TIMEOUT, receive).await?;
     let files: Vec<(ContentHash, std::path::PathBuf)> = parts
         .iter()
         .map(|(digest, temp)| (*digest, temp.path().to_path_buf()))
@@ -359,16 +350,7 @@ pub async fn receive(
         file.flush().await.map_err(write_failure)?;
         Ok(written)
     };
-    let written = match tokio::time::timeout(BLOB_TIMEOUT, receive).await {
-        Ok(written) => written?,
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
-                "the upload took too long",
-            ));
-        }
-    };
+    let written = within(BLOB_TIMEOUT, receive).await?;
     Ok(Received {
         file: temp,
         size: written,

@@ -65,10 +65,13 @@ pub fn is_upload(method: &Method, path: &str) -> bool {
         || vercel::creates_deployment(method, path)
 }
 
-/// Whether a platform request is one of the blob routes of [`files`], which are not counted
-/// against the rate limits (see that module).
-pub fn is_blob_upload(path: &str) -> bool {
-    path == "/api/v1/files" || path.starts_with("/api/v1/files/")
+/// Whether a platform request is one of the blob routes of [`files`], or the `vercel` CLI's
+/// file upload: not counted against the rate limits (see [`files`]) and left to their own
+/// time limits rather than the request timeout.
+pub fn is_blob_upload(method: &Method, path: &str) -> bool {
+    path == "/api/v1/files"
+        || path.starts_with("/api/v1/files/")
+        || vercel::receives_file(method, path)
 }
 
 /// Whether a platform request path is under `/api`, where every answer is JSON.

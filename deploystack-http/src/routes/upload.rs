@@ -454,16 +454,7 @@ pub async fn upload(
         }
         Ok(())
     };
-    match tokio::time::timeout(UPLOAD_TIMEOUT, receive).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
-                "the upload took too long",
-            ));
-        }
-    }
+    within(UPLOAD_TIMEOUT, receive).await?;
 
     let options = UploadOptions {
         by: caller.by().map(str::to_owned),
@@ -531,6 +522,22 @@ pub(crate) fn check_disk(state: &AppState) -> Result<(), ApiError> {
             low.to_string(),
         )
     })
+}
+
+/// `receive` (a body arriving) given at most `limit`: 408 `upload_timeout` past it.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    receive: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limit, receive)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "upload_timeout",
+                "the upload took too long",
+            ))
+        })
 }
 
 /// 503 when every upload slot (half of `max_connections`) is taken.

@@ -2,10 +2,10 @@
 //! sends; `x-vercel-digest`, the name in Vercel's REST docs, is read too), its size in
 //! `x-now-size`.
 //!
-//! The body is received into a temporary file while both its SHA-1 and its sha256 are
-//! computed; a SHA-1 other than the one named is 400 and nothing is stored. The file is
-//! then stored as one of our blobs (`services::blobs::put_file`, which checks the sha256
-//! again and keeps the blob through the garbage collector's grace period), and the SHA-1 →
+//! The body is received into a temporary file while its SHA-1 is computed; a SHA-1 other
+//! than the one named is 400 and nothing is stored. The file is then stored as one of our
+//! blobs, named by its sha256 (`services::blobs::put_file_by_content`, which hashes it and
+//! keeps the blob through the garbage collector's grace period), and the SHA-1 →
 //! sha256 mapping is recorded as a small object, `vercel/sha1/<sha1>` holding the sha256 in
 //! hex, in `Storage`: this module's own bookkeeping, which `POST /v13/deployments` reads to
 //! turn the CLI's manifest into ours. A record is written after its blob, so it never names
@@ -30,10 +30,10 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
+use crate::routes::files::BLOB_TIMEOUT;
+use crate::routes::upload::within;
 use crate::state::AppState;
 
-/// Longest one file may take to arrive, first byte to last.
-const RECEIVE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often a file is stored again while the garbage collector removes the same blob…
 const BUSY_RETRIES: u32 = 5;
 /// … and how long to wait before each attempt.
@@ -114,7 +114,6 @@ pub async fn upload(
     let mut file = tokio::fs::File::from_std(file);
     let receive = async {
         let mut sha1_hasher = <sha1::Sha1 as sha1::Digest>::new();
-        let mut sha256_hasher = <sha2::Sha256 as sha2::Digest>::new();
         let mut size: u64 = 0;
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
@@ -127,23 +126,13 @@ pub async fn upload(
                 return Err(too_large(max));
             }
             sha1::Digest::update(&mut sha1_hasher, &chunk);
-            sha2::Digest::update(&mut sha256_hasher, &chunk);
             file.write_all(&chunk).await.map_err(ApiError::internal)?;
         }
         file.flush().await.map_err(ApiError::internal)?;
         let sha1_of_body = hex::encode(sha1::Digest::finalize(sha1_hasher));
-        let sha256: [u8; 32] = sha2::Digest::finalize(sha256_hasher).into();
-        Ok((sha1_of_body, ContentHash::from_bytes(sha256), size))
+        Ok((sha1_of_body, size))
     };
-    let (actual, sha256, size) = tokio::time::timeout(RECEIVE_TIMEOUT, receive)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "upload_timeout",
-                "the file took too long to arrive",
-            )
-        })??;
+    let (actual, size) = within(BLOB_TIMEOUT, receive).await?;
     if actual != sha1 {
         return Err(ApiError::bad_request(
             "invalid_digest",
@@ -163,18 +152,15 @@ pub async fn upload(
     // The CLI never retries a failed file, so a blob the collector is removing this very
     // moment is stored again here, after the collector's claim has passed.
     let mut attempt = 0;
-    loop {
-        match blobs::put_file(&state.services, &sha256, Some(size), temp.path()).await {
+    let sha256 = loop {
+        match blobs::put_file_by_content(&state.services, temp.path()).await {
             Err(BlobError::Busy(_)) if attempt < BUSY_RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(BUSY_PAUSE).await;
             }
-            result => {
-                result.map_err(blob_error)?;
-                break;
-            }
+            result => break result.map_err(blob_error)?.digest,
         }
-    }
+    };
     drop(temp);
     state
         .services
@@ -196,16 +182,10 @@ fn too_large(max: u64) -> ApiError {
     )
 }
 
+/// The answer to a file `put_file_by_content` refused (it names no digest or size, so
+/// neither can mismatch).
 fn blob_error(err: BlobError) -> ApiError {
     match err {
-        BlobError::Mismatch { expected, actual } => ApiError::bad_request(
-            "invalid_digest",
-            format!("the body's sha256 is {actual}, not {expected}; nothing was stored"),
-        ),
-        BlobError::SizeMismatch { expected, actual } => ApiError::bad_request(
-            "invalid_size",
-            format!("the body is {actual} bytes, not {expected}; nothing was stored"),
-        ),
         BlobError::TooLarge { max, .. } => too_large(max),
         BlobError::Busy(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
