@@ -144,7 +144,6 @@ fn vercel(method: &Method, path: &str, scope: Scope) -> Need {
         ["v1" | "v9" | "v10", "projects", name, ..]
         | ["projects", name, ..]
         | ["v3", "env", "pull", name, ..] => Need::Scope(scope, project(name)),
-        ["v13", "deployments"] if scope != Scope::Read => Need::Scope(scope, Target::Named),
         ["v6" | "v13", "deployments"] => Need::Scope(scope, Target::Named),
         ["v2", "files"] | ["v2", "now", "files"] => Need::Scope(Scope::Deploy, Target::Named),
         ["v5", "domains"] => Need::Scope(scope, Target::Everything),

@@ -298,11 +298,7 @@ pub async fn list(
             None
         }
     };
-    let limit = query
-        .limit
-        .and_then(|limit| limit.parse::<usize>().ok())
-        .unwrap_or(20)
-        .clamp(1, 100);
+    let limit = wire::page_size(query.limit.as_deref()) as usize;
     let until = query.until.and_then(|until| until.parse::<i64>().ok());
     let target = query.target.filter(|t| !t.is_empty());
     let states: Option<Vec<String>> = query.state.filter(|s| !s.is_empty()).map(|s| {

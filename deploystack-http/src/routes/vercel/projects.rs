@@ -107,11 +107,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query
-        .limit
-        .and_then(|limit| limit.parse::<u32>().ok())
-        .unwrap_or(20)
-        .clamp(1, 100);
+    let limit = wire::page_size(query.limit.as_deref());
     let page = projects::list(
         &state.services,
         &PageRequest {

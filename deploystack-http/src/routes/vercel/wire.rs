@@ -364,6 +364,14 @@ pub fn pagination(count: usize, next: Option<Value>) -> Value {
     json!({"count": count, "next": next, "prev": null})
 }
 
+/// The page size a listing's `limit` asks for: 1–100, 20 when absent or not a number.
+pub fn page_size(limit: Option<&str>) -> u32 {
+    limit
+        .and_then(|limit| limit.parse::<u32>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
