@@ -183,6 +183,18 @@ pub fn bold_err(text: &str) -> String {
     Style::new().bold().for_stderr().apply_to(text).to_string()
 }
 
+/// The strings of a JSON array joined by `separator` (`["read", "deploy"]` → `read,deploy`);
+/// empty for anything else.
+pub fn joined(value: &Value, separator: &str) -> String {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 /// `bytes` for people: `532 B`, `1.4 KiB`, `12.0 MiB`.
 pub fn bytes(bytes: u64) -> String {
     indicatif::BinaryBytes(bytes).to_string()

@@ -12,6 +12,7 @@ use crate::cli::LoginArgs;
 use crate::config::{self, ConfigFile, Origin, Settings};
 use crate::context::Context;
 use crate::exit::CliError;
+use crate::output;
 
 /// Run `login`.
 pub fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
@@ -133,9 +134,9 @@ fn describe(who: &Value) -> String {
     if token.is_null() {
         return "no token (a local caller, let in without one)".to_owned();
     }
-    let scopes = join(&token["scopes"]);
+    let scopes = output::joined(&token["scopes"], ", ");
     let projects = if token["projects"].is_array() {
-        format!("projects {}", join(&token["projects"]))
+        format!("projects {}", output::joined(&token["projects"], ", "))
     } else {
         "every project".to_owned()
     };
@@ -144,14 +145,4 @@ fn describe(who: &Value) -> String {
         token["name"].as_str().unwrap_or_default(),
         token["id"].as_str().unwrap_or_default()
     )
-}
-
-fn join(value: &Value) -> String {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

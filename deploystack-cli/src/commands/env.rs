@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::cli::{EnvCommand, EnvTarget, EnvType};
 use crate::context::{Context, segment};
 use crate::exit::{CliError, Kind};
+use crate::output;
 
 /// Run `env …`.
 pub fn run(ctx: &Context, command: EnvCommand) -> Result<(), CliError> {
@@ -79,7 +80,7 @@ fn ls(ctx: &Context, project: &str, decrypt: bool) -> Result<(), CliError> {
         .map(|v| {
             vec![
                 v["key"].as_str().unwrap_or_default().to_owned(),
-                targets_text(v),
+                output::joined(&v["targets"], ","),
                 v["type"].as_str().unwrap_or_default().to_owned(),
                 v["value"]
                     .as_str()
@@ -273,16 +274,6 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<(), CliError> {
     }
     let mut file = options.open(path).map_err(failed)?;
     file.write_all(text.as_bytes()).map_err(failed)
-}
-
-fn targets_text(var: &Value) -> String {
-    var["targets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

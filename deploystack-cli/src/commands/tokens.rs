@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::cli::TokensCommand;
 use crate::context::{Context, segment};
 use crate::exit::CliError;
+use crate::output;
 
 /// Run `tokens …`.
 pub fn run(ctx: &Context, command: TokensCommand) -> Result<(), CliError> {
@@ -24,9 +25,9 @@ pub fn run(ctx: &Context, command: TokensCommand) -> Result<(), CliError> {
                     vec![
                         text(&t["id"]),
                         text(&t["name"]),
-                        list(&t["scopes"]),
+                        output::joined(&t["scopes"], ","),
                         if t["projects"].is_array() {
-                            list(&t["projects"])
+                            output::joined(&t["projects"], ",")
                         } else {
                             "every project".to_owned()
                         },
@@ -83,14 +84,4 @@ pub fn run(ctx: &Context, command: TokensCommand) -> Result<(), CliError> {
 
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or("-").to_owned()
-}
-
-fn list(value: &Value) -> String {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join(",")
 }
