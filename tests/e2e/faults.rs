@@ -93,6 +93,42 @@ async fn a_disk_under_the_floor_refuses_uploads_with_507_and_is_not_ready() {
     // Nothing was recorded.
     let (_, list) = server.get_json("/api/v1/deployments").await;
     assert_eq!(list["deployments"].as_array().unwrap().len(), 0);
+
+    // Blob uploads are refused alike, ours and the `vercel` CLI's, and store nothing.
+    let bytes = b"hi".to_vec();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let blob = server
+        .client
+        .put(server.url(&format!("/api/v1/files/{digest}")))
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    let vercel = server
+        .client
+        .post(server.url("/v2/files"))
+        .header("x-now-digest", "c22b5f9178342609428d6f51b2c5af4c0bde6a42")
+        .header("x-now-size", "2")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    for (route, response) in [("PUT /api/v1/files", blob), ("POST /v2/files", vercel)] {
+        assert_eq!(response.status(), 507, "{route}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "insufficient_storage", "{route}");
+    }
+    let missing: Value = server
+        .client
+        .post(server.url("/api/v1/files/missing"))
+        .json(&serde_json::json!({ "digests": [digest] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(missing["missing"], serde_json::json!([digest]));
 }
 
 /// Files under `dir`, recursively.

@@ -2,6 +2,10 @@
 //! sends; `x-vercel-digest`, the name in Vercel's REST docs, is read too), its size in
 //! `x-now-size`.
 //!
+//! It is held to the limits of our own blob uploads (`crate::routes::files`): at most the
+//! largest file a deployment may have (413), the disk floor (507 `insufficient_storage`
+//! before a byte is read), one of the upload slots while it arrives.
+//!
 //! The body is received into a temporary file while its SHA-1 is computed; a SHA-1 other
 //! than the one named is 400 and nothing is stored. The file is then stored as one of our
 //! blobs, named by its sha256 (`services::blobs::put_file_by_content`, which hashes it and
@@ -31,7 +35,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
 use crate::routes::files::BLOB_TIMEOUT;
-use crate::routes::upload::within;
+use crate::routes::upload::{check_disk, within};
 use crate::state::AppState;
 
 /// How often a file is stored again while the garbage collector removes the same blob…
@@ -104,6 +108,7 @@ pub async fn upload(
     if declared.is_some_and(|size| size > max) {
         return Err(too_large(max));
     }
+    check_disk(&state)?;
     let _slot = crate::routes::files::upload_slot(&state, SLOT_WAIT).await?;
     let temp = state
         .services
