@@ -6,7 +6,7 @@
 //! ones as the worker stores them (it does so every second while building), each as
 //! `event: log` with the line as JSON and its sequence number as `id:`; then `event: end`
 //! with the final status, and the stream closes. The lines are read through
-//! [`LogTail`](crate::routes::log_tail::LogTail), which says how it polls and when it ends. A
+//! [`LogTail`], which says how it polls and when it ends. A
 //! client that reconnects with `Last-Event-ID` continues after that line.
 
 use std::convert::Infallible;
